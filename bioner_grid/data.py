@@ -1,0 +1,215 @@
+"""Data readers, splits and corpus statistics.
+
+BIO TSV (``token<TAB>tag``, a blank line between sentences) with typed (``B-Disease``) or bare
+(``B``) IOB2 tags. Bare tags get the dataset's ``entity_type`` so that every label downstream is
+typed. Bad input stops with ``DataError("file:line: problem")`` before anything is trained or
+recorded.
+
+``python -m bioner_grid.data dataset=<name>`` prints the corpus statistics (WeLT Tables 1 and 11).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "dev", "test")
+
+
+class DataError(ValueError):
+    """Bad input data; the message is one line: ``file:line: problem``."""
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    tags: list[str]
+
+
+@dataclass
+class Split:
+    sentences: list[Sentence]
+    source: str
+    # Lines holding an I-X tag that does not continue a B-X/I-X (a known annotation slip; kept as is).
+    iob_slips: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Corpus:
+    name: str
+    splits: dict[str, Split]
+
+    @property
+    def labels(self) -> list[str]:
+        """All labels of all splits: ``O`` first, then ``B-T``/``I-T`` per type, sorted by type."""
+        types = sorted({tag[2:] for s in self.splits.values() for sent in s.sentences for tag in sent.tags if tag != "O"})
+        return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+
+def _check_tag(tag: str, entity_type: str) -> str | None:
+    """Return the typed IOB2 tag, or None when ``tag`` is not one."""
+    if tag == "O":
+        return tag
+    if tag in ("B", "I"):
+        return f"{tag}-{entity_type}"
+    if len(tag) > 2 and tag[0] in "BI" and tag[1] == "-":
+        return tag
+    return None
+
+
+def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
+    """Read a BIO TSV file; every problem raises ``DataError('file:line: problem')``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}:0: file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    sentences: list[Sentence] = []
+    slips: list[int] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    prev = "O"
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            if tokens:
+                sentences.append(Sentence(tokens, tags))
+                tokens, tags, prev = [], [], "O"
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise DataError(f"{path}:{lineno}: expected 2 tab-separated fields (token, tag), found {len(fields)}")
+        token, raw_tag = fields
+        if not token.strip():
+            raise DataError(f"{path}:{lineno}: empty token")
+        tag = _check_tag(raw_tag.strip(), entity_type)
+        if tag is None:
+            raise DataError(f"{path}:{lineno}: tag {raw_tag!r} is not IOB2 (expected O, B, I, B-<type> or I-<type>)")
+        if tag.startswith("I-") and prev[2:] != tag[2:]:
+            slips.append(lineno)
+        tokens.append(token)
+        tags.append(tag)
+        prev = tag
+    if tokens:
+        sentences.append(Sentence(tokens, tags))
+    if not sentences:
+        raise DataError(f"{path}:1: empty split (no sentences)")
+    return Split(sentences, str(path), slips)
+
+
+def _shuffled_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split sentences ``fraction`` / ``1 - fraction`` after a seeded shuffle."""
+    order = list(range(len(split.sentences)))
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * fraction)
+    if cut == 0 or cut == len(order):
+        raise DataError(f"{split.source}:0: {len(order)} sentences cannot be split at {fraction}")
+    first = sorted(order[:cut])
+    second = sorted(order[cut:])
+    pick = lambda idx: Split([split.sentences[i] for i in idx], split.source)  # noqa: E731
+    return pick(first), pick(second)
+
+
+def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None) -> Corpus:
+    """Read a dataset config (``conf/dataset/*.yaml``) into train/dev/test splits.
+
+    A single training file with ``split`` set is cut into train/test by sentence with a fixed seed;
+    without a dev file, ``dev_fraction`` of the training sentences is held out as dev.
+    """
+    if ds.format != "conll":
+        raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r}")
+    train = read_conll(ds.train, ds.entity_type)
+    test = read_conll(ds.test, ds.entity_type) if ds.get("test") else None
+    if test is None:
+        if not ds.get("split"):
+            raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
+        train, test = _shuffled_split(train, float(ds.split), int(ds.split_seed))
+    dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
+    if dev is None:
+        train, dev = _shuffled_split(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
+    splits = {"train": train, "dev": dev, "test": test}
+    caps = {"train": max_train, "dev": max_eval, "test": max_eval}
+    for name, cap in caps.items():
+        if cap:
+            splits[name].sentences = splits[name].sentences[: int(cap)]
+    return Corpus(ds.name, splits)
+
+
+def check_root(root: str | Path) -> Path:
+    """The data root must exist; say how to supply it when it does not."""
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(
+            f"{path}:0: data root not found; pass data.root=PATH or set BIONER_DATA (default ../shared/datasets)"
+        )
+    return path
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """Entities as (type, start, end-exclusive), IOB2; a stray I-X starts a new entity (conlleval)."""
+    spans, start, etype = [], None, None
+    for i, tag in enumerate(tags + ["O"]):
+        continues = tag.startswith("I-") and start is not None and tag[2:] == etype
+        if not continues and start is not None:
+            spans.append((etype, start, i))
+            start = None
+        if tag != "O" and not continues:
+            start, etype = i, tag[2:]
+    return spans
+
+
+def split_stats(split: Split) -> dict:
+    """Sentences, tokens, entities per type and the O/B/I class distribution of one split."""
+    classes: Counter = Counter()
+    entities: Counter = Counter()
+    n_tokens = 0
+    for sent in split.sentences:
+        n_tokens += len(sent.tokens)
+        classes.update(tag[0] for tag in sent.tags)
+        entities.update(t for t, _, _ in entity_spans(sent.tags))
+    return {
+        "sentences": len(split.sentences),
+        "tokens": n_tokens,
+        "entities": dict(sorted(entities.items())),
+        "classes": {c: classes.get(c, 0) for c in "OBI"},
+        "class_pct": {c: 100.0 * classes.get(c, 0) / max(n_tokens, 1) for c in "OBI"},
+        "iob_slips": len(split.iob_slips),
+    }
+
+
+def format_stats(corpus: Corpus) -> str:
+    rows = ["split  sentences   tokens   %O     %B    %I    I-after-O  entities"]
+    for name in SPLITS:
+        s = split_stats(corpus.splits[name])
+        ents = ", ".join(f"{t}={n}" for t, n in s["entities"].items())
+        p = s["class_pct"]
+        rows.append(
+            f"{name:<6} {s['sentences']:>9} {s['tokens']:>8}  {p['O']:5.2f} {p['B']:5.2f} {p['I']:5.2f}"
+            f"  {s['iob_slips']:>9}  {ents}"
+        )
+    return f"corpus {corpus.name}\n" + "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    from bioner_grid.config import compose
+
+    cfg = compose(argv)
+    try:
+        check_root(cfg.data.root)
+        corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_stats(corpus))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

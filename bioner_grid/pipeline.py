@@ -1,0 +1,121 @@
+"""One fine-tuning run, end to end: data -> weights -> tokenisation -> training -> scoring -> MLflow.
+
+Everything that can fail on bad input (data, scheme, precision/device) is checked before the
+MLflow run is opened, so a bad configuration records nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+from omegaconf import OmegaConf
+from transformers import set_seed
+
+from bioner_grid import tracking
+from bioner_grid.align import make_windows
+from bioner_grid.data import SPLITS, check_root, load_corpus
+from bioner_grid.evaluate import flat_metrics, score
+from bioner_grid.modeling import build_model, load_tokenizer
+from bioner_grid.train import pick_device, predict, train, training_arguments
+from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
+
+log = logging.getLogger(__name__)
+
+
+def write_conll(path: Path, sentences, predicted) -> None:
+    """Predictions as CoNLL columns ``token<TAB>gold<TAB>pred``, a blank line between sentences."""
+    with open(path, "w", encoding="utf-8") as f:
+        for sent, pred in zip(sentences, predicted, strict=True):
+            for token, gold, p in zip(sent.tokens, sent.tags, pred, strict=True):
+                f.write(f"{token}\t{gold}\t{p}\n")
+            f.write("\n")
+
+
+def run(cfg, output_dir: str | Path) -> dict:
+    """Run one configuration; returns the content of ``result.json``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Data and weights: all input checks happen here, before anything is trained or recorded.
+    check_root(cfg.data.root)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences)
+    for name, split in corpus.splits.items():
+        if split.iob_slips:
+            log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
+                        split.source, len(split.iob_slips), split.iob_slips[0])
+    labels = corpus.labels
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    train_sents = corpus.splits["train"].sentences
+    counts = count_classes(train_sents, labels, cfg.scheme.per_label)
+    weights = scheme_weights(cfg.scheme.kind, counts, cfg.scheme.beta)
+    degenerate = is_degenerate(weights)
+    if degenerate:
+        log.warning("scheme %s gives uniform weights %s on %s: this run is vanilla cross-entropy",
+                    cfg.scheme.name, weights, cfg.dataset.name)
+    vector = label_weights(weights, labels, cfg.scheme.per_label) if weights else None
+    device = pick_device(cfg.train.device)
+    args = training_arguments(cfg.train, str(out / "checkpoints"), device)
+
+    # Tokenisation and model.
+    set_seed(int(cfg.train.seed))
+    tokenizer = load_tokenizer(cfg.model)
+    windows = {n: make_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length) for n in SPLITS}
+    model = build_model(cfg.model, labels, tokenizer)
+    log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
+             len(labels), {n: len(w) for n, w in windows.items()}, device)
+
+    tracking.setup(cfg.tracking)
+    tags = {**tracking.run_tags(cfg), "weights_degenerate": str(degenerate).lower(), "output_dir": str(out.resolve())}
+    run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
+    with mlflow.start_run(run_name=run_name, tags=tags) as active:
+        mlflow.log_params(tracking.flatten_params(cfg))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_dict({"classes": list(counts), "counts": counts, "weights": weights, "labels": labels,
+                         "label_weights": vector, "degenerate": degenerate}, "class_weights.json")
+        if weights:
+            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
+
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        dev_gold = [s.tags for s in corpus.splits["dev"].sentences]
+        trainer = train(model, tokenizer, args, windows["train"], windows["dev"], dev_gold, id2label, vector,
+                        cfg.train.patience, lambda m, step: mlflow.log_metrics(m, step=step))
+        train_seconds = time.perf_counter() - started
+
+        metrics = {"train_seconds": train_seconds, "train_steps": trainer.state.global_step,
+                   "train_epochs": float(trainer.state.epoch or 0)}
+        for name in ("dev", "test"):
+            sents = corpus.splits[name].sentences
+            t0 = time.perf_counter()
+            predicted = predict(trainer, windows[name], id2label, len(sents))
+            metrics[f"{name}_seconds"] = time.perf_counter() - t0
+            metrics.update(flat_metrics(score([s.tags for s in sents], predicted), name))
+            path = out / f"predictions_{name}.conll"
+            write_conll(path, sents, predicted)
+            mlflow.log_artifact(str(path))
+        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device == "cuda":
+            metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        mlflow.log_metrics(metrics)
+
+        result = {
+            "run_id": active.info.run_id,
+            "experiment_id": active.info.experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            **{k: tags[k] for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
+            "weights_degenerate": degenerate,
+            "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
+        }
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        mlflow.log_artifact(str(out / "result.json"))
+    log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", metrics["test_f1"], metrics["test_strict_f1"],
+             train_seconds, result["run_id"])
+    return result

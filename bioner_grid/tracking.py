@@ -1,0 +1,89 @@
+"""MLflow tracking: one run per job, with params, metrics, artifacts and grid-key tags."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network on compute nodes
+
+import mlflow  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///path`` absolute (against the launch directory)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
+
+
+def setup(tcfg) -> str:
+    """Point MLflow at the configured store; create the experiment once. Returns its id."""
+    mlflow.set_tracking_uri(resolve_uri(tcfg.uri))
+    experiment = mlflow.get_experiment_by_name(tcfg.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = tcfg.get("artifact_location")
+    if location and "://" not in location:
+        location = Path(location).resolve().as_uri()
+    try:
+        return mlflow.create_experiment(tcfg.experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
+        return mlflow.get_experiment_by_name(tcfg.experiment).experiment_id
+
+
+def flatten_params(cfg) -> dict[str, str]:
+    """Every leaf of the resolved config as ``a.b.c -> value``, values cut to MLflow's limit."""
+    out: dict[str, str] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            value = str(node)
+            if len(value) > PARAM_LIMIT:
+                value = value[: PARAM_LIMIT - 14] + "...[truncated]"
+            out[prefix[:-1]] = value
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def git_state() -> dict[str, str]:
+    """Commit and dirty flag of the project checkout ('unknown' outside git)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"git_commit": "unknown", "git_dirty": "unknown"}
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
+        return {"git_commit": head.stdout.strip(), "git_dirty": str(dirty).lower()}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def run_tags(cfg) -> dict[str, str]:
+    """The grid keys and provenance every run carries as tags."""
+    return {
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "scheme": cfg.scheme.name,
+        "lr": str(cfg.train.lr),
+        "batch_size": str(cfg.train.batch_size),
+        "seed": str(cfg.train.seed),
+        "hostname": socket.gethostname(),
+        **git_state(),
+    }

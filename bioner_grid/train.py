@@ -1,0 +1,166 @@
+"""Fine-tuning with the transformers Trainer and a class-weighted cross-entropy loss.
+
+Dynamic padding (``DataCollatorForTokenClassification``) and length-grouped batches keep the
+padding small; the device (CUDA when present, else CPU) is chosen at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import SequentialSampler
+from transformers import (
+    DataCollatorForTokenClassification,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from bioner_grid.align import Window, by_length, predictions_to_tags
+from bioner_grid.evaluate import score
+
+log = logging.getLogger(__name__)
+
+
+class WeightedLossTrainer(Trainer):
+    """Trainer whose loss is ``CrossEntropyLoss(weight=class_weights)`` over the labelled sub-tokens."""
+
+    # Our loss is a per-batch (weighted) mean: the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits.float()
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), weight=weight, ignore_index=-100)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Predictions must come back in dataset order to be stitched into sentences; the Trainer
+        # would length-group them. Evaluation sets are sorted by length beforehand instead.
+        return SequentialSampler(eval_dataset)
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is available")
+    return requested
+
+
+class EpochLog(TrainerCallback):
+    """Collects per-epoch train loss and dev scores and hands them to ``sink(metrics, step)``."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        step = int(state.global_step)
+        picked = {}
+        if "loss" in logs:
+            picked["train_loss"] = logs["loss"]
+        for key in ("eval_f1", "eval_strict_f1", "eval_loss"):
+            if key in logs:
+                picked[key.replace("eval_", "dev_epoch_")] = logs[key]
+        if picked:
+            self.sink(picked, step)
+
+
+def argmax_logits(logits, labels):
+    """Keep only label ids, not full logits, while evaluating."""
+    return logits.argmax(dim=-1)
+
+
+def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label: dict[int, str]):
+    """seqeval scores of the dev set, with windows stitched back into whole sentences."""
+
+    def compute(eval_pred):
+        pred = predictions_to_tags(windows, eval_pred.predictions, id2label, len(gold))
+        s = score(gold, pred)
+        return {"f1": s["default"]["f1"], "strict_f1": s["strict"]["f1"], "strict_precision": s["strict"]["precision"], "strict_recall": s["strict"]["recall"]}
+
+    return compute
+
+
+def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
+    """TrainingArguments from the ``train`` config group."""
+    if t.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}")
+    if t.precision != "fp32" and device != "cuda":
+        raise ValueError(f"train.precision={t.precision} needs CUDA; use fp32 on CPU")
+    capped = t.max_steps and t.max_steps > 0
+    strategy = "steps" if capped else "epoch"
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=float(t.lr),
+        per_device_train_batch_size=int(t.batch_size),
+        per_device_eval_batch_size=int(t.eval_batch_size),
+        gradient_accumulation_steps=int(t.grad_accum),
+        num_train_epochs=float(t.epochs),
+        max_steps=int(t.max_steps) if capped else -1,
+        warmup_steps=float(t.warmup_ratio),
+        weight_decay=float(t.weight_decay),
+        seed=int(t.seed),
+        data_seed=int(t.seed),
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        logging_strategy=strategy,
+        eval_steps=int(t.max_steps) if capped else None,
+        save_steps=int(t.max_steps) if capped else None,
+        logging_steps=int(t.max_steps) if capped else None,
+        load_best_model_at_end=True,
+        metric_for_best_model="strict_f1",
+        greater_is_better=True,
+        save_total_limit=1,
+        train_sampling_strategy="group_by_length" if t.length_grouped else "random",
+        use_cpu=device == "cpu",
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink):
+    """Fine-tune ``model``; returns the Trainer holding the best (dev strict F1) model."""
+    dev_windows = by_length(dev_windows)
+    callbacks = [EpochLog(sink)]
+    if patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
+    trainer = WeightedLossTrainer(
+        model=model,
+        args=args,
+        train_dataset=[w.features() for w in train_windows],
+        eval_dataset=[w.features() for w in dev_windows],
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(dev_windows, dev_gold, id2label),
+        preprocess_logits_for_metrics=argmax_logits,
+        callbacks=callbacks,
+        class_weights=class_weights,
+    )
+    trainer.train()
+    return trainer
+
+
+def predict(trainer, windows: list[Window], id2label: dict[int, str], n_sentences: int) -> list[list[str]]:
+    """Predicted tags for every word of every sentence."""
+    windows = by_length(windows)
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None  # those score the dev set
+    try:
+        out = trainer.predict([w.features() for w in windows])
+    finally:
+        trainer.compute_metrics = compute_metrics
+    return predictions_to_tags(windows, np.asarray(out.predictions), id2label, n_sentences)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -71,10 +72,10 @@ def run(cfg, output_dir: str | Path) -> dict:
     log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, device)
 
-    tracking.setup(cfg.tracking)
+    experiment_id = tracking.setup(cfg.tracking)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(degenerate).lower(), "output_dir": str(out.resolve())}
     run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
-    with mlflow.start_run(run_name=run_name, tags=tags) as active:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
         mlflow.log_params(tracking.flatten_params(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_dict({"classes": list(counts), "counts": counts, "weights": weights, "labels": labels,
@@ -116,6 +117,8 @@ def run(cfg, output_dir: str | Path) -> dict:
         }
         (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         mlflow.log_artifact(str(out / "result.json"))
+    if not cfg.train.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", metrics["test_f1"], metrics["test_strict_f1"],
              train_seconds, result["run_id"])
     return result

@@ -1,0 +1,110 @@
+"""The command line end to end: tiny_bert on a slice of real NCBI into a temporary MLflow store."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from conftest import ROOT
+
+SLICE = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
+         "train.batch_size=16", "train.lr=1e-3"]
+
+
+def cli(tmp_path: Path, data_root, *overrides, multirun=False):
+    args = [sys.executable, "-m", "bioner_grid", *(["-m"] if multirun else []), f"data.root={data_root}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+            *overrides]
+    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def runs(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    return mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("single")
+    r = cli(tmp, data_root, *SLICE, f"hydra.run.dir={tmp}/run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp
+
+
+def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
+    df = runs(single_run)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["status"] == "FINISHED"
+    for tag, value in {"model": "tiny_bert", "dataset": "ncbi_disease", "scheme": "welt", "lr": "0.001",
+                       "batch_size": "16", "seed": "42", "weights_degenerate": "false"}.items():
+        assert row[f"tags.{tag}"] == value
+    assert len(row["tags.git_commit"]) in (7, 40) or row["tags.git_commit"] == "unknown"
+    assert row["tags.hostname"] and row["tags.git_dirty"] in ("true", "false", "unknown")
+    assert row["params.train.lr"] == "0.001" and row["params.model.family"] == "bert"
+    assert row["params.weight.B"] == "0.42"[:4] or float(row["params.weight.B"]) > float(row["params.weight.O"])
+    for m in ("test_f1", "test_precision", "test_recall", "test_strict_f1", "dev_strict_f1", "test_Disease_f1",
+              "test_strict_Disease_f1", "train_seconds", "peak_rss_mb"):
+        assert 0 <= row[f"metrics.{m}"] < float("inf"), m
+    client = MlflowClient()
+    run_id = row["run_id"]
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [6, 12]  # 96 sentences / 16, 2 epochs
+    assert len(client.get_metric_history(run_id, "dev_epoch_strict_f1")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "class_weights.json", "predictions_dev.conll", "predictions_test.conll", "result.json"} <= artifacts
+    weights = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="class_weights.json")).read_text())
+    assert weights["labels"] == ["O", "B-Disease", "I-Disease"] and weights["counts"]["O"] > weights["counts"]["B"]
+
+
+def test_result_json_and_predictions_file(single_run):
+    result = json.loads((single_run / "run" / "result.json").read_text())
+    row = runs(single_run).iloc[0]
+    assert result["run_id"] == row["run_id"]
+    assert result["metrics"]["test_strict_f1"] == pytest.approx(row["metrics.test_strict_f1"])
+    assert (result["model"], result["dataset"], result["scheme"]) == ("tiny_bert", "ncbi_disease", "welt")
+    lines = (single_run / "run" / "predictions_test.conll").read_text().split("\n")
+    rows = [line.split("\t") for line in lines if line]
+    assert len(rows) == sum(1 for line in (ROOT.parent / "shared/datasets/conll/NCBI-disease/test.tsv").read_text().split("\n\n")[:40] for t in line.split("\n") if t)
+    assert all(len(r) == 3 and r[2] in ("O", "B-Disease", "I-Disease") for r in rows)
+
+
+def test_same_command_twice_gives_the_same_metrics(single_run, data_root):
+    r = cli(single_run, data_root, *SLICE, f"hydra.run.dir={single_run}/run2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = runs(single_run)
+    assert len(df) == 2  # the first run is kept, not overwritten
+    metrics = [c for c in df.columns if c.startswith("metrics.") and "seconds" not in c and "rss" not in c]
+    assert df.iloc[0][metrics].tolist() == df.iloc[1][metrics].tolist()
+
+
+def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")
+    r = cli(tmp_path, data_root, "model=tiny_bert", "dataset=conll_files", f"dataset.train={bad}", "dataset.split=0.8")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == f"error: {bad}:3: tag 'X-Disease' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
+    assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path).empty
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    r = cli(tmp_path, tmp_path / "nowhere", "model=tiny_bert")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/nowhere:0: data root not found; pass data.root=PATH or set BIONER_DATA (default ../shared/datasets)")
+
+
+def test_multirun_sweeps_schemes_and_flags_uniform_weights(tmp_path, data_root):
+    r = cli(tmp_path, data_root, *SLICE, "train.epochs=1", "scheme=vanilla,ens_0.3", f"hydra.sweep.dir={tmp_path}/sweep",
+            multirun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = runs(tmp_path).set_index("tags.scheme")
+    assert sorted(df.index) == ["ens_0.3", "vanilla"]
+    assert df.loc["ens_0.3", "tags.weights_degenerate"] == "true"
+    assert df.loc["vanilla", "tags.weights_degenerate"] == "false"
+    # uniform weights are vanilla cross-entropy: same loss up to float rounding
+    assert df.loc["ens_0.3", "metrics.train_loss"] == pytest.approx(df.loc["vanilla", "metrics.train_loss"], rel=1e-4)
+    assert len(list((tmp_path / "sweep").glob("*/result.json"))) == 2

@@ -60,8 +60,12 @@ def _check_tag(tag: str, entity_type: str) -> str | None:
     return None
 
 
-def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
-    """Read a BIO TSV file; every problem raises ``DataError('file:line: problem')``."""
+def read_rows(path: str | Path, n_fields: int) -> list[list[tuple[int, list[str]]]]:
+    """Sentences of a column file as rows ``(line number, fields)``; a blank line ends a sentence.
+
+    Fields are tab-separated, or whitespace-separated in a file without tabs (conlleval style).
+    Every row must have ``n_fields`` non-empty fields; problems raise ``DataError('file:line: problem')``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}:0: file not found")
@@ -71,36 +75,46 @@ def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
-    sentences: list[Sentence] = []
-    slips: list[int] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    prev = "O"
+    tabs = "\t" in text
+    sentences, rows = [], []
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
-            if tokens:
-                sentences.append(Sentence(tokens, tags))
-                tokens, tags, prev = [], [], "O"
+            if rows:
+                sentences.append(rows)
+                rows = []
             continue
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise DataError(f"{path}:{lineno}: expected 2 tab-separated fields (token, tag), found {len(fields)}")
-        token, raw_tag = fields
-        if not token.strip():
-            raise DataError(f"{path}:{lineno}: empty token")
-        tag = _check_tag(raw_tag.strip(), entity_type)
-        if tag is None:
-            raise DataError(f"{path}:{lineno}: tag {raw_tag!r} is not IOB2 (expected O, B, I, B-<type> or I-<type>)")
-        if tag.startswith("I-") and prev[2:] != tag[2:]:
-            slips.append(lineno)
-        tokens.append(token)
-        tags.append(tag)
-        prev = tag
-    if tokens:
-        sentences.append(Sentence(tokens, tags))
+        fields = line.split("\t") if tabs else line.split()
+        if len(fields) != n_fields:
+            sep = "tab" if tabs else "whitespace"
+            raise DataError(f"{path}:{lineno}: expected {n_fields} {sep}-separated fields, found {len(fields)}")
+        if not all(f.strip() for f in fields):
+            raise DataError(f"{path}:{lineno}: empty field")
+        rows.append((lineno, [f.strip() for f in fields]))
+    if rows:
+        sentences.append(rows)
     if not sentences:
         raise DataError(f"{path}:1: empty split (no sentences)")
+    return sentences
+
+
+def typed_tag(path, lineno: int, tag: str, entity_type: str) -> str:
+    """The typed IOB2 tag, or ``DataError`` naming file and line."""
+    typed = _check_tag(tag, entity_type)
+    if typed is None:
+        raise DataError(f"{path}:{lineno}: tag {tag!r} is not IOB2 (expected O, B, I, B-<type> or I-<type>)")
+    return typed
+
+
+def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
+    """Read a BIO TSV file (token, tag); every problem raises ``DataError('file:line: problem')``."""
+    sentences: list[Sentence] = []
+    slips: list[int] = []
+    for rows in read_rows(path, 2):
+        tags = [typed_tag(path, lineno, fields[1], entity_type) for lineno, fields in rows]
+        slips += [rows[i][0] for i, tag in enumerate(tags)
+                  if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:])]
+        sentences.append(Sentence([fields[0] for _, fields in rows], tags))
     return Split(sentences, str(path), slips)
 
 

@@ -52,3 +52,168 @@ def flat_metrics(scores: dict[str, dict], prefix: str) -> dict[str, float]:
         for etype, r in s["per_type"].items():
             metrics[f"{tag}_{etype}_f1"] = r["f1"]
     return metrics
+
+
+MISMATCH_TYPES = {
+    "type1": "predicted but not annotated",
+    "type2": "annotated but missed",
+    "type3": "predicted with an overlapping but wrong span (or label)",
+}
+
+
+def mismatch_examples(tokens: list[list[str]], gold: list[list[str]], pred: list[list[str]], limit: int) -> dict:
+    """The WeLT paper's three mismatch types, counted over all sentences, with up to ``limit``
+    examples each (sentence text, gold and predicted spans as ``[label, text, first, last]``)."""
+    from bioner_grid.faireval import overlap_type, spans_from_bio
+
+    out = {k: {"description": d, "count": 0, "examples": []} for k, d in MISMATCH_TYPES.items()}
+
+    def show(words, spans):
+        return [[s.label, " ".join(words[s.begin - 1 : s.end]), s.begin, s.end] for s in spans]
+
+    for words, g_tags, p_tags in zip(tokens, gold, pred, strict=True):
+        g_spans, p_spans = spans_from_bio(g_tags), spans_from_bio(p_tags)
+        found = []
+        for p in p_spans:
+            overlapping = [g for g in g_spans if overlap_type(g, p)]
+            if not overlapping:
+                found.append(("type1", p))
+            elif p not in g_spans:
+                found.append(("type3", p))
+        found += [("type2", g) for g in g_spans if not any(overlap_type(g, p) for p in p_spans)]
+        for kind, span in found:
+            entry = out[kind]
+            entry["count"] += 1
+            if len(entry["examples"]) < limit:
+                entry["examples"].append({"sentence": " ".join(words), "span": show(words, [span])[0],
+                                          "gold": show(words, g_spans), "pred": show(words, p_spans)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring any tagger's output: python -m bioner_grid.evaluate GOLD [PRED] [--format tsv|md|json]
+
+
+def _is_span_file(path) -> bool:
+    from pathlib import Path
+
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").split("\n"):
+        if line.strip():
+            fields = line.split("\t")
+            return len(fields) == 4 and fields[1].strip().lstrip("-").isdigit()
+    return False
+
+
+def _bio_column(path, column: str) -> tuple[list[list[str]], list[list[str]], list[list[int]]]:
+    """Tokens, typed tags and line numbers of a CoNLL file: ``token tag`` or ``token gold pred``
+    (``column`` picks gold or pred from the latter)."""
+    from bioner_grid.data import DataError, read_rows, typed_tag
+
+    try:
+        sentences = read_rows(path, 3)
+        index = 1 if column == "gold" else 2
+    except DataError as e:
+        if "expected 3" not in str(e):
+            raise
+        sentences, index = read_rows(path, 2), 1
+    tokens = [[f[0] for _, f in rows] for rows in sentences]
+    tags = [[typed_tag(path, n, f[index], "Entity") for n, f in rows] for rows in sentences]
+    return tokens, tags, [[n for n, _ in rows] for rows in sentences]
+
+
+def load_pair(gold_path, pred_path=None):
+    """Gold and predicted input: two span files, two BIO files with the same tokens, or one
+    ``token gold pred`` file. Returns ``(kind, gold, pred)`` with kind "bio" (tag lists) or "spans"."""
+    from bioner_grid.data import DataError
+    from bioner_grid.faireval import read_span_file
+
+    if pred_path is not None and _is_span_file(gold_path) and _is_span_file(pred_path):
+        gold, pred = read_span_file(gold_path), read_span_file(pred_path)
+        if len(gold) != len(pred):
+            raise DataError(f"{pred_path}:0: {len(pred)} sentences, but {gold_path} has {len(gold)}")
+        return "spans", gold, pred
+    g_tokens, gold, g_lines = _bio_column(gold_path, "gold")
+    if pred_path is None:
+        return "bio", gold, _bio_column(gold_path, "pred")[1]
+    p_tokens, pred, p_lines = _bio_column(pred_path, "pred")
+    for i, (gt, pt) in enumerate(zip(g_tokens, p_tokens)):
+        if len(gt) != len(pt):
+            raise DataError(f"{pred_path}:{p_lines[i][0]}: sentence {i + 1} has {len(pt)} tokens, but {len(gt)} in {gold_path}:{g_lines[i][0]}")
+        for j, (a, b) in enumerate(zip(gt, pt)):
+            if a != b:
+                raise DataError(f"{pred_path}:{p_lines[i][j]}: token {b!r} differs from {a!r} at {gold_path}:{g_lines[i][j]}")
+    if len(g_tokens) != len(p_tokens):
+        raise DataError(f"{pred_path}:0: {len(p_tokens)} sentences, but {gold_path} has {len(g_tokens)}")
+    return "bio", gold, pred
+
+
+def _fmt(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def render(sections: dict[str, list[dict]], fmt: str) -> str:
+    """Tables as the FairEval reference prints them (tsv), as Markdown, or as JSON."""
+    import json
+
+    if fmt == "json":
+        return json.dumps(sections, indent=2)
+    out = []
+    for title, rows in sections.items():
+        columns = list(rows[0])
+        header = ["Label" if c == "label" else {"precision": "Prec", "recall": "Rec", "f1": "F1"}.get(c, c) for c in columns]
+        values = [[_fmt(r[c]) for c in columns] for r in rows]
+        if fmt == "md":
+            out += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(v) + " |" for v in values]
+        else:
+            out += [f"### {title}:"] + ["\t".join(header)] + ["\t".join(v) for v in values]
+        out.append("")
+    return "\n".join(out)
+
+
+def all_tables(kind: str, gold, pred, focus: str = "target") -> dict[str, list[dict]]:
+    """seqeval (BIO input only) and FairEval tables, percentages with two decimals."""
+    from bioner_grid import faireval
+
+    sections = {}
+    if kind == "bio":
+        for mode, s in score(gold, pred).items():
+            rows = [{"label": t, "precision": 100 * r["precision"], "recall": 100 * r["recall"], "f1": 100 * r["f1"], "support": r["support"]}
+                    for t, r in sorted(s["per_type"].items())]
+            rows.append({"label": "overall", "precision": 100 * s["precision"], "recall": 100 * s["recall"], "f1": 100 * s["f1"], "support": s["support"]})
+            sections[f"seqeval {mode} evaluation"] = rows
+        gold = [faireval.spans_from_bio(t) for t in gold]
+        pred = [faireval.spans_from_bio(t) for t in pred]
+    counts = faireval.evaluate(gold, pred, focus)
+    for name, rows in faireval.tables(counts).items():
+        sections[f"{name.title()} evaluation"] = rows
+    return sections
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from bioner_grid.data import DataError
+
+    ap = argparse.ArgumentParser(prog="python -m bioner_grid.evaluate", description=(
+        "Score any tagger's output: seqeval default/strict and FairEval traditional/fair/weighted. "
+        "Inputs: GOLD PRED as two BIO files (token tag) with the same tokens, two FairEval span files, "
+        "or one file with columns token gold pred."))
+    ap.add_argument("gold")
+    ap.add_argument("pred", nargs="?")
+    ap.add_argument("--format", choices=("tsv", "md", "json"), default="tsv")
+    ap.add_argument("--focus", choices=("target", "system"), default="target",
+                    help="whose label a label error (LE, LBE) is counted under")
+    a = ap.parse_args(argv)
+    try:
+        kind, gold, pred = load_pair(a.gold, a.pred)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(render(all_tables(kind, gold, pred, a.focus), a.format))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,10 +18,11 @@ import torch
 from omegaconf import OmegaConf
 from transformers import set_seed
 
-from bioner_grid import tracking
+from bioner_grid import faireval, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, check_root, load_corpus
-from bioner_grid.evaluate import flat_metrics, score
+from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
+from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer
 from bioner_grid.train import pick_device, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
@@ -98,7 +99,13 @@ def run(cfg, output_dir: str | Path) -> dict:
             t0 = time.perf_counter()
             predicted = predict(trainer, windows[name], id2label, len(sents))
             metrics[f"{name}_seconds"] = time.perf_counter() - t0
-            metrics.update(flat_metrics(score([s.tags for s in sents], predicted), name))
+            gold = [s.tags for s in sents]
+            metrics.update(flat_metrics(score(gold, predicted), name))
+            fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],
+                                     cfg.evaluation.faireval_focus)
+            metrics.update(faireval.metrics(fair, name))
+            mlflow.log_dict(mismatch_examples([s.tokens for s in sents], gold, predicted, cfg.evaluation.error_examples),
+                            f"error_analysis_{name}.json")
             path = out / f"predictions_{name}.conll"
             write_conll(path, sents, predicted)
             mlflow.log_artifact(str(path))

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from conftest import ROOT
 
 SLICE = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
-         "train.batch_size=16", "train.lr=1e-3"]
+         "train.batch_size=16", "train.lr=3e-4"]
 
 
 def cli(tmp_path: Path, data_root, *overrides, multirun=False):
@@ -40,13 +40,14 @@ def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
     assert len(df) == 1
     row = df.iloc[0]
     assert row["status"] == "FINISHED"
-    for tag, value in {"model": "tiny_bert", "dataset": "ncbi_disease", "scheme": "welt", "lr": "0.001",
+    for tag, value in {"model": "tiny_bert", "dataset": "ncbi_disease", "scheme": "welt", "lr": "0.0003",
                        "batch_size": "16", "seed": "42", "weights_degenerate": "false"}.items():
         assert row[f"tags.{tag}"] == value
     assert len(row["tags.git_commit"]) in (7, 40) or row["tags.git_commit"] == "unknown"
     assert row["tags.hostname"] and row["tags.git_dirty"] in ("true", "false", "unknown")
-    assert row["params.train.lr"] == "0.001" and row["params.model.family"] == "bert"
-    assert row["params.weight.B"] == "0.42"[:4] or float(row["params.weight.B"]) > float(row["params.weight.O"])
+    assert row["params.train.lr"] == "0.0003" and row["params.model.family"] == "bert"
+    w = {c: float(row[f"params.weight.{c}"]) for c in "OBI"}
+    assert w["B"] > w["I"] > w["O"] and sum(w.values()) == pytest.approx(1.0, abs=1e-5)  # WeLT: softmax(1 - n/N)
     for m in ("test_f1", "test_precision", "test_recall", "test_strict_f1", "dev_strict_f1", "test_Disease_f1",
               "test_strict_Disease_f1", "train_seconds", "peak_rss_mb"):
         assert 0 <= row[f"metrics.{m}"] < float("inf"), m
@@ -55,7 +56,12 @@ def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [6, 12]  # 96 sentences / 16, 2 epochs
     assert len(client.get_metric_history(run_id, "dev_epoch_strict_f1")) == 2
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "class_weights.json", "predictions_dev.conll", "predictions_test.conll", "result.json"} <= artifacts
+    assert {"config.yaml", "class_weights.json", "predictions_dev.conll", "predictions_test.conll", "result.json",
+            "error_analysis_dev.json", "error_analysis_test.json"} <= artifacts
+    for m in ("fair_f1", "weighted_f1", "fair_FP", "fair_FN", "fair_LE", "fair_BE", "fair_BES", "fair_BEL", "fair_BEO", "fair_LBE"):
+        assert row[f"metrics.dev_{m}"] >= 0 and row[f"metrics.test_{m}"] >= 0, m
+    analysis = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="error_analysis_test.json")).read_text())
+    assert set(analysis) == {"type1", "type2", "type3"} and all(len(v["examples"]) <= 20 for v in analysis.values())
     weights = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="class_weights.json")).read_text())
     assert weights["labels"] == ["O", "B-Disease", "I-Disease"] and weights["counts"]["O"] > weights["counts"]["B"]
 
@@ -70,6 +76,19 @@ def test_result_json_and_predictions_file(single_run):
     rows = [line.split("\t") for line in lines if line]
     assert len(rows) == sum(1 for line in (ROOT.parent / "shared/datasets/conll/NCBI-disease/test.tsv").read_text().split("\n\n")[:40] for t in line.split("\n") if t)
     assert all(len(r) == 3 and r[2] in ("O", "B-Disease", "I-Disease") for r in rows)
+
+
+def test_faireval_traditional_counts_agree_with_seqeval_strict_on_real_predictions(single_run):
+    from bioner_grid.evaluate import load_pair
+    from bioner_grid.faireval import evaluate, spans_from_bio
+
+    _, gold, pred = load_pair(single_run / "run" / "predictions_test.conll")
+    counts = evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in pred]).traditional
+    row = runs(single_run).iloc[0]
+    assert counts["TP"] > 0 and counts["FP"] > 0  # the tiny model does predict entities, right and wrong
+    assert counts["TP"] / (counts["TP"] + counts["FP"]) == pytest.approx(row["metrics.test_strict_precision"])
+    assert counts["TP"] / (counts["TP"] + counts["FN"]) == pytest.approx(row["metrics.test_strict_recall"])
+    assert row["metrics.test_fair_TP"] == counts["TP"]
 
 
 def test_same_command_twice_gives_the_same_metrics(single_run, data_root):

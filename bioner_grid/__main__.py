@@ -21,7 +21,7 @@ def main(cfg) -> float:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    return result["metrics"]["test_strict_f1"]
+    return None if result.get("skipped") else result["metrics"]["test_strict_f1"]
 
 
 if __name__ == "__main__":

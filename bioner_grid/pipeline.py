@@ -17,6 +17,7 @@ import mlflow
 import torch
 from omegaconf import OmegaConf
 from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from bioner_grid import faireval, tracking
 from bioner_grid.align import make_windows
@@ -39,8 +40,26 @@ def write_conll(path: Path, sentences, predicted) -> None:
             f.write("\n")
 
 
+def find_resume_point(runs) -> tuple[str | None, str | None]:
+    """(run id, last checkpoint) of the newest unfinished run (killed, preempted, failed) that left
+    a checkpoint; (None, None) when there is none."""
+    for r in runs:
+        if r.info.status == "FINISHED":
+            continue
+        folder = Path(r.data.tags.get("output_dir", "")) / "checkpoints"
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last:
+            return r.info.run_id, last
+    return None, None
+
+
 def run(cfg, output_dir: str | Path) -> dict:
-    """Run one configuration; returns the content of ``result.json``."""
+    """Run one configuration; returns the content of ``result.json``.
+
+    A configuration whose run key is already FINISHED in the tracking store is skipped (unless
+    ``train.force``); an unfinished one (preempted, requeued, killed) resumes from its last
+    checkpoint and continues the same MLflow run.
+    """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -65,6 +84,18 @@ def run(cfg, output_dir: str | Path) -> dict:
     device = pick_device(cfg.train.device)
     args = training_arguments(cfg.train, str(out / "checkpoints"), device)
 
+    # Has this configuration run before?
+    key = tracking.run_key(cfg)
+    experiment_id = tracking.setup(cfg.tracking)
+    earlier = tracking.runs_with_key(experiment_id, key)
+    done = [r for r in earlier if r.info.status == "FINISHED"]
+    if done and not cfg.train.force:
+        log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, done[0].info.run_id)
+        return {"skipped": True, "run_key": key, "run_id": done[0].info.run_id}
+    resume_id, resume_from = (None, None) if cfg.train.force else find_resume_point(earlier)
+    if resume_from:
+        log.info("resuming MLflow run %s from %s", resume_id, resume_from)
+
     # Tokenisation and model.
     set_seed(int(cfg.train.seed))
     tokenizer = load_tokenizer(cfg.model)
@@ -73,59 +104,79 @@ def run(cfg, output_dir: str | Path) -> dict:
     log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, device)
 
-    experiment_id = tracking.setup(cfg.tracking)
-    tags = {**tracking.run_tags(cfg), "weights_degenerate": str(degenerate).lower(), "output_dir": str(out.resolve())}
+    tags = {**tracking.run_tags(cfg), "run_key": key, "weights_degenerate": str(degenerate).lower(),
+            "output_dir": str(out.resolve())}
     run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
-        mlflow.log_params(tracking.flatten_params(cfg))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow.log_dict({"classes": list(counts), "counts": counts, "weights": weights, "labels": labels,
-                         "label_weights": vector, "degenerate": degenerate}, "class_weights.json")
-        if weights:
-            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
-
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        dev_gold = [s.tags for s in corpus.splits["dev"].sentences]
-        trainer = train(model, tokenizer, args, windows["train"], windows["dev"], dev_gold, id2label, vector,
-                        cfg.train.patience, lambda m, step: mlflow.log_metrics(m, step=step))
-        train_seconds = time.perf_counter() - started
-
-        metrics = {"train_seconds": train_seconds, "train_steps": trainer.state.global_step,
-                   "train_epochs": float(trainer.state.epoch or 0)}
-        for name in ("dev", "test"):
-            sents = corpus.splits[name].sentences
-            t0 = time.perf_counter()
-            predicted = predict(trainer, windows[name], id2label, len(sents))
-            metrics[f"{name}_seconds"] = time.perf_counter() - t0
-            gold = [s.tags for s in sents]
-            metrics.update(flat_metrics(score(gold, predicted), name))
-            fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],
-                                     cfg.evaluation.faireval_focus)
-            metrics.update(faireval.metrics(fair, name))
-            mlflow.log_dict(mismatch_examples([s.tokens for s in sents], gold, predicted, cfg.evaluation.error_examples),
-                            f"error_analysis_{name}.json")
-            path = out / f"predictions_{name}.conll"
-            write_conll(path, sents, predicted)
-            mlflow.log_artifact(str(path))
-        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if device == "cuda":
-            metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        mlflow.log_metrics(metrics)
-
-        result = {
-            "run_id": active.info.run_id,
-            "experiment_id": active.info.experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
-            **{k: tags[k] for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
-            "weights_degenerate": degenerate,
-            "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
-        }
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        mlflow.log_artifact(str(out / "result.json"))
+    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
+                              run_name=None if resume_id else run_name)
+    try:
+        mlflow.set_tags(tags)
+        result = _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, id2label, counts,
+                                  weights, vector, degenerate, labels, resume_from, active, tags)
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run("KILLED")  # preempted or requeued: the next attempt resumes this run
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
     if not cfg.train.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", metrics["test_f1"], metrics["test_strict_f1"],
-             train_seconds, result["run_id"])
+    log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", result["metrics"]["test_f1"],
+             result["metrics"]["test_strict_f1"], result["metrics"]["train_seconds"], result["run_id"])
+    return result
+
+
+def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, id2label, counts, weights, vector,
+                     degenerate, labels, resume_from, active, tags) -> dict:
+    if not resume_from:
+        mlflow.log_params(tracking.flatten_params(cfg))
+        if weights:
+            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow.log_dict({"classes": list(counts), "counts": counts, "weights": weights, "labels": labels,
+                     "label_weights": vector, "degenerate": degenerate}, "class_weights.json")
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    dev_gold = [s.tags for s in corpus.splits["dev"].sentences]
+    trainer = train(model, tokenizer, args, windows["train"], windows["dev"], dev_gold, id2label, vector,
+                    cfg.train.patience, lambda m, step: mlflow.log_metrics(m, step=step), resume_from)
+    train_seconds = time.perf_counter() - started
+
+    metrics = {"train_seconds": train_seconds, "train_steps": trainer.state.global_step,
+               "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
+    for name in ("dev", "test"):
+        sents = corpus.splits[name].sentences
+        t0 = time.perf_counter()
+        predicted = predict(trainer, windows[name], id2label, len(sents))
+        metrics[f"{name}_seconds"] = time.perf_counter() - t0
+        gold = [s.tags for s in sents]
+        metrics.update(flat_metrics(score(gold, predicted), name))
+        fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],
+                                 cfg.evaluation.faireval_focus)
+        metrics.update(faireval.metrics(fair, name))
+        mlflow.log_dict(mismatch_examples([s.tokens for s in sents], gold, predicted, cfg.evaluation.error_examples),
+                        f"error_analysis_{name}.json")
+        path = out / f"predictions_{name}.conll"
+        write_conll(path, sents, predicted)
+        mlflow.log_artifact(str(path))
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device == "cuda":
+        metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    mlflow.log_metrics(metrics)
+
+    result = {
+        "run_id": active.info.run_id,
+        "experiment_id": active.info.experiment_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "run_key": tags["run_key"],
+        **{k: tags[k] for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
+        "weights_degenerate": degenerate,
+        "resumed_from": resume_from,
+        "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    mlflow.log_artifact(str(out / "result.json"))
     return result

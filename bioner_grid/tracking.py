@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -87,3 +89,43 @@ def run_tags(cfg) -> dict[str, str]:
         "hostname": socket.gethostname(),
         **git_state(),
     }
+
+
+# Settings that do not change what a run computes: where it is tracked, where data and outputs
+# live, how often it checkpoints, whether to rerun it.
+KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size")
+
+
+def run_key(cfg) -> str:
+    """Stable hash of the resolved config minus launcher, output-path and tracking settings.
+
+    ``data.root`` is replaced by a placeholder before resolving, so the same corpus read from
+    another folder (login node vs compute node) gives the same key.
+    """
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    OmegaConf.set_struct(cfg, False)
+    for key in ("hydra", "tracking", "grid"):
+        cfg.pop(key, None)
+    cfg.data.root = "<data.root>"
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in KEY_IGNORED_TRAIN:
+        container["train"].pop(key, None)
+    blob = json.dumps(container, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def runs_with_key(experiment_id: str, key: str) -> list:
+    """MLflow runs carrying ``run_key=key``, newest first."""
+    return mlflow.search_runs(experiment_ids=[experiment_id], filter_string=f"tags.run_key = '{key}'",
+                              order_by=["attributes.start_time DESC"], output_format="list")
+
+
+def finished_keys(tcfg) -> dict[str, str]:
+    """``run_key -> run_id`` of every FINISHED run in the configured experiment (none if it does not exist)."""
+    mlflow.set_tracking_uri(resolve_uri(tcfg.uri))
+    experiment = mlflow.get_experiment_by_name(tcfg.experiment)
+    if experiment is None:
+        return {}
+    runs = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              output_format="list")
+    return {r.data.tags["run_key"]: r.info.run_id for r in runs if "run_key" in r.data.tags}

@@ -100,7 +100,9 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
     if t.precision != "fp32" and device != "cuda":
         raise ValueError(f"train.precision={t.precision} needs CUDA; use fp32 on CPU")
     capped = t.max_steps and t.max_steps > 0
-    strategy = "steps" if capped else "epoch"
+    # Evaluate, checkpoint and log every `checkpoint_steps` steps, else once per epoch (or at max_steps).
+    every = int(t.checkpoint_steps) if t.get("checkpoint_steps") else (int(t.max_steps) if capped else None)
+    strategy = "steps" if every else "epoch"
     return TrainingArguments(
         output_dir=output_dir,
         learning_rate=float(t.lr),
@@ -116,9 +118,9 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
         eval_strategy=strategy,
         save_strategy=strategy,
         logging_strategy=strategy,
-        eval_steps=int(t.max_steps) if capped else None,
-        save_steps=int(t.max_steps) if capped else None,
-        logging_steps=int(t.max_steps) if capped else None,
+        eval_steps=every,
+        save_steps=every,
+        logging_steps=every,
         load_best_model_at_end=True,
         metric_for_best_model="strict_f1",
         greater_is_better=True,
@@ -133,7 +135,8 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
     )
 
 
-def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink):
+def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink,
+          resume_from: str | None = None):
     """Fine-tune ``model``; returns the Trainer holding the best (dev strict F1) model."""
     dev_windows = by_length(dev_windows)
     callbacks = [EpochLog(sink)]
@@ -151,7 +154,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
         callbacks=callbacks,
         class_weights=class_weights,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 
 

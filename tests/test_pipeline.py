@@ -91,13 +91,19 @@ def test_faireval_traditional_counts_agree_with_seqeval_strict_on_real_predictio
     assert row["metrics.test_fair_TP"] == counts["TP"]
 
 
-def test_same_command_twice_gives_the_same_metrics(single_run, data_root):
-    r = cli(single_run, data_root, *SLICE, f"hydra.run.dir={single_run}/run2")
+def test_finished_configuration_is_skipped_and_force_reruns_it_identically(single_run, data_root):
+    r = cli(single_run, data_root, *SLICE, f"hydra.run.dir={single_run}/again")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "is FINISHED as MLflow run" in r.stdout + r.stderr and "skipping" in r.stdout + r.stderr
+    assert len(runs(single_run)) == 1 and not (single_run / "again" / "result.json").exists()
+
+    r = cli(single_run, data_root, *SLICE, "train.force=true", f"hydra.run.dir={single_run}/run2")
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(single_run)
     assert len(df) == 2  # the first run is kept, not overwritten
+    assert df.iloc[0]["tags.run_key"] == df.iloc[1]["tags.run_key"]
     metrics = [c for c in df.columns if c.startswith("metrics.") and "seconds" not in c and "rss" not in c]
-    assert df.iloc[0][metrics].tolist() == df.iloc[1][metrics].tolist()
+    assert df.iloc[0][metrics].tolist() == df.iloc[1][metrics].tolist()  # same command, same metrics
 
 
 def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root):

@@ -5,8 +5,15 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra_plugins.bioner_grid_launcher import grid_launcher
 
 from bioner_grid.data import DataError
+
+# Hydra finds plugins by walking hydra_plugins.__path__, which an editable install does not
+# expose for launchers/; register our launchers (conf/hydra/launcher/*) by hand.
+for _launcher in (grid_launcher.GridBasicLauncher, grid_launcher.GridSlurmLauncher, grid_launcher.GridSubmititLocalLauncher):
+    Plugins.instance().register(_launcher)
 
 log = logging.getLogger("bioner_grid")
 

@@ -104,10 +104,11 @@ def run_key(cfg) -> str:
     """
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     OmegaConf.set_struct(cfg, False)
-    for key in ("hydra", "tracking", "grid"):
-        cfg.pop(key, None)
+    cfg.pop("hydra", None)  # launcher and output paths (its resolvers only work inside a Hydra job)
     cfg.data.root = "<data.root>"
     container = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("tracking", "grid", "welt_hparams"):  # the table's values are resolved into train.*
+        container.pop(key, None)
     for key in KEY_IGNORED_TRAIN:
         container["train"].pop(key, None)
     blob = json.dumps(container, sort_keys=True, default=str)

@@ -1,0 +1,63 @@
+"""``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
+
+Prints every job (its sweep overrides and run key), the count, which are already FINISHED in the
+tracking store, which corpora the experiment lists but cannot read yet, and the preflight
+problems (models not resolvable offline, missing data files). Launches nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from bioner_grid.config import CONF_DIR
+
+
+def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(fixed overrides, one override list per job) as Hydra's basic sweeper expands them:
+    the experiment's ``hydra.sweeper.params`` with command-line sweeps taking precedence."""
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+    params = {k: str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()}
+    for o in parsed:
+        if o.is_sweep_override():
+            params[o.get_key_element()] = o.input_line.split("=", 1)[1]
+    sweep = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    batches = BasicSweeper.split_arguments(sweep, max_batch_size=None)
+    return fixed, [job for batch in batches for job in batch]
+
+
+def job_configs(fixed: list[str], jobs: list[list[str]]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return [compose("config", overrides=fixed + job) for job in jobs]
+
+
+def main(argv: list[str]) -> int:
+    from bioner_grid import tracking
+    from bioner_grid.grid import preflight, split_finished
+
+    fixed, jobs = sweep_jobs(argv)
+    configs = job_configs(fixed, jobs)
+    todo, done = split_finished(configs)
+    name = configs[0].grid.name if configs else "?"
+    print(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
+          f"(experiment {configs[0].tracking.experiment}): {len(done)} FINISHED, {len(todo)} to run")
+    for i, (job, cfg) in enumerate(zip(jobs, configs)):
+        status = f"FINISHED {done[i]}" if i in done else "to run"
+        print(f"  #{i:<3} {' '.join(job):<70} key {tracking.run_key(cfg)}  {status}")
+    unavailable = list(configs[0].grid.unavailable) if configs else []
+    if unavailable:
+        print(f"not in this grid yet (no reader for their format): {', '.join(unavailable)}")
+    problems = preflight(configs)
+    print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,96 @@
+"""Hydra launchers for bioner-grid sweeps.
+
+They are Hydra's own launchers (basic; submitit local and SLURM) with three additions before
+anything is started, all driven by the top-level ``grid`` config:
+- ``grid.preflight``: every model resolves offline and every dataset file exists, else nothing is
+  launched and every missing thing is listed;
+- ``grid.skip_finished``: configurations whose run key is FINISHED in the tracking store are not
+  launched again (the log says how many were skipped);
+- submitit only: jobs are grouped by their model's ``resources`` (memory, time, GPUs), one SLURM
+  job array per group; ``grid.wait=false`` submits and returns without waiting for results
+  (read them from MLflow).
+
+Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
+same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class GridLauncherMixin:
+    def _job_configs(self, job_overrides):
+        return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
+
+    def _select(self, job_overrides: Sequence[Sequence[str]]):
+        """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
+        from bioner_grid.grid import prepare
+
+        grid = self.config.get("grid") or {}
+        configs = self._job_configs(job_overrides)
+        todo = prepare(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
+        return [(list(job_overrides[i]), configs[i]) for i in todo]
+
+
+class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
+    """Hydra's basic launcher (one job after another, in this process)."""
+
+    def launch(self, job_overrides, initial_job_idx):
+        jobs = self._select(job_overrides)
+        return super().launch([o for o, _ in jobs], initial_job_idx) if jobs else []
+
+
+@contextlib.contextmanager
+def _submitted_only():
+    """Make submitit's ``Job.results`` return at once: jobs are submitted, results come from MLflow."""
+    import submitit
+
+    original = submitit.Job.results
+
+    def submitted(job):
+        return [JobReturn(status=JobStatus.COMPLETED, _return_value=f"submitted as SLURM job {job.job_id}")]
+
+    submitit.Job.results = submitted
+    try:
+        yield
+    finally:
+        submitit.Job.results = original
+
+
+class GridSubmititMixin(GridLauncherMixin):
+    def launch(self, job_overrides, initial_job_idx):
+        jobs = self._select(job_overrides)
+        groups: dict[str, list] = {}
+        for overrides, cfg in jobs:  # one job array per distinct resource request
+            resources = OmegaConf.to_container(cfg.model.get("resources") or {}, resolve=True)
+            groups.setdefault(repr(sorted(resources.items())), []).append((overrides, resources))
+        wait = (self.config.get("grid") or {}).get("wait", True)
+        base, results, idx = dict(self.params), [], initial_job_idx
+        try:
+            for members in groups.values():
+                self.params = {**base, **members[0][1]}
+                log.info("job array of %d with %s", len(members), members[0][1] or "the launcher's resources")
+                with contextlib.nullcontext() if wait else _submitted_only():
+                    results += super().launch([o for o, _ in members], idx)
+                idx += len(members)
+        finally:
+            self.params = base
+        return results
+
+
+class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
+    """submitit SLURM launcher: sbatch job arrays."""
+
+
+class GridSubmititLocalLauncher(GridSubmititMixin, LocalLauncher):
+    """submitit local launcher: jobs as local processes (for trying a sweep without a cluster)."""

@@ -58,6 +58,7 @@ def _submitted_only():
     original = submitit.Job.results
 
     def submitted(job):
+        log.info("submitted as SLURM job %s (not waiting; results land in the tracking store)", job.job_id)
         return [JobReturn(status=JobStatus.COMPLETED, _return_value=f"submitted as SLURM job {job.job_id}")]
 
     submitit.Job.results = submitted
@@ -72,7 +73,8 @@ class GridSubmititMixin(GridLauncherMixin):
         jobs = self._select(job_overrides)
         groups: dict[str, list] = {}
         for overrides, cfg in jobs:  # one job array per distinct resource request
-            resources = OmegaConf.to_container(cfg.model.get("resources") or {}, resolve=True)
+            resources = cfg.model.get("resources")
+            resources = OmegaConf.to_container(resources, resolve=True) if resources else {}
             groups.setdefault(repr(sorted(resources.items())), []).append((overrides, resources))
         wait = (self.config.get("grid") or {}).get("wait", True)
         base, results, idx = dict(self.params), [], initial_job_idx

@@ -106,6 +106,7 @@ def run_key(cfg) -> str:
     OmegaConf.set_struct(cfg, False)
     cfg.pop("hydra", None)  # launcher and output paths (its resolvers only work inside a Hydra job)
     cfg.data.root = "<data.root>"
+    cfg.data.upstream = "<data.upstream>"  # a mirror serves the same checksummed files
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in ("tracking", "grid", "welt_hparams"):  # the table's values are resolved into train.*
         container.pop(key, None)

@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from bioner_grid import faireval, tracking
 from bioner_grid.align import make_windows
-from bioner_grid.data import SPLITS, check_root, load_corpus
+from bioner_grid.data import SPLITS, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
 from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer
@@ -147,6 +147,10 @@ def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, 
 
     metrics = {"train_seconds": train_seconds, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
+    for name, split in corpus.splits.items():  # the corpus tables of a report (WeLT Tables 1 and 11)
+        stats = split_stats(split)
+        metrics.update({f"data_{name}_sentences": stats["sentences"], f"data_{name}_tokens": stats["tokens"]})
+        metrics.update({f"data_{name}_n_{c}": n for c, n in stats["classes"].items()})
     for name in ("dev", "test"):
         sents = corpus.splits[name].sentences
         t0 = time.perf_counter()

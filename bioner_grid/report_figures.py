@@ -1,0 +1,101 @@
+"""Report figures (matplotlib, PNG).
+
+Foundation-study views: per model, P/R/F1 against learning rate (log axis), one line per batch
+size; peak memory against mean training time, one point per model, with a least-squares line.
+WeLT views: per corpus, a heatmap of F1 per (model, scheme) and of ΔF1 against Vanilla.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bioner_grid.report import SCHEME_NAMES, SCHEMES, finished, metric_column  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[Path, str]]:
+    ok = finished(df)
+    images = []
+    for model, runs in ok.groupby("model"):
+        if runs["lr"].nunique() < 2:
+            continue
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
+        for ax, measure in zip(axes, ("precision", "recall", "f1")):
+            col = metric_column(split, mode, measure)
+            for bs, g in runs.groupby("batch_size"):
+                curve = (100 * g[col]).groupby(g["lr"]).mean().sort_index()
+                ax.plot(curve.index, curve.values, marker="o", label=f"batch {int(bs)}")
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_title(measure)
+        axes[0].set_ylabel(f"{split} {mode} (%)")
+        axes[-1].legend()
+        fig.suptitle(model)
+        images.append((_save(fig, out / f"lr_{model}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
+    return images
+
+
+def memory_vs_time(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
+    ok = finished(df)
+    if "peak_rss_mb" not in ok or "train_seconds" not in ok or ok["model"].nunique() < 2:
+        return []
+    memory = "cuda_peak_mb" if "cuda_peak_mb" in ok and ok["cuda_peak_mb"].notna().all() else "peak_rss_mb"
+    per_model = ok.groupby("model").agg(seconds=("train_seconds", "mean"), memory=(memory, "max"))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(per_model["seconds"], per_model["memory"])
+    for model, r in per_model.iterrows():
+        ax.annotate(model, (r["seconds"], r["memory"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    slope, intercept = np.polyfit(per_model["seconds"], per_model["memory"], 1)
+    xs = np.linspace(per_model["seconds"].min(), per_model["seconds"].max(), 10)
+    ax.plot(xs, slope * xs + intercept, linestyle="--", label=f"least squares: {slope:.2f} MB/s")
+    ax.set_xlabel("mean training time per run (s)")
+    ax.set_ylabel(f"peak memory ({memory}, MB)")
+    ax.legend()
+    return [(_save(fig, out / "memory_vs_time.png"), "Peak memory against mean training time, one point per model")]
+
+
+def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[Path, str]]:
+    ok = finished(df)
+    if ok["scheme"].nunique() < 2:
+        return []
+    images = []
+    col = metric_column(split, mode, "f1")
+    for dataset, runs in ok.groupby("dataset"):
+        grid = (100 * runs[col]).groupby([runs["model"], runs["scheme"]]).mean().unstack()
+        grid = grid[[s for s in SCHEMES if s in grid.columns]]
+        panels = [("F1", grid, "viridis")]
+        if "vanilla" in grid.columns:
+            panels.append(("ΔF1 vs Vanilla", grid.sub(grid["vanilla"], axis=0), "RdBu"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.6 * len(grid) + 2))
+        for ax, (title, values, cmap) in zip(np.atleast_1d(axes), panels):
+            limit = np.nanmax(np.abs(values.values)) or 1.0
+            kwargs = {"vmin": -limit, "vmax": limit} if title.startswith("Δ") else {}
+            im = ax.imshow(values.values, cmap=cmap, aspect="auto", **kwargs)
+            ax.set_xticks(range(len(values.columns)), [SCHEME_NAMES.get(s, s) for s in values.columns], rotation=45)
+            ax.set_yticks(range(len(values.index)), values.index)
+            for (i, j), v in np.ndenumerate(values.values):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7)
+            ax.set_title(f"{dataset}: {title}")
+            fig.colorbar(im, ax=ax)
+        images.append((_save(fig, out / f"schemes_{dataset}.png"), f"{dataset}: F1 per model and scheme, and ΔF1 against Vanilla"))
+    return images
+
+
+def figures(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict") -> list[tuple[Path, str]]:
+    if finished(df).empty:
+        return []
+    return scheme_heatmaps(df, out, split, mode) + lr_curves(df, out, split, mode) + memory_vs_time(df, out)

@@ -1,0 +1,168 @@
+"""Reports from MLflow: runs logged through the real MLflow API with known metrics."""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from scipy import stats
+
+from bioner_grid import report
+from conftest import ROOT
+from test_pipeline import cli, runs
+
+ORDER = ["INS", "ISNS", "ENS(0.3)", "ENS(0.5)", "ENS(0.9)", "Vanilla", "WeLT"]
+
+
+def log_run(client, experiment, status="FINISHED", **values):
+    tags = {k: str(values.pop(k)) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed") if k in values}
+    run = client.create_run(experiment, tags=tags)
+    for k, v in values.items():
+        client.log_metric(run.info.run_id, k, v)
+    client.set_terminated(run.info.run_id, status)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+    return uri, client, experiment
+
+
+def f1_run(client, experiment, model, dataset, scheme, f1, seed=1, status="FINISHED", p=None, r=None):
+    log_run(client, experiment, status, model=model, dataset=dataset, scheme=scheme, lr=5e-5, batch_size=32, seed=seed,
+            test_strict_f1=f1, test_strict_precision=p if p is not None else f1, test_strict_recall=r if r is not None else f1)
+
+
+def test_welt_table_marks_best_and_second_with_ties_and_missing(store):
+    uri, client, exp = store
+    for scheme, f1 in {"ins": 0.80, "isns": 0.82, "ens_0.3": 0.82, "ens_0.5": 0.81, "ens_0.9": 0.79, "vanilla": 0.81}.items():
+        f1_run(client, exp, "biobert", "ncbi_disease", scheme, f1)
+    f1_run(client, exp, "biobert", "ncbi_disease", "welt", 0.90, status="FAILED")  # counted, left out
+    f1_run(client, exp, "scibert", "ncbi_disease", "welt", 0.70)
+    df = report.load_runs(uri, ["grid"])
+    t = report.welt_table(df, "ncbi_disease")
+    assert t.header == ["Model", ""] + ORDER
+    f_row = next(r for r in t.rows if r[0].text == "biobert" and r[1].text == "F")
+    assert [c.text for c in f_row[2:]] == ["80.00", "82.00", "82.00", "81.00", "79.00", "81.00", "—"]
+    assert [c.mark for c in f_row[2:]] == [None, "best", "best", "second", None, "second", None]
+    tables, notes = report.build(df)
+    assert notes[0] == "8 runs read: 7 finished, 1 not finished (1 FAILED), left out."
+    assert "biobert/ncbi_disease/welt" in notes[1] and "scibert/ncbi_disease/ins" in notes[1]
+    md = report.to_markdown(t)
+    assert "| biobert | F | 80.00 | **82.00** | **82.00** | <u>81.00</u> | 79.00 | <u>81.00</u> | — |" in md
+    tex = report.to_latex(t)
+    assert r"\textbf{82.00}" in tex and r"\underline{81.00}" in tex and r"\toprule" in tex
+
+
+def test_seeds_give_mean_and_std(store):
+    uri, client, exp = store
+    for seed, f1 in enumerate([0.80, 0.82, 0.84], start=1):
+        f1_run(client, exp, "biobert", "bc2gm", "welt", f1, seed=seed)
+    f1_run(client, exp, "biobert", "bc2gm", "vanilla", 0.5)
+    t = report.welt_table(report.load_runs(uri, ["grid"]), "bc2gm")
+    f_row = next(r for r in t.rows if r[1].text == "F")
+    assert f_row[t.header.index("WeLT")].text == f"82.00 ± {statistics.stdev([80.0, 82.0, 84.0]):.2f}" == "82.00 ± 2.00"
+    assert f_row[t.header.index("WeLT")].mark == "best"
+
+
+def test_wilcoxon_against_scipy_directly(store):
+    uri, client, exp = store
+    rng = np.random.default_rng(0)
+    vanilla, welt = [], []
+    for model in ("biobert", "scibert"):
+        for dataset in ("ncbi_disease", "bc2gm", "linnaeus"):
+            for seed in (1, 2):
+                v = float(rng.uniform(0.7, 0.9))
+                w = v + float(rng.normal(0.004, 0.006))
+                f1_run(client, exp, model, dataset, "vanilla", v, seed=seed)
+                f1_run(client, exp, model, dataset, "welt", w, seed=seed)
+                vanilla.append(100 * v)
+                welt.append(100 * w)
+    t = report.wilcoxon_table(report.load_runs(uri, ["grid"]))
+    (row,) = [r for r in t.rows if r[0].text == "WeLT"]
+    d = np.array(welt) - np.array(vanilla)
+    assert row[1].text == "12"
+    assert row[2].text == f"{np.median(d):+.2f}"
+    assert (row[3].text, row[4].text) == (str((d > 0).sum()), str((d < 0).sum()))
+    assert row[6].text == f"{stats.wilcoxon(welt, vanilla).pvalue:.4f}"
+
+
+def test_wins_table_counts_cells(store):
+    uri, client, exp = store
+    for dataset, values in {"ncbi_disease": {"vanilla": 0.8, "welt": 0.9, "ins": 0.85},
+                            "bc2gm": {"vanilla": 0.9, "welt": 0.9, "ins": 0.7}}.items():
+        for scheme, f1 in values.items():
+            f1_run(client, exp, "biobert", dataset, scheme, f1)
+    t = report.wins_table(report.load_runs(uri, ["grid"]))
+    assert {r[0].text: (r[1].text, r[2].text) for r in t.rows} == {"INS": ("0", "2"), "Vanilla": ("1", "0"), "WeLT": ("2", "0")}
+
+
+def test_published_versus_ours(store):
+    uri, client, exp = store
+    # the paper: linnaeus, BioBERT, INS -> P 92.52, R 78.57, F1 84.98
+    f1_run(client, exp, "biobert", "linnaeus", "ins", 0.8600, p=0.9, r=0.82)
+    f1_run(client, exp, "tiny_bert", "linnaeus", "ins", 0.5)  # not in the paper: not compared
+    t = report.paper_comparison(report.load_runs(uri, ["grid"]))
+    assert len(t.rows) == 1
+    assert [c.text for c in t.rows[0]] == ["linnaeus", "biobert", "INS", "90.00", "82.00", "86.00", "92.52", "78.57", "84.98", "+1.02"]
+
+
+def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root):
+    r = cli(tmp_path, data_root, "experiment=smoke_grid", "scheme=vanilla,welt", "train.seed=1,2",
+            f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(runs(tmp_path)) == 8
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "bioner_grid.report", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                        "report.experiment=bioner-grid", f"report.out={out}"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {"report.html", "report.md", "table01.tex", "table01.csv", "schemes_ncbi_disease.png"} <= {p.name for p in out.iterdir()}
+    md = (out / "report.md").read_text()
+    assert "±" in md  # two seeds per configuration
+    assert "| bc5cdr_chem | " in md and "Sentences per split" in md
+    report_runs = mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'", output_format="list")
+    assert len(report_runs) == 1
+    assert "report.html" in {a.path for a in MlflowClient().list_artifacts(report_runs[0].info.run_id)}
+
+    driver = browser()
+    try:
+        driver.get((out / "report.html").as_uri())
+        driver.set_window_size(1300, 2400)
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot))
+        from selenium.webdriver.common.by import By
+
+        bold = driver.find_elements(By.CSS_SELECTOR, "td.best strong")
+        assert bold and all(b.value_of_css_property("font-weight") in ("700", "bold") for b in bold)
+        assert any(b.text.strip() and b.text.strip()[0].isdigit() for b in bold)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Schemes versus Vanilla" in body and "Sentences per split" in body
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert images and all(driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images)
+        print(f"report screenshot: {shot}")
+    finally:
+        driver.quit()
+
+
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
+        pytest.skip("chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)

@@ -28,6 +28,14 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
+def create_experiments(configs) -> None:
+    """Create each tracking experiment once, here, before the jobs fan out (not by racing jobs)."""
+    from bioner_grid import tracking
+
+    for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
+        tracking.setup(tcfg)
+
+
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
@@ -39,6 +47,7 @@ class GridLauncherMixin:
         grid = self.config.get("grid") or {}
         configs = self._job_configs(job_overrides)
         todo = prepare(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
+        create_experiments(configs[i] for i in todo)
         return [(list(job_overrides[i]), configs[i]) for i in todo]
 
 

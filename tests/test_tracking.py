@@ -1,0 +1,28 @@
+from omegaconf import OmegaConf
+
+from bioner_grid.config import compose
+from bioner_grid.tracking import PARAM_LIMIT, flatten_params, resolve_uri, run_key
+
+
+def test_flatten_params_covers_every_leaf_and_respects_mlflows_limit():
+    cfg = OmegaConf.create({"a": {"b": 1, "c": [1, 2]}, "long": "x" * 7000, "n": None})
+    params = flatten_params(cfg)
+    assert params["a.b"] == "1" and params["a.c"] == "[1, 2]" and params["n"] == "None"
+    assert len(params["long"]) == PARAM_LIMIT and params["long"].endswith("...[truncated]")
+    real = flatten_params(compose(["data.root=/data"]))
+    assert real["model.name"] == "minilm" and real["train.lr"] == "0.0001" and real["dataset.train"] == "/data/conll/NCBI-disease/train.tsv"
+
+
+def test_run_key_ignores_where_things_live_but_not_what_is_computed():
+    base = run_key(compose([]))
+    assert base == run_key(compose(["data.root=/elsewhere", "tracking.uri=http://server:5000", "train.force=true",
+                                    "train.checkpoint_steps=10", "data.upstream=http://mirror"]))
+    assert base != run_key(compose(["train.lr=3e-5"]))
+    assert base != run_key(compose(["scheme=vanilla"]))
+    assert base != run_key(compose(["train.seed=2"]))
+
+
+def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri("sqlite:///outputs/mlflow.db") == f"sqlite:///{tmp_path}/outputs/mlflow.db"
+    assert resolve_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db" and resolve_uri("http://h:5000") == "http://h:5000"

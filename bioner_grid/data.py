@@ -41,6 +41,7 @@ class Split:
 class Corpus:
     name: str
     splits: dict[str, Split]
+    reports: list[dict] = field(default_factory=list)  # conversion reports (PubTator input)
 
     @property
     def labels(self) -> list[str]:
@@ -131,14 +132,73 @@ def _shuffled_split(split: Split, fraction: float, seed: int) -> tuple[Split, Sp
     return pick(first), pick(second)
 
 
-def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None) -> Corpus:
+def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache") -> Corpus:
     """Read a dataset config (``conf/dataset/*.yaml``) into train/dev/test splits.
 
-    A single training file with ``split`` set is cut into train/test by sentence with a fixed seed;
-    without a dev file, ``dev_fraction`` of the training sentences is held out as dev.
+    BIO TSV (``format: conll``): a single training file with ``split`` set is cut into train/test
+    by sentence with a fixed seed; without a dev file, ``dev_fraction`` of the training sentences
+    is held out as dev. PubTator (``format: pubtator``): see ``load_pubtator``.
     """
-    if ds.format != "conll":
-        raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r}")
+    if ds.format == "pubtator":
+        corpus = load_pubtator(ds, cache_dir)
+    elif ds.format == "conll":
+        corpus = load_conll(ds)
+    else:
+        raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r} (conll, pubtator)")
+    caps = {"train": max_train, "dev": max_eval, "test": max_eval}
+    for name, cap in caps.items():
+        if cap:
+            corpus.splits[name].sentences = corpus.splits[name].sentences[: int(cap)]
+    return corpus
+
+
+def _split_documents(docs: list, fraction: float, seed: int, source: str) -> tuple[list, list]:
+    """Documents split ``fraction`` / rest after a seeded shuffle (file order kept within each part)."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * fraction)
+    if cut == 0 or cut == len(order):
+        raise DataError(f"{source}:0: {len(order)} documents cannot be split at {fraction}")
+    return [docs[i] for i in sorted(order[:cut])], [docs[i] for i in sorted(order[cut:])]
+
+
+def load_pubtator(ds, cache_dir) -> Corpus:
+    """PubTator train/dev/test converted to BIO (cached); dev held out by document when not given:
+    the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents."""
+    from omegaconf import OmegaConf
+
+    from bioner_grid.pubtator import cached_convert
+
+    types = OmegaConf.to_container(ds.types, resolve=True)
+    convert = lambda path: cached_convert(path, types, cache_dir)  # noqa: E731
+    train = convert(ds.train)
+    reports = [train.report]
+    train_docs = train.documents
+    if ds.get("test"):
+        test = convert(ds.test)
+        reports.append(test.report)
+        test_docs = test.documents
+    elif ds.get("split"):
+        train_docs, test_docs = _split_documents(train_docs, float(ds.split), int(ds.split_seed), ds.train)
+    else:
+        raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
+    if ds.get("dev"):
+        dev = convert(ds.dev)
+        reports.append(dev.report)
+        dev_docs = dev.documents
+    elif ds.get("dev_documents"):
+        n = int(ds.dev_documents)
+        if not 0 < n < len(train_docs):
+            raise DataError(f"{ds.train}:0: dev_documents={n} but the file has {len(train_docs)} documents")
+        train_docs, dev_docs = train_docs[:-n], train_docs[-n:]
+    else:
+        train_docs, dev_docs = _split_documents(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train)
+    flat = lambda docs, source: Split([s for d in docs for s in d], str(source))  # noqa: E731
+    return Corpus(ds.name, {"train": flat(train_docs, ds.train), "dev": flat(dev_docs, ds.get("dev") or ds.train),
+                            "test": flat(test_docs, ds.get("test") or ds.train)}, reports)
+
+
+def load_conll(ds) -> Corpus:
     train = read_conll(ds.train, ds.entity_type)
     test = read_conll(ds.test, ds.entity_type) if ds.get("test") else None
     if test is None:
@@ -148,12 +208,7 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None) -
     dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
     if dev is None:
         train, dev = _shuffled_split(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
-    splits = {"train": train, "dev": dev, "test": test}
-    caps = {"train": max_train, "dev": max_eval, "test": max_eval}
-    for name, cap in caps.items():
-        if cap:
-            splits[name].sentences = splits[name].sentences[: int(cap)]
-    return Corpus(ds.name, splits)
+    return Corpus(ds.name, {"train": train, "dev": dev, "test": test})
 
 
 def check_root(root: str | Path) -> Path:
@@ -217,10 +272,14 @@ def main(argv: list[str]) -> int:
     cfg = compose(argv)
     try:
         check_root(cfg.data.root)
-        corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences)
+        corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from bioner_grid.pubtator import format_report
+
+    for report in corpus.reports:
+        print(format_report(report))
     print(format_stats(corpus))
     return 0
 

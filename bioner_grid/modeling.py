@@ -19,6 +19,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
+from bioner_grid.heads import CRFTagger
+
 
 def resolve(source: str, name_or_path: str) -> str:
     """A loadable folder or hub id: ``package`` sources name an installed package holding a model."""
@@ -62,11 +64,17 @@ def build_model(mcfg, labels: list[str], tokenizer):
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     common = {"num_labels": len(labels), "id2label": id2label, "label2id": label2id}
+    head = mcfg.get("head", "softmax")
+    if head not in ("softmax", "crf"):
+        raise ValueError(f"model.head must be softmax or crf, got {head!r}")
     if mcfg.source == "random":
         config = AutoConfig.for_model(
             mcfg.family, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **common, **mcfg.architecture
         )
-        model = AutoModelForTokenClassification.from_config(config)
+        model = CRFTagger.from_encoder(None, labels, config) if head == "crf" else AutoModelForTokenClassification.from_config(config)
+    elif head == "crf":
+        model = CRFTagger.from_encoder(resolve(mcfg.source, mcfg.name_or_path), labels,
+                                       **_hub_kwargs(mcfg.source, mcfg.get("revision")))
     else:
         path = resolve(mcfg.source, mcfg.name_or_path)
         model = AutoModelForTokenClassification.from_pretrained(
@@ -75,5 +83,5 @@ def build_model(mcfg, labels: list[str], tokenizer):
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+        (model.encoder if head == "crf" else model).resize_token_embeddings(len(tokenizer))
     return model

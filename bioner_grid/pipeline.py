@@ -65,7 +65,7 @@ def run(cfg, output_dir: str | Path) -> dict:
 
     # Data and weights: all input checks happen here, before anything is trained or recorded.
     check_root(cfg.data.root)
-    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     for name, split in corpus.splits.items():
         if split.iob_slips:
             log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
@@ -81,6 +81,9 @@ def run(cfg, output_dir: str | Path) -> dict:
         log.warning("scheme %s gives uniform weights %s on %s: this run is vanilla cross-entropy",
                     cfg.scheme.name, weights, cfg.dataset.name)
     vector = label_weights(weights, labels, cfg.scheme.per_label) if weights else None
+    if cfg.model.get("head", "softmax") == "crf" and weights is not None:
+        raise ValueError(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
+                         "softmax head only; use scheme=vanilla with the CRF head")
     device = pick_device(cfg.train.device)
     args = training_arguments(cfg.train, str(out / "checkpoints"), device)
 
@@ -156,6 +159,7 @@ def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, 
         t0 = time.perf_counter()
         predicted = predict(trainer, windows[name], id2label, len(sents))
         metrics[f"{name}_seconds"] = time.perf_counter() - t0
+        metrics[f"{name}_seconds_per_1000_sentences"] = 1000 * metrics[f"{name}_seconds"] / len(sents)
         gold = [s.tags for s in sents]
         metrics.update(flat_metrics(score(gold, predicted), name))
         fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],

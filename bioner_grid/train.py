@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class WeightedLossTrainer(Trainer):
-    """Trainer whose loss is ``CrossEntropyLoss(weight=class_weights)`` over the labelled sub-tokens."""
+    """Trainer whose loss is ``CrossEntropyLoss(weight=class_weights)`` over the labelled sub-tokens
+    (a CRF head computes its own loss)."""
 
     # Our loss is a per-batch (weighted) mean: the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
@@ -37,6 +38,9 @@ class WeightedLossTrainer(Trainer):
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if getattr(model, "computes_own_loss", False):  # CRF head: negative log-likelihood of the path
+            outputs = model(**inputs)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs.logits.float()
@@ -166,4 +170,7 @@ def predict(trainer, windows: list[Window], id2label: dict[int, str], n_sentence
         out = trainer.predict([w.features() for w in windows])
     finally:
         trainer.compute_metrics = compute_metrics
-    return predictions_to_tags(windows, np.asarray(out.predictions), id2label, n_sentences)
+    ids = np.asarray(out.predictions)
+    if ids.ndim == 3:  # full logits (a Trainer without argmax_logits)
+        ids = ids.argmax(axis=-1)
+    return predictions_to_tags(windows, ids, id2label, n_sentences)

@@ -82,6 +82,9 @@ def test_requeued_job_resumes_from_its_checkpoint_with_the_same_result(slurm, tm
         assert time.time() < end, "no checkpoint appeared"
         time.sleep(0.5)
     subprocess.run(["scontrol", "requeue", job_id], check=True)
+    # SLURM holds a requeued job for a while before it may start again; release it now
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
     squeue_empty()
 
     df = runs(tmp_path)

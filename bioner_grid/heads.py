@@ -1,0 +1,112 @@
+"""Output heads. ``softmax`` is transformers' own ``*ForTokenClassification``; ``crf`` is below.
+
+CRF head (AIONER's output layer): a linear layer gives each word's label scores (emissions) from the
+encoder's first sub-token of the word; pytorch-crf (``torchcrf.CRF``) scores whole label paths and
+trains by negative log-likelihood,
+
+    loss = -log p(y | x) = -(score(x, y) - log sum_y' exp score(x, y')),
+    score(x, y) = start[y_1] + sum_i emission_i[y_i] + sum_i transition[y_i, y_{i+1}] + end[y_n].
+
+Sub-tokens after a word's first carry no label and never enter the CRF path. Decoding is Viterbi
+with the transitions IOB2 forbids removed (``I-X`` only after ``B-X`` or ``I-X``, never first):
+pytorch-crf's own decoder cannot be constrained, so ``viterbi`` here does it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchcrf import CRF
+from transformers import AutoModel
+from transformers.modeling_outputs import TokenClassifierOutput
+
+NEG = -1e4
+
+
+def iob2_allowed(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed[prev, next], allowed_start[next]) for an IOB2 label list."""
+    n = len(labels)
+    allowed = torch.ones(n, n, dtype=torch.bool)
+    start = torch.ones(n, dtype=torch.bool)
+    for j, nxt in enumerate(labels):
+        if nxt.startswith("I-"):
+            start[j] = False
+            for i, prev in enumerate(labels):
+                allowed[i, j] = prev in (f"B-{nxt[2:]}", f"I-{nxt[2:]}")
+    return allowed, start
+
+
+def viterbi(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
+            end: torch.Tensor, allowed: torch.Tensor, allowed_start: torch.Tensor) -> list[list[int]]:
+    """Best label path per sequence (``emissions``: batch x words x labels, ``mask``: batch x words)
+    among the paths whose every transition is allowed."""
+    trans = transitions.masked_fill(~allowed, NEG)
+    score = (start.masked_fill(~allowed_start, NEG) + emissions[:, 0])  # batch x labels
+    history = []
+    for t in range(1, emissions.size(1)):
+        total = score.unsqueeze(2) + trans.unsqueeze(0) + emissions[:, t].unsqueeze(1)  # batch x prev x next
+        best, idx = total.max(dim=1)
+        keep = mask[:, t].unsqueeze(1)
+        score = torch.where(keep, best, score)
+        history.append(torch.where(keep, idx, torch.arange(score.size(1), device=idx.device).expand_as(idx)))
+    score = score + end
+    paths = []
+    lengths = mask.sum(dim=1).tolist()
+    for b in range(emissions.size(0)):
+        tag = int(score[b].argmax())
+        path = [tag]
+        for t in range(int(lengths[b]) - 1, 0, -1):
+            tag = int(history[t - 1][b, tag])
+            path.append(tag)
+        paths.append(path[::-1])
+    return paths
+
+
+class CRFTagger(nn.Module):
+    """Encoder + dropout + linear emissions + CRF over first-sub-token positions."""
+
+    computes_own_loss = True
+
+    def __init__(self, encoder: nn.Module, labels: list[str], dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
+        self.crf = CRF(len(labels), batch_first=True)
+        allowed, allowed_start = iob2_allowed(labels)
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("allowed_start", allowed_start, persistent=False)
+
+    @classmethod
+    def from_encoder(cls, name_or_path: str | None, labels: list[str], config=None, **kwargs) -> "CRFTagger":
+        encoder = AutoModel.from_config(config) if name_or_path is None else AutoModel.from_pretrained(name_or_path, **kwargs)
+        return cls(encoder, labels)
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """``labels`` mark the word starts (every word's first sub-token carries its label, the
+        rest -100); for prediction without gold labels pass any label id at the word starts."""
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        scores = self.classifier(self.dropout(hidden)).float()
+        starts = labels != -100
+        # words left-aligned: batch x max words
+        n_words = starts.sum(dim=1)
+        width = max(int(n_words.max()), 1)
+        order = torch.argsort((~starts).int(), dim=1, stable=True)[:, :width]
+        word_mask = torch.arange(width, device=scores.device).unsqueeze(0) < n_words.unsqueeze(1)
+        emissions = scores.gather(1, order.unsqueeze(2).expand(-1, -1, scores.size(2)))
+        tags = labels.gather(1, order).clamp(min=0)
+        loss = None
+        if self.training or labels is not None:
+            loss = -self.crf(emissions, tags, mask=word_mask, reduction="mean")
+        logits = torch.zeros_like(scores)
+        if not self.training:  # decoded path as one-hot scores at the word starts (argmax = the path)
+            paths = viterbi(emissions, word_mask, self.crf.start_transitions, self.crf.transitions,
+                            self.crf.end_transitions, self.allowed, self.allowed_start)
+            for b, path in enumerate(paths):
+                logits[b, order[b, : len(path)], torch.tensor(path, device=scores.device)] = 1.0
+        return TokenClassifierOutput(loss=loss, logits=logits)

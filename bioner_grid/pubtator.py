@@ -1,0 +1,232 @@
+"""PubTator documents to BIO sentences.
+
+PubTator: ``PMID|t|title``, ``PMID|a|abstract``, then ``PMID<TAB>start<TAB>end<TAB>mention<TAB>type[<TAB>id]``
+per annotation, character offsets into ``title + " " + abstract``; a blank line between documents.
+
+Conversion, with rules written for biomedical text (no model from a hub):
+- tokens are runs of letters/digits and single other characters (``HNF-6`` -> ``HNF - 6``); a token
+  is also cut wherever an annotation starts or ends inside it, so no entity is lost or stretched;
+- sentences end at the title/abstract boundary and after ``.``, ``!`` or ``?`` followed by
+  whitespace and an upper-case letter, digit or bracket, except after abbreviations (``et al.``,
+  ``e.g.``, ``Fig.``, single letters such as initials) and never inside an annotation;
+- annotations are mapped to output types by config (e.g. NCBI's SpecificDisease -> Disease), other
+  types are left out; of overlapping or nested annotations the first-starting (then longest) is
+  kept and the others are counted as dropped.
+
+Bad input: a line that is neither a title, an abstract nor an annotation (with integer offsets)
+stops the conversion with ``file:line: problem``. Problems that real corpora contain a few of are
+counted, reported with ``file:line`` and skipped: a repeated PMID (its second document), an
+annotation whose offsets lie beyond the text, a mention that differs from the text at its offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bioner_grid.data import DataError, Sentence
+
+CONVERTER_VERSION = 1
+TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
+ABBREVIATIONS = {"al", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "approx", "ca", "cf", "no", "nos",
+                 "eq", "ref", "refs", "st", "vol", "etc", "resp", "sp", "spp", "var", "ssp", "subsp", "inc", "ltd", "co"}
+SENTENCE_START = re.compile(r"[A-Z0-9\[(]")
+
+
+@dataclass
+class Annotation:
+    start: int
+    end: int
+    mention: str
+    type: str
+    line: int
+
+
+@dataclass
+class Document:
+    pmid: str
+    title: str
+    text: str
+    annotations: list[Annotation] = field(default_factory=list)
+
+
+def read_pubtator(path: str | Path) -> tuple[list[Document], list[str]]:
+    """Documents of a PubTator file and the ``file:line: problem`` of every record skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}:0: file not found")
+    docs: dict[str, Document] = {}
+    skipped: list[str] = []
+    duplicate = None  # PMID whose repeated document is being skipped
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:0: not UTF-8 ({e.reason} at byte {e.start})") from None
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        head = line.split("|", 2)
+        if len(head) == 3 and head[1] in ("t", "a") and "\t" not in head[0]:
+            pmid, kind, body = head
+            if kind == "t":
+                if pmid in docs:
+                    skipped.append(f"{path}:{lineno}: PMID {pmid} repeated; its second document is skipped")
+                    duplicate = pmid
+                    continue
+                duplicate = None
+                docs[pmid] = Document(pmid, body, body)
+            elif pmid == duplicate:
+                continue
+            elif pmid not in docs:
+                raise DataError(f"{path}:{lineno}: abstract of PMID {pmid} before its title")
+            else:
+                docs[pmid].text = docs[pmid].title + " " + body
+            continue
+        fields = line.split("\t")
+        if len(fields) < 5 or not fields[1].isdigit() or not fields[2].isdigit():
+            raise DataError(f"{path}:{lineno}: not a title (PMID|t|), abstract (PMID|a|) or annotation "
+                            "(PMID, start, end, mention, type) line")
+        pmid, start, end, mention, etype = fields[0], int(fields[1]), int(fields[2]), fields[3], fields[4]
+        if pmid == duplicate:
+            continue
+        if pmid not in docs:
+            raise DataError(f"{path}:{lineno}: annotation of PMID {pmid}, which has no title line before it")
+        doc = docs[pmid]
+        if start >= end or end > len(doc.text):
+            skipped.append(f"{path}:{lineno}: offsets {start}-{end} outside the text of PMID {pmid} ({len(doc.text)} characters)")
+        elif doc.text[start:end] != mention:
+            skipped.append(f"{path}:{lineno}: mention {mention!r} differs from the text {doc.text[start:end]!r} at {start}-{end}")
+        else:
+            doc.annotations.append(Annotation(start, end, mention, etype, lineno))
+    if not docs:
+        raise DataError(f"{path}:1: no documents")
+    return list(docs.values()), skipped
+
+
+def tokenize(text: str, cuts: set[int]) -> list[tuple[int, int]]:
+    """Token character spans; a token is also cut at every offset in ``cuts`` that falls inside it."""
+    spans = []
+    for m in TOKEN.finditer(text):
+        start = m.start()
+        for c in sorted(c for c in cuts if m.start() < c < m.end()):
+            spans.append((start, c))
+            start = c
+        spans.append((start, m.end()))
+    return spans
+
+
+def _sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> set[int]:
+    """Indices of tokens that end a sentence."""
+    ends = set()
+    for i, (s, e) in enumerate(tokens[:-1]):
+        nxt = tokens[i + 1]
+        if s < title_end <= nxt[0]:
+            ends.add(i)
+            continue
+        if text[s:e] not in ".!?" or inside[i] or nxt[0] == e:  # no whitespace after it
+            continue
+        if not SENTENCE_START.match(text[nxt[0]]):
+            continue
+        if text[s:e] == "." and i > 0:
+            prev = text[tokens[i - 1][0]:tokens[i - 1][1]]
+            if prev.lower() in ABBREVIATIONS or (len(prev) == 1 and prev.isalpha()):  # et al. / Fig. / e.g. / J. Smith
+                continue
+        ends.add(i)
+    return ends
+
+
+@dataclass
+class Conversion:
+    documents: list[list[Sentence]]  # sentences per document, in file order
+    report: dict
+
+
+def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
+    """Convert a PubTator file to BIO sentences, keeping the annotation types mapped by ``types``
+    (output type -> source types), with the per-corpus preservation report."""
+    docs, skipped = read_pubtator(path)
+    source_to_type = {src: out for out, sources in types.items() for src in sources}
+    n_in = n_exact = n_overlap = 0
+    lost: list[str] = []
+    documents = []
+    n_sentences = 0
+    for doc in docs:
+        wanted = sorted((a for a in doc.annotations if a.type in source_to_type), key=lambda a: (a.start, a.start - a.end))
+        n_in += len(wanted)
+        kept: list[Annotation] = []
+        for a in wanted:
+            if kept and a.start < max(k.end for k in kept):
+                n_overlap += 1
+            else:
+                kept.append(a)
+        tokens = tokenize(doc.text, {x for a in kept for x in (a.start, a.end)})
+        tags = ["O"] * len(tokens)
+        inside = [False] * len(tokens)
+        for a in kept:
+            covered = [i for i, (s, e) in enumerate(tokens) if s >= a.start and e <= a.end]
+            if not covered or tokens[covered[0]][0] != a.start or tokens[covered[-1]][1] != a.end:
+                lost.append(f"{path}:{a.line}: {a.mention!r} ({a.type}) not representable as whole tokens")
+                continue
+            label = source_to_type[a.type]
+            tags[covered[0]] = f"B-{label}"
+            for i in covered[1:]:
+                tags[i] = f"I-{label}"
+            for i in covered[:-1]:
+                inside[i] = True
+            n_exact += 1
+        ends = _sentence_ends(doc.text, tokens, len(doc.title), inside)
+        sentences, start = [], 0
+        for i in range(len(tokens)):
+            if i in ends or i == len(tokens) - 1:
+                sentences.append(Sentence([doc.text[s:e] for s, e in tokens[start:i + 1]], tags[start:i + 1]))
+                start = i + 1
+        documents.append(sentences)
+        n_sentences += len(sentences)
+    kept_total = n_in - n_overlap
+    report = {
+        "file": str(path), "documents": len(docs), "sentences": n_sentences, "entities_in": n_in,
+        "overlapping_dropped": n_overlap, "entities_exact": n_exact,
+        "exact_pct": 100.0 * n_exact / kept_total if kept_total else 100.0,
+        "lost": lost, "skipped_records": skipped,
+    }
+    return Conversion(documents, report)
+
+
+def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str | Path) -> Conversion:
+    """``convert`` once per (source checksum, converter settings); later calls read the cache."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}:0: file not found")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    settings = json.dumps({"types": types, "version": CONVERTER_VERSION}, sort_keys=True)
+    key = hashlib.sha256((digest + settings).encode()).hexdigest()[:20]
+    cached = Path(cache_dir) / f"{path.stem}-{key}.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text(encoding="utf-8"))
+        return Conversion([[Sentence(*s) for s in doc] for doc in data["documents"]], data["report"])
+    conversion = convert(path, types)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents],
+                   "report": conversion.report}, f)
+    os.replace(tmp, cached)
+    return conversion
+
+
+def format_report(report: dict, max_listed: int = 10) -> str:
+    r = report
+    lines = [f"{r['file']}: {r['documents']} documents, {r['sentences']} sentences; entities in {r['entities_in']}, "
+             f"overlapping/nested dropped {r['overlapping_dropped']}, exact in BIO {r['entities_exact']} "
+             f"({r['exact_pct']:.2f}% of those kept); bad records skipped {len(r['skipped_records'])}"]
+    for title, items in (("lost", r["lost"]), ("skipped", r["skipped_records"])):
+        lines += [f"  {title}: {item}" for item in items[:max_listed]]
+        if len(items) > max_listed:
+            lines.append(f"  {title}: ... and {len(items) - max_listed} more")
+    return "\n".join(lines)

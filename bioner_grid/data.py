@@ -43,16 +43,23 @@ class Corpus:
     splits: dict[str, Split]
     reports: list[dict] = field(default_factory=list)  # conversion reports (PubTator input)
 
+    # AIONER all-in-one corpora: test sentence indices per member corpus, its task and entity types
+    members: dict[str, dict] = field(default_factory=dict)
+    special_tokens: list[str] = field(default_factory=list)  # task tags such as <Disease>, </Disease>
+
     @property
     def labels(self) -> list[str]:
-        """All labels of all splits: ``O`` first, then ``B-T``/``I-T`` per type, sorted by type."""
-        types = sorted({tag[2:] for s in self.splits.values() for sent in s.sentences for tag in sent.tags if tag != "O"})
-        return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+        """All labels of all splits: ``O`` (and AIONER's ``O-Task`` labels) first, then ``B-T``/``I-T``
+        per type, sorted by type."""
+        tags = {tag for s in self.splits.values() for sent in s.sentences for tag in sent.tags}
+        outside = sorted(t for t in tags if t.startswith("O-"))
+        types = sorted({t[2:] for t in tags if t[:2] in ("B-", "I-")})
+        return (["O"] if "O" in tags or not outside else []) + outside + [f"{p}-{t}" for t in types for p in ("B", "I")]
 
 
 def _check_tag(tag: str, entity_type: str) -> str | None:
     """Return the typed IOB2 tag, or None when ``tag`` is not one."""
-    if tag == "O":
+    if tag == "O" or (tag.startswith("O-") and len(tag) > 2):  # O-Task: AIONER's outside-of-this-task
         return tag
     if tag in ("B", "I"):
         return f"{tag}-{entity_type}"
@@ -141,6 +148,10 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, c
     """
     if ds.format == "pubtator":
         corpus = load_pubtator(ds, cache_dir)
+    elif ds.format == "aio":
+        from bioner_grid.aio import load_aio
+
+        return load_aio(ds, cache_dir, max_train, max_eval)  # caps apply per member
     elif ds.format == "conll":
         corpus = load_conll(ds)
     else:
@@ -229,7 +240,7 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
         if not continues and start is not None:
             spans.append((etype, start, i))
             start = None
-        if tag != "O" and not continues:
+        if tag[0] != "O" and not continues:  # O and AIONER's O-Task are outside
             start, etype = i, tag[2:]
     return spans
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from bioner_grid import faireval, tracking
+from bioner_grid import aio, faireval, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -102,12 +102,15 @@ def run(cfg, output_dir: str | Path) -> dict:
     # Tokenisation and model.
     set_seed(int(cfg.train.seed))
     tokenizer = load_tokenizer(cfg.model)
+    if corpus.special_tokens:  # AIONER's task tags
+        tokenizer.add_special_tokens({"additional_special_tokens": corpus.special_tokens})
     windows = {n: make_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length) for n in SPLITS}
     model = build_model(cfg.model, labels, tokenizer)
     log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, device)
 
     tags = {**tracking.run_tags(cfg), "run_key": key, "weights_degenerate": str(degenerate).lower(),
+            **({"aio_members": ",".join(corpus.members)} if corpus.members else {}),
             "output_dir": str(out.resolve())}
     run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
     active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
@@ -160,16 +163,21 @@ def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, 
         predicted = predict(trainer, windows[name], id2label, len(sents))
         metrics[f"{name}_seconds"] = time.perf_counter() - t0
         metrics[f"{name}_seconds_per_1000_sentences"] = 1000 * metrics[f"{name}_seconds"] / len(sents)
-        gold = [s.tags for s in sents]
+        tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
+        write_conll(out / f"predictions_{name}.conll", sents, predicted)
+        if corpus.members:  # AIO: each member on its own task, then all without the task tags
+            for member in corpus.members:
+                m = score(*aio.member_view(corpus, name, member, tokens, gold, predicted)[1:])["strict"]
+                metrics.update({f"{name}_{member}_strict_{k}": m[k] for k in ("precision", "recall", "f1")})
+            views = [aio.plain(t, g) + aio.plain(t, p)[1:] for t, g, p in zip(tokens, gold, predicted)]
+            tokens, gold, predicted = (list(x) for x in zip(*views))
         metrics.update(flat_metrics(score(gold, predicted), name))
         fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],
                                  cfg.evaluation.faireval_focus)
         metrics.update(faireval.metrics(fair, name))
-        mlflow.log_dict(mismatch_examples([s.tokens for s in sents], gold, predicted, cfg.evaluation.error_examples),
+        mlflow.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples),
                         f"error_analysis_{name}.json")
-        path = out / f"predictions_{name}.conll"
-        write_conll(path, sents, predicted)
-        mlflow.log_artifact(str(path))
+        mlflow.log_artifact(str(out / f"predictions_{name}.conll"))
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

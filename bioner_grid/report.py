@@ -52,12 +52,11 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
         return pd.DataFrame(columns=["run_id", "status", *KEYS])
     if "tags.kind" in df:
         df = df[df["tags.kind"].fillna("") != "report"]
-    out = pd.DataFrame({"run_id": df["run_id"], "status": df["status"]})
-    for key in KEYS:
-        out[key] = df.get(f"tags.{key}")
-    for col in df.columns:
-        if col.startswith("metrics."):
-            out[col[len("metrics."):]] = df[col]
+    columns = {"run_id": df["run_id"], "status": df["status"]}
+    columns.update({key: df.get(f"tags.{key}") for key in KEYS})
+    columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
+    columns.update({c[len("metrics."):]: df[c] for c in df.columns if c.startswith("metrics.")})
+    out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
         out[key] = pd.to_numeric(out[key], errors="coerce")
     return out.reset_index(drop=True)
@@ -227,6 +226,23 @@ def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table
     return Table(f"{dataset}: seqeval strict F1 / FairEval fair F1 ({split})", ["Model"] + [SCHEME_NAMES[s] for s in schemes], rows)
 
 
+def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
+    """AIONER's layout: per member corpus, strict F1 of a single-corpus run (only that member) beside
+    the all-in-one run that merged it with the others; Δ = AIO − single."""
+    ok = finished(df[df["aio_members"].notna()])
+    members = ok["aio_members"].str.split(",")
+    single, merged = ok[members.str.len() == 1], ok[members.str.len() > 1]
+    names = [m for m in dict.fromkeys(n for ms in members for n in ms)]
+    rows = []
+    for name in names:
+        col = f"{split}_{name}_strict_f1"
+        alone = 100 * single.loc[single["aio_members"] == name, col].mean() if col in single else float("nan")
+        together = 100 * merged[col].mean() if col in merged else float("nan")
+        delta = together - alone
+        rows.append([Cell(name), Cell(fmt(alone)), Cell(fmt(together)), Cell(MISSING if math.isnan(delta) else f"{delta:+.2f}")])
+    return Table(f"All-in-one versus single-corpus training ({split} strict F1, %)", ["Corpus", "single corpus", "AIO", "Δ"], rows)
+
+
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
     """F1 per model x batch size at the model's best learning rate (the foundation study's table)."""
     st = cell_stats(finished(df), ["model", "batch_size", "lr"], metric_column(split, mode, "f1"))
@@ -326,6 +342,8 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> tuple[
             tables.append(wilcoxon_table(df, split, mode))
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
+    if df["aio_members"].notna().any():
+        tables.append(aio_table(df, split))
     if df["lr"].nunique() > 1 or df["batch_size"].nunique() > 1:
         tables.append(foundation_table(df, split, mode))
     tables += list(corpus_tables(df))

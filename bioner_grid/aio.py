@@ -1,0 +1,84 @@
+"""AIONER's all-in-one (AIO) scheme: corpora annotating different entity types, merged into one
+training set with task tags (Luo et al. 2023).
+
+Every sentence of a member corpus is wrapped in its task's tags, ``<Disease> ... </Disease>``
+(``<ALL> ... </ALL>`` for BioRED, which annotates every type); the tags are special tokens of the
+tokenizer. Labels are ``B-Type``/``I-Type`` for the task's types and ``O-Task`` for everything else
+(``O-ALL`` for BioRED): 19 labels for six types and seven tasks. Training uses all members' training
+sentences; each member is evaluated on its own test split, under its own task tag, with
+predictions of types outside its task counted as O.
+"""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from bioner_grid.data import Corpus, DataError, Sentence, Split, _split_documents
+from bioner_grid.pubtator import cached_convert
+
+
+def task_tags(task: str) -> tuple[str, str]:
+    return f"<{task}>", f"</{task}>"
+
+
+def tag_sentence(sentence: Sentence, task: str) -> Sentence:
+    """The sentence wrapped in its task tags, ``O`` relabelled ``O-Task``."""
+    opening, closing = task_tags(task)
+    outside = f"O-{task}"
+    tags = [outside if t == "O" else t for t in sentence.tags]
+    return Sentence([opening, *sentence.tokens, closing], [outside, *tags, outside])
+
+
+def plain(tokens: list[str], tags: list[str], types: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """A task-tagged sentence as an ordinary one: task tags removed, ``O-Task`` -> ``O``, and with
+    ``types`` given, labels of other types -> ``O`` (a member is scored on its task's types only)."""
+    inner = tags[1:-1]
+    keep = (lambda t: t[0] != "O" and (types is None or t[2:] in types))
+    return tokens[1:-1], [t if keep(t) else "O" for t in inner]
+
+
+def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None = None) -> Corpus:
+    """Members' PubTator files converted (cached), task-tagged and merged; dev held out per member by
+    document (``dev_fraction``, seeded). ``max_train`` / ``max_eval`` cap each member's sentences
+    (first N; for small demonstrations)."""
+    splits = {"train": [], "dev": [], "test": []}
+    members, reports, tags = {}, [], []
+    caps = {"train": max_train, "dev": max_eval, "test": max_eval}
+    only = set(ds.get("only") or [])
+    unknown = only - {m.name for m in ds.members}
+    if unknown:
+        raise DataError(f"dataset {ds.name}:0: dataset.only names unknown members {sorted(unknown)}")
+    for m in ds.members:
+        if only and m.name not in only:
+            continue
+        types = OmegaConf.to_container(m.types, resolve=True)
+        train = cached_convert(m.train, types, cache_dir)
+        test = cached_convert(m.test, types, cache_dir)
+        reports += [train.report, test.report]
+        train_docs, dev_docs = _split_documents(train.documents, 1.0 - float(ds.dev_fraction), int(ds.split_seed), m.train)
+        member = {"task": m.task, "types": sorted(types)}
+        for name, docs in (("train", train_docs), ("dev", dev_docs), ("test", test.documents)):
+            sentences = [tag_sentence(s, m.task) for d in docs for s in d]
+            if caps[name]:
+                sentences = sentences[: int(caps[name])]
+            member[name] = list(range(len(splits[name]), len(splits[name]) + len(sentences)))
+            splits[name] += sentences
+        members[m.name] = member
+        tags += [t for t in task_tags(m.task) if t not in tags]
+    if not members:
+        raise DataError(f"dataset {ds.name}:0: no member corpora")
+    corpus = Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, members, tags)
+    return corpus
+
+
+def member_view(corpus: Corpus, split: str, member: str, tokens, gold, pred):
+    """Tokens, gold and predicted tags of one member's sentences, scored as that member's task."""
+    info = corpus.members[member]
+    out = ([], [], [])
+    for i in info[split]:
+        t, g = plain(tokens[i], gold[i], info["types"])
+        _, p = plain(tokens[i], pred[i], info["types"])
+        out[0].append(t)
+        out[1].append(g)
+        out[2].append(p)
+    return out

@@ -116,3 +116,22 @@ def test_biored_splits_400_100_by_document(tmp_path, data_root):
     assert sizes == {"train": 4288, "dev": 1107, "test": 1081}
     assert corpus.labels == ["O", "B-Disease", "I-Disease"]
     assert [r["documents"] for r in corpus.reports] == [500, 100]
+
+
+def test_users_own_pubtator_corpus_with_document_split_and_report(tmp_path, data_root):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "bioner_grid.data", "dataset=pubtator_files",
+                        f"dataset.train={PUBTATOR / 'Linnaeus_Train.PubTator'}", "dataset.split=0.75",
+                        "dataset.types={Organism: [Species]}", f"data.cache={tmp_path}"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("80 documents, 13883 sentences; entities in 2321, overlapping/nested dropped 0, "
+                             "exact in BIO 2321 (100.00% of those kept); bad records skipped 0")
+    rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] and line.split()[0] in ("train", "dev", "test")}
+    assert sum(int(rows[k][1]) for k in rows) == 13883  # every sentence in exactly one split (60/20 documents, then 10% dev)
+    assert all("Organism=" in " ".join(rows[k]) for k in rows)

@@ -138,8 +138,11 @@ def missing_configurations(df: pd.DataFrame) -> list[tuple[str, str, str]]:
 def corpus_tables(df: pd.DataFrame) -> tuple[Table, Table]:
     """WeLT Table 1 (class distribution of the training split) and Table 11 (sentences per split)."""
     classes, sentences = [], []
-    for dataset, runs in finished(df).groupby("dataset"):
+    for (dataset, members), runs in finished(df).groupby(["dataset", "aio_members"], dropna=False):
         r = runs.iloc[0]
+        if isinstance(members, str):  # all-in-one runs differ by their member corpora
+            parts = members.split(",")
+            dataset = f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
         if "data_train_n_O" not in r or pd.isna(r.get("data_train_n_O")):
             continue
         n = {c: r[f"data_train_n_{c}"] for c in "OBI"}

@@ -88,7 +88,9 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
             ax.set_yticks(range(len(values.index)), values.index)
             for (i, j), v in np.ndenumerate(values.values):
                 if not np.isnan(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7)
+                    shade = im.norm(v)  # 0..1 along the colour map; its ends are dark
+                    dark = shade < 0.45 if cmap == "viridis" else abs(shade - 0.5) > 0.3
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_title(f"{dataset}: {title}")
             fig.colorbar(im, ax=ax)
         images.append((_save(fig, out / f"schemes_{dataset}.png"), f"{dataset}: F1 per model and scheme, and ΔF1 against Vanilla"))

@@ -166,3 +166,24 @@ def browser():
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_foundation_views_best_lr_table_and_figures(store, tmp_path):
+    uri, client, exp = store
+    # f1 peaks at lr 1e-4 for bert and at 1e-5 for gpt2; batch size 16 is better than 8
+    for model, best in (("bert", 1e-4), ("gpt2", 1e-5)):
+        for lr in (1e-5, 1e-4, 1e-3):
+            for bs in (8, 16):
+                f1 = 0.8 - (0.1 if lr != best else 0.0) + (0.02 if bs == 16 else 0.0)
+                log_run(client, exp, model=model, dataset="ncbi_disease", scheme="vanilla", lr=lr, batch_size=bs, seed=1,
+                        test_strict_f1=f1, test_strict_precision=f1, test_strict_recall=f1,
+                        train_seconds=100.0 if model == "bert" else 300.0, peak_rss_mb=1000.0 if model == "bert" else 2000.0)
+    df = report.load_runs(uri, ["grid"])
+    t = report.foundation_table(df)
+    assert t.header == ["Model", "best lr", "batch 8", "batch 16"]
+    assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"bert": ["0.0001", "80.00", "82.00"],
+                                                                    "gpt2": ["1e-05", "80.00", "82.00"]}
+    out = tmp_path / "report"
+    report.write(df, out)
+    assert {p.name for p in out.glob("*.png")} == {"lr_bert.png", "lr_gpt2.png", "memory_vs_time.png"}
+    assert "F1 (%) per model and batch size at the best learning rate" in (out / "report.md").read_text()

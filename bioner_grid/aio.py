@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from bioner_grid.data import Corpus, DataError, Sentence, Split, _split_documents
+from bioner_grid.data import Corpus, DataError, Sentence, Split, seeded_split
 from bioner_grid.pubtator import cached_convert
 
 
@@ -55,7 +55,7 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
         train = cached_convert(m.train, types, cache_dir)
         test = cached_convert(m.test, types, cache_dir)
         reports += [train.report, test.report]
-        train_docs, dev_docs = _split_documents(train.documents, 1.0 - float(ds.dev_fraction), int(ds.split_seed), m.train)
+        train_docs, dev_docs = seeded_split(train.documents, 1.0 - float(ds.dev_fraction), int(ds.split_seed), m.train, "documents")
         member = {"task": m.task, "types": sorted(types)}
         for name, docs in (("train", train_docs), ("dev", dev_docs), ("test", test.documents)):
             sentences = [tag_sentence(s, m.task) for d in docs for s in d]

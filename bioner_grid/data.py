@@ -126,17 +126,20 @@ def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
     return Split(sentences, str(path), slips)
 
 
-def _shuffled_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split sentences ``fraction`` / ``1 - fraction`` after a seeded shuffle."""
-    order = list(range(len(split.sentences)))
+def seeded_split(items: list, fraction: float, seed: int, source, what: str = "sentences") -> tuple[list, list]:
+    """``items`` (sentences or documents) split ``fraction`` / ``1 - fraction`` after a seeded
+    shuffle; each part keeps the file order."""
+    order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     cut = round(len(order) * fraction)
     if cut == 0 or cut == len(order):
-        raise DataError(f"{split.source}:0: {len(order)} sentences cannot be split at {fraction}")
-    first = sorted(order[:cut])
-    second = sorted(order[cut:])
-    pick = lambda idx: Split([split.sentences[i] for i in idx], split.source)  # noqa: E731
-    return pick(first), pick(second)
+        raise DataError(f"{source}:0: {len(order)} {what} cannot be split at {fraction}")
+    return [items[i] for i in sorted(order[:cut])], [items[i] for i in sorted(order[cut:])]
+
+
+def _split_sentences(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    first, second = seeded_split(split.sentences, fraction, seed, split.source)
+    return Split(first, split.source), Split(second, split.source)
 
 
 def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache") -> Corpus:
@@ -163,16 +166,6 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, c
     return corpus
 
 
-def _split_documents(docs: list, fraction: float, seed: int, source: str) -> tuple[list, list]:
-    """Documents split ``fraction`` / rest after a seeded shuffle (file order kept within each part)."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    cut = round(len(order) * fraction)
-    if cut == 0 or cut == len(order):
-        raise DataError(f"{source}:0: {len(order)} documents cannot be split at {fraction}")
-    return [docs[i] for i in sorted(order[:cut])], [docs[i] for i in sorted(order[cut:])]
-
-
 def load_pubtator(ds, cache_dir) -> Corpus:
     """PubTator train/dev/test converted to BIO (cached); dev held out by document when not given:
     the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents."""
@@ -190,7 +183,7 @@ def load_pubtator(ds, cache_dir) -> Corpus:
         reports.append(test.report)
         test_docs = test.documents
     elif ds.get("split"):
-        train_docs, test_docs = _split_documents(train_docs, float(ds.split), int(ds.split_seed), ds.train)
+        train_docs, test_docs = seeded_split(train_docs, float(ds.split), int(ds.split_seed), ds.train, "documents")
     else:
         raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
     if ds.get("dev"):
@@ -203,7 +196,7 @@ def load_pubtator(ds, cache_dir) -> Corpus:
             raise DataError(f"{ds.train}:0: dev_documents={n} but the file has {len(train_docs)} documents")
         train_docs, dev_docs = train_docs[:-n], train_docs[-n:]
     else:
-        train_docs, dev_docs = _split_documents(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train)
+        train_docs, dev_docs = seeded_split(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train, "documents")
     flat = lambda docs, source: Split([s for d in docs for s in d], str(source))  # noqa: E731
     return Corpus(ds.name, {"train": flat(train_docs, ds.train), "dev": flat(dev_docs, ds.get("dev") or ds.train),
                             "test": flat(test_docs, ds.get("test") or ds.train)}, reports)
@@ -215,10 +208,10 @@ def load_conll(ds) -> Corpus:
     if test is None:
         if not ds.get("split"):
             raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
-        train, test = _shuffled_split(train, float(ds.split), int(ds.split_seed))
+        train, test = _split_sentences(train, float(ds.split), int(ds.split_seed))
     dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
     if dev is None:
-        train, dev = _shuffled_split(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
+        train, dev = _split_sentences(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
     return Corpus(ds.name, {"train": train, "dev": dev, "test": test})
 
 

@@ -11,17 +11,18 @@ import logging
 import resource
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import torch
 from omegaconf import OmegaConf
-from transformers import set_seed
+from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from bioner_grid import aio, faireval, tracking
 from bioner_grid.align import make_windows
-from bioner_grid.data import SPLITS, check_root, load_corpus, split_stats
+from bioner_grid.data import SPLITS, Corpus, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
 from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer
@@ -53,6 +54,46 @@ def find_resume_point(runs) -> tuple[str | None, str | None]:
     return None, None
 
 
+@dataclass
+class Prepared:
+    """What a run is made of once its inputs have been checked."""
+
+    corpus: Corpus
+    counts: dict[str, int]
+    weights: dict[str, float] | None
+    label_weights: list[float] | None  # indexed like corpus.labels
+    degenerate: bool
+    device: str
+    args: TrainingArguments
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.corpus.labels))
+
+
+def prepare(cfg, out: Path) -> Prepared:
+    """Data, weights, head and precision: every input check, before anything is trained or recorded."""
+    check_root(cfg.data.root)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
+    for split in corpus.splits.values():
+        if split.iob_slips:
+            log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
+                        split.source, len(split.iob_slips), split.iob_slips[0])
+    labels = corpus.labels
+    counts = count_classes(corpus.splits["train"].sentences, labels, cfg.scheme.per_label)
+    weights = scheme_weights(cfg.scheme.kind, counts, cfg.scheme.beta)
+    degenerate = is_degenerate(weights)
+    if degenerate:
+        log.warning("scheme %s gives uniform weights %s on %s: this run is vanilla cross-entropy",
+                    cfg.scheme.name, weights, cfg.dataset.name)
+    if cfg.model.get("head", "softmax") == "crf" and weights is not None:
+        raise ValueError(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
+                         "softmax head only; use scheme=vanilla with the CRF head")
+    device = pick_device(cfg.train.device)
+    return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
+                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
+
+
 def run(cfg, output_dir: str | Path) -> dict:
     """Run one configuration; returns the content of ``result.json``.
 
@@ -63,29 +104,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    # Data and weights: all input checks happen here, before anything is trained or recorded.
-    check_root(cfg.data.root)
-    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
-    for name, split in corpus.splits.items():
-        if split.iob_slips:
-            log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
-                        split.source, len(split.iob_slips), split.iob_slips[0])
-    labels = corpus.labels
-    id2label = dict(enumerate(labels))
-    label2id = {label: i for i, label in id2label.items()}
-    train_sents = corpus.splits["train"].sentences
-    counts = count_classes(train_sents, labels, cfg.scheme.per_label)
-    weights = scheme_weights(cfg.scheme.kind, counts, cfg.scheme.beta)
-    degenerate = is_degenerate(weights)
-    if degenerate:
-        log.warning("scheme %s gives uniform weights %s on %s: this run is vanilla cross-entropy",
-                    cfg.scheme.name, weights, cfg.dataset.name)
-    vector = label_weights(weights, labels, cfg.scheme.per_label) if weights else None
-    if cfg.model.get("head", "softmax") == "crf" and weights is not None:
-        raise ValueError(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
-                         "softmax head only; use scheme=vanilla with the CRF head")
-    device = pick_device(cfg.train.device)
-    args = training_arguments(cfg.train, str(out / "checkpoints"), device)
+    p = prepare(cfg, out)
 
     # Has this configuration run before?
     key = tracking.run_key(cfg)
@@ -101,24 +120,25 @@ def run(cfg, output_dir: str | Path) -> dict:
 
     # Tokenisation and model.
     set_seed(int(cfg.train.seed))
+    corpus, labels = p.corpus, p.corpus.labels
     tokenizer = load_tokenizer(cfg.model)
     if corpus.special_tokens:  # AIONER's task tags
         tokenizer.add_special_tokens({"additional_special_tokens": corpus.special_tokens})
+    label2id = {label: i for i, label in p.id2label.items()}
     windows = {n: make_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length) for n in SPLITS}
     model = build_model(cfg.model, labels, tokenizer)
     log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
-             len(labels), {n: len(w) for n, w in windows.items()}, device)
+             len(labels), {n: len(w) for n, w in windows.items()}, p.device)
 
-    tags = {**tracking.run_tags(cfg), "run_key": key, "weights_degenerate": str(degenerate).lower(),
+    tags = {**tracking.run_tags(cfg), "run_key": key, "weights_degenerate": str(p.degenerate).lower(),
             **({"aio_members": ",".join(corpus.members)} if corpus.members else {}),
             "output_dir": str(out.resolve())}
     run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
-    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
-                              run_name=None if resume_id else run_name)
+    mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
+                     run_name=None if resume_id else run_name)
     try:
         mlflow.set_tags(tags)
-        result = _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, id2label, counts,
-                                  weights, vector, degenerate, labels, resume_from, active, tags)
+        result = _train_and_score(cfg, out, p, tokenizer, windows, model, resume_from, tags)
     except (KeyboardInterrupt, SystemExit):
         mlflow.end_run("KILLED")  # preempted or requeued: the next attempt resumes this run
         raise
@@ -133,21 +153,22 @@ def run(cfg, output_dir: str | Path) -> dict:
     return result
 
 
-def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, id2label, counts, weights, vector,
-                     degenerate, labels, resume_from, active, tags) -> dict:
+def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, resume_from, tags) -> dict:
+    corpus, id2label, device, weights = p.corpus, p.id2label, p.device, p.weights
+    active = mlflow.active_run()
     if not resume_from:
         mlflow.log_params(tracking.flatten_params(cfg))
         if weights:
             mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    mlflow.log_dict({"classes": list(counts), "counts": counts, "weights": weights, "labels": labels,
-                     "label_weights": vector, "degenerate": degenerate}, "class_weights.json")
+    mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": weights, "labels": corpus.labels,
+                     "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     dev_gold = [s.tags for s in corpus.splits["dev"].sentences]
-    trainer = train(model, tokenizer, args, windows["train"], windows["dev"], dev_gold, id2label, vector,
+    trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, id2label, p.label_weights,
                     cfg.train.patience, lambda m, step: mlflow.log_metrics(m, step=step), resume_from)
     train_seconds = time.perf_counter() - started
 
@@ -189,7 +210,7 @@ def _train_and_score(cfg, out, corpus, windows, model, tokenizer, args, device, 
         "tracking_uri": mlflow.get_tracking_uri(),
         "run_key": tags["run_key"],
         **{k: tags[k] for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
-        "weights_degenerate": degenerate,
+        "weights_degenerate": p.degenerate,
         "resumed_from": resume_from,
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
     }

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import pytest
 
 from bioner_grid import report
 from bioner_grid.aio import plain, tag_sentence

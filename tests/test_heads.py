@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torchcrf import CRF
 from transformers import DataCollatorForTokenClassification, TrainingArguments
 
-from bioner_grid.align import make_windows, predictions_to_tags
+from bioner_grid.align import make_windows
 from bioner_grid.data import read_conll
 from bioner_grid.heads import iob2_allowed, viterbi
 from bioner_grid.modeling import build_model, load_tokenizer

@@ -2,7 +2,6 @@
 
 import functools
 import http.server
-import shutil
 import subprocess
 import sys
 import threading

@@ -97,12 +97,17 @@ def mismatch_examples(tokens: list[list[str]], gold: list[list[str]], pred: list
 
 
 def _is_span_file(path) -> bool:
+    """Whether the first non-empty line is a span (LABEL, BEGIN, END, TOKENS); a missing file is
+    not, and the reader that follows reports it."""
     from pathlib import Path
 
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").split("\n"):
-        if line.strip():
-            fields = line.split("\t")
-            return len(fields) == 4 and fields[1].strip().lstrip("-").isdigit()
+    if not Path(path).is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                fields = line.rstrip("\n").split("\t")
+                return len(fields) == 4 and fields[1].strip().lstrip("-").isdigit()
     return False
 
 

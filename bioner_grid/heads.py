@@ -89,6 +89,8 @@ class CRFTagger(nn.Module):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """``labels`` mark the word starts (every word's first sub-token carries its label, the
         rest -100); for prediction without gold labels pass any label id at the word starts."""
+        if labels is None:
+            raise ValueError("CRFTagger needs labels: they mark the word starts (any label id there, -100 elsewhere)")
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         scores = self.classifier(self.dropout(hidden)).float()
@@ -100,9 +102,7 @@ class CRFTagger(nn.Module):
         word_mask = torch.arange(width, device=scores.device).unsqueeze(0) < n_words.unsqueeze(1)
         emissions = scores.gather(1, order.unsqueeze(2).expand(-1, -1, scores.size(2)))
         tags = labels.gather(1, order).clamp(min=0)
-        loss = None
-        if self.training or labels is not None:
-            loss = -self.crf(emissions, tags, mask=word_mask, reduction="mean")
+        loss = -self.crf(emissions, tags, mask=word_mask, reduction="mean")
         logits = torch.zeros_like(scores)
         if not self.training:  # decoded path as one-hot scores at the word starts (argmax = the path)
             paths = viterbi(emissions, word_mask, self.crf.start_transitions, self.crf.transitions,

@@ -160,8 +160,8 @@ def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
         wanted = sorted((a for a in doc.annotations if a.type in source_to_type), key=lambda a: (a.start, a.start - a.end))
         n_in += len(wanted)
         kept: list[Annotation] = []
-        for a in wanted:
-            if kept and a.start < max(k.end for k in kept):
+        for a in wanted:  # sorted by start: a kept span ends after every span kept before it
+            if kept and a.start < kept[-1].end:
                 n_overlap += 1
             else:
                 kept.append(a)

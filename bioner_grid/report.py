@@ -18,6 +18,7 @@ import html
 import logging
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -203,18 +204,12 @@ def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
 def wins_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
     """Per scheme: in how many (model, dataset) cells it is best and second best (mean F1)."""
     st = cell_stats(finished(df), ["model", "dataset", "scheme"], metric_column(split, mode, "f1"))["mean"]
-    best = {s: 0 for s in SCHEMES}
-    second = {s: 0 for s in SCHEMES}
+    counts: Counter = Counter()  # (scheme, "best" | "second") -> cells
     for _, cell in st.groupby(level=[0, 1]):
-        schemes = [k[2] for k in cell.index]
-        for s, m in zip(schemes, marks(list(cell.values))):
-            if m == "best":
-                best[s] = best.get(s, 0) + 1
-            elif m == "second":
-                second[s] = second.get(s, 0) + 1
+        counts.update((k[2], m) for k, m in zip(cell.index, marks(list(cell.values))) if m)
     present = [s for s in SCHEMES if s in set(df["scheme"])]
     return Table("Wins: (model, dataset) cells where a scheme is best / second best", ["Scheme", "best", "second"],
-                 [[Cell(SCHEME_NAMES[s]), Cell(str(best[s])), Cell(str(second[s]))] for s in present])
+                 [[Cell(SCHEME_NAMES[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "second"]))] for s in present])
 
 
 def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table:

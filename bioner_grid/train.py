@@ -63,7 +63,8 @@ def pick_device(requested: str = "auto") -> str:
 
 
 class EpochLog(TrainerCallback):
-    """Collects per-epoch train loss and dev scores and hands them to ``sink(metrics, step)``."""
+    """Hands the train loss and dev scores of every logging/evaluation point (each epoch, or every
+    ``train.checkpoint_steps`` steps) to ``sink(metrics, global step)``."""
 
     def __init__(self, sink):
         self.sink = sink

@@ -8,7 +8,9 @@ Conversion, with rules written for biomedical text (no model from a hub):
   is also cut wherever an annotation starts or ends inside it, so no entity is lost or stretched;
 - sentences end at the title/abstract boundary and after ``.``, ``!`` or ``?`` followed by
   whitespace and an upper-case letter, digit or bracket, except after abbreviations (``et al.``,
-  ``e.g.``, ``Fig.``, single letters such as initials) and never inside an annotation;
+  ``e.g.``, ``Fig.``, initials such as ``J.``) and never inside an annotation; a unit or a gene
+  suffix before the stop (``6 h.``, ``TNF-a.``) does end a sentence (``bench/sentence_split.py``
+  compares these rules with pysbd and syntok);
 - annotations are mapped to output types by config (e.g. NCBI's SpecificDisease -> Disease), other
   types are left out; of overlapping or nested annotations the first-starting (then longest) is
   kept and the others are counted as dropped.
@@ -31,11 +33,17 @@ from pathlib import Path
 
 from bioner_grid.data import DataError, Sentence
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
 TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
 ABBREVIATIONS = {"al", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "approx", "ca", "cf", "no", "nos",
-                 "eq", "ref", "refs", "st", "vol", "etc", "resp", "sp", "spp", "var", "ssp", "subsp", "inc", "ltd", "co"}
-SENTENCE_START = re.compile(r"[A-Z0-9\[(]")
+                 "eq", "ref", "refs", "st", "vol", "etc", "resp", "sp", "spp", "var", "ssp", "subsp", "inc", "ltd", "co",
+                 # months and journal-name words of citations inside abstracts (Dec. 1, Proc. Natl. Acad. Sci.)
+                 "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+                 "proc", "natl", "nat", "acad", "sci", "biol", "chem", "med", "res", "neurosci", "pharmacol", "physiol"}
+# What may begin a sentence: a capital, digit, bracket or quote, or a name written from a lower-case
+# letter (mRNA, p38, gamma-ENaC)
+SENTENCE_START = re.compile(r"[A-Z0-9\[(\"]|[a-z][a-z-]*[A-Z0-9]")
+HGVS_PREFIX = re.compile(r"[cgmnpr]\. ?(?:[A-Z][a-z]{2}\d|[-*]?\d)")  # c. 1093-1G>T, p. Glu104X
 
 
 @dataclass
@@ -121,21 +129,44 @@ def tokenize(text: str, cuts: set[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> set[int]:
-    """Indices of tokens that end a sentence."""
+def _abbreviation(text: str, word: tuple[int, int]) -> bool:
+    """Whether the word before a full stop makes it an abbreviation's point, not a sentence end:
+    ``et al.``, ``Fig.``, ``Dec.`` (an acronym is no abbreviation: ``with CF.``, ``of NO.``); a
+    letter of a dotted abbreviation (``e.g.``, ``i.v.``); an initial (a capital letter on its own:
+    ``J. Smith``); an HGVS prefix (``p. Glu104X``, ``c. 1093-1G>T``). Any other lower-case letter
+    on its own is a unit or part of a name (``for 6 h. This``, ``TNF-a. It``), and a capital
+    attached to what precedes it is part of a variant or name (``1858C/T. In``, ``c.2607C>A. The``):
+    both end sentences."""
+    s, e = word
+    w = text[s:e]
+    if (w.lower() in ABBREVIATIONS and not w.isupper()) or HGVS_PREFIX.match(text, s):
+        return True
+    if len(w) != 1 or not w.isalpha():
+        return False
+    before = text[s - 1] if s > 0 else " "
+    return before == "." or (w.isupper() and (before.isspace() or before in "(["))
+
+
+def sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> set[int]:
+    """Indices of tokens that end a sentence: the last title token, and a ``.``/``!``/``?`` (or a
+    quote right after one) followed by whitespace and a sentence start, unless the stop belongs to
+    an abbreviation, is a list number's (``2. Male rats``) or lies inside an annotation."""
     ends = set()
     for i, (s, e) in enumerate(tokens[:-1]):
         nxt = tokens[i + 1]
         if s < title_end <= nxt[0]:
             ends.add(i)
             continue
-        if text[s:e] not in ".!?" or inside[i] or nxt[0] == e:  # no whitespace after it
+        stop = i - 1 if text[s:e] in "\"'" and i > 0 and tokens[i - 1][1] == s else i  # stop."
+        if text[tokens[stop][0]:tokens[stop][1]] not in ".!?" or inside[i] or nxt[0] == e:  # no whitespace after
             continue
-        if not SENTENCE_START.match(text[nxt[0]]):
+        if not SENTENCE_START.match(text, nxt[0]):
             continue
-        if text[s:e] == "." and i > 0:
-            prev = text[tokens[i - 1][0]:tokens[i - 1][1]]
-            if prev.lower() in ABBREVIATIONS or (len(prev) == 1 and prev.isalpha()):  # et al. / Fig. / e.g. / J. Smith
+        if text[tokens[stop][0]] == "." and stop > 0:
+            word = tokens[stop - 1]
+            if _abbreviation(text, word):
+                continue
+            if text[word[0]:word[1]].isdigit() and (stop == 1 or stop - 2 in ends):
                 continue
         ends.add(i)
     return ends
@@ -180,7 +211,7 @@ def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
             for i in covered[:-1]:
                 inside[i] = True
             n_exact += 1
-        ends = _sentence_ends(doc.text, tokens, len(doc.title), inside)
+        ends = sentence_ends(doc.text, tokens, len(doc.title), inside)
         sentences, start = [], 0
         for i in range(len(tokens)):
             if i in ends or i == len(tokens) - 1:

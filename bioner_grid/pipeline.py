@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import resource
 import shutil
 import time
@@ -18,7 +19,7 @@ import mlflow
 import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 
 from bioner_grid import aio, faireval, tracking
 from bioner_grid.align import make_windows
@@ -41,14 +42,32 @@ def write_conll(path: Path, sentences, predicted) -> None:
             f.write("\n")
 
 
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder that was written to the end, or None.
+
+    The Trainer writes a checkpoint's files one after another and ``trainer_state.json`` last, so a
+    job killed while saving (SLURM's time limit, a preemption) leaves a folder without it, or with
+    it cut short; resuming from that would fail, so it is passed over for the one before."""
+    folder = Path(folder)
+    steps = sorted((int(m.group(1)), p) for p in folder.glob("checkpoint-*")
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s was not written to the end (no readable %s); not resuming from it", path, TRAINER_STATE_NAME)
+            continue
+        return str(path)
+    return None
+
+
 def find_resume_point(runs) -> tuple[str | None, str | None]:
-    """(run id, last checkpoint) of the newest unfinished run (killed, preempted, failed) that left
-    a checkpoint; (None, None) when there is none."""
+    """(run id, last complete checkpoint) of the newest unfinished run (killed, preempted, failed)
+    that left one; (None, None) when there is none."""
     for r in runs:
         if r.info.status == "FINISHED":
             continue
-        folder = Path(r.data.tags.get("output_dir", "")) / "checkpoints"
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        last = last_complete_checkpoint(Path(r.data.tags.get("output_dir", "")) / "checkpoints")
         if last:
             return r.info.run_id, last
     return None, None

@@ -106,6 +106,44 @@ def test_finished_configuration_is_skipped_and_force_reruns_it_identically(singl
     assert df.iloc[0][metrics].tolist() == df.iloc[1][metrics].tolist()  # same command, same metrics
 
 
+def test_last_complete_checkpoint_passes_over_ones_cut_short(tmp_path):
+    from bioner_grid.pipeline import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, state in ((5, "{}"), (10, '{"global_step": 10}'), (20, None), (30, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-old").mkdir()
+    # 30: state cut short, 20: no state yet (killed while saving); 10 is the newest whole one
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_killed_run_resumes_from_its_last_whole_checkpoint_with_the_same_result(tmp_path, data_root):
+    """A job killed while saving a checkpoint (SLURM time limit, preemption) leaves a folder cut
+    short; the relaunch passes over it, continues the same MLflow run and ends as it would have."""
+    args = [*SLICE, "train.checkpoint_steps=4", "train.keep_checkpoints=true"]
+    r = cli(tmp_path, data_root, *args, f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = runs(tmp_path).iloc[0]
+    MlflowClient().set_terminated(first["run_id"], "KILLED")  # as if the job had died before finishing
+    cut_short = tmp_path / "run" / "checkpoints" / "checkpoint-99"
+    cut_short.mkdir()
+    (cut_short / "model.safetensors").write_bytes(b"half a model")
+
+    r = cli(tmp_path, data_root, *args, f"hydra.run.dir={tmp_path}/relaunch")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "checkpoint-99 was not written to the end" in log and "resuming MLflow run" in log
+    df = runs(tmp_path)
+    assert len(df) == 1 and df.iloc[0]["run_id"] == first["run_id"]  # one run per key, continued
+    row = df.iloc[0]
+    assert row["status"] == "FINISHED" and row["metrics.resumed"] == 1.0
+    for m in ("test_strict_f1", "test_f1", "dev_strict_f1", "test_fair_f1"):
+        assert row[f"metrics.{m}"] == first[f"metrics.{m}"], m
+
+
 def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root):
     bad = tmp_path / "bad.tsv"
     bad.write_text("Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")

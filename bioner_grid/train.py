@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import SequentialSampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     DataCollatorForTokenClassification,
     EarlyStoppingCallback,
@@ -20,10 +20,35 @@ from transformers import (
     TrainingArguments,
 )
 
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
 from bioner_grid.align import Window, by_length, predictions_to_tags
 from bioner_grid.evaluate import score
 
 log = logging.getLogger(__name__)
+
+
+class EpochSeededLengthGroupedSampler(Sampler):
+    """Length-grouped batches whose shuffle depends on (seed, epoch) only.
+
+    transformers' ``LengthGroupedSampler`` draws from the global torch RNG when an epoch starts. A
+    run resumed from a checkpoint in epoch k > 0 reaches that point with the RNG in another state
+    than the uninterrupted run had (it skips the earlier epochs), so it would train on other
+    batches and end elsewhere. Seeding each epoch's shuffle from ``seed + epoch`` (the Trainer
+    calls ``set_epoch``) makes a requeued job finish exactly as an uninterrupted one."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 class WeightedLossTrainer(Trainer):
@@ -47,6 +72,13 @@ class WeightedLossTrainer(Trainer):
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), weight=weight, ignore_index=-100)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.lengths, sampler.batch_size, seed)
+        return sampler
 
     def _get_eval_sampler(self, eval_dataset):
         # Predictions must come back in dataset order to be stitched into sentences; the Trainer

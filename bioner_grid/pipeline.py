@@ -62,13 +62,16 @@ def last_complete_checkpoint(folder: str | Path) -> str | None:
 
 
 def find_resume_point(runs) -> tuple[str | None, str | None]:
-    """(run id, last complete checkpoint) of the newest unfinished run (killed, preempted, failed)
-    that left one; (None, None) when there is none."""
+    """Where an unfinished configuration goes on, from its runs (newest first): (run id, last
+    complete checkpoint) of the newest unfinished run (killed, preempted, failed) that left one;
+    else (run id, None) of one that was stopped (KILLED: preempted, requeued, timed out; or still
+    RUNNING: the process was killed outright) before its first checkpoint, which starts over in the
+    same MLflow run, so that a key keeps one run; else (None, None): a new run (after a FAILED one)."""
     for r in runs:
         if r.info.status == "FINISHED":
             continue
         last = last_complete_checkpoint(Path(r.data.tags.get("output_dir", "")) / "checkpoints")
-        if last:
+        if last or r.info.status in ("KILLED", "RUNNING"):
             return r.info.run_id, last
     return None, None
 
@@ -136,6 +139,8 @@ def run(cfg, output_dir: str | Path) -> dict:
     resume_id, resume_from = (None, None) if cfg.train.force else find_resume_point(earlier)
     if resume_from:
         log.info("resuming MLflow run %s from %s", resume_id, resume_from)
+    elif resume_id:
+        log.info("continuing MLflow run %s from the start: it was stopped before its first checkpoint", resume_id)
 
     # Tokenisation and model.
     set_seed(int(cfg.train.seed))
@@ -175,7 +180,7 @@ def run(cfg, output_dir: str | Path) -> dict:
 def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, resume_from, tags) -> dict:
     corpus, id2label, device, weights = p.corpus, p.id2label, p.device, p.weights
     active = mlflow.active_run()
-    if not resume_from:
+    if not mlflow.get_run(active.info.run_id).data.params:  # a continued run has them already
         mlflow.log_params(tracking.flatten_params(cfg))
         if weights:
             mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})

@@ -144,6 +144,26 @@ def test_killed_run_resumes_from_its_last_whole_checkpoint_with_the_same_result(
         assert row[f"metrics.{m}"] == first[f"metrics.{m}"], m
 
 
+def test_run_stopped_before_its_first_checkpoint_starts_over_in_the_same_mlflow_run(tmp_path, data_root):
+    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = runs(tmp_path).iloc[0]  # its checkpoints are deleted once it has finished
+    MlflowClient().set_terminated(first["run_id"], "KILLED")  # as if preempted before the first checkpoint
+
+    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/relaunch")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"continuing MLflow run {first['run_id']} from the start" in r.stdout + r.stderr
+    df = runs(tmp_path)
+    assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.resumed"] == 0.0
+    assert df.iloc[0]["metrics.test_strict_f1"] == first["metrics.test_strict_f1"]
+
+    # a FAILED run (an error, not a stop) is kept as it is; the relaunch records a new run
+    MlflowClient().set_terminated(first["run_id"], "FAILED")
+    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/after_failure")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(runs(tmp_path)["status"]) == ["FAILED", "FINISHED"]
+
+
 def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root):
     bad = tmp_path / "bad.tsv"
     bad.write_text("Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")

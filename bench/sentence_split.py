@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bioner_grid.pubtator import read_pubtator, sentence_ends, tokenize
+from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
 
 PAPER = {"train": 4432, "dev": 1140, "test": 1108}
 
@@ -31,12 +31,9 @@ PAPER = {"train": 4432, "dev": 1140, "test": 1108}
 def ours(text: str) -> list[tuple[int, int]]:
     """Our converter's rules, without the annotation guard (to compare like with like)."""
     tokens = tokenize(text, set())
-    ends = sorted(sentence_ends(text, tokens, len(text), [False] * len(tokens))) + [len(tokens) - 1]
-    spans, start = [], 0
-    for i in ends:
-        spans.append((tokens[start][0], tokens[i][1]))
-        start = i + 1
-    return spans
+    no_title = 0
+    return [(tokens[r.start][0], tokens[r.stop - 1][1])
+            for r in sentence_ranges(text, tokens, no_title, [False] * len(tokens))]
 
 
 def make_pysbd():

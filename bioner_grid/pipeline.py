@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import resource
 import shutil
 import time
@@ -20,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import sort_checkpoints
 
 from bioner_grid import aio, faireval, tracking
 from bioner_grid.align import make_windows
@@ -48,16 +48,13 @@ def last_complete_checkpoint(folder: str | Path) -> str | None:
     The Trainer writes a checkpoint's files one after another and ``trainer_state.json`` last, so a
     job killed while saving (SLURM's time limit, a preemption) leaves a folder without it, or with
     it cut short; resuming from that would fail, so it is passed over for the one before."""
-    folder = Path(folder)
-    steps = sorted((int(m.group(1)), p) for p in folder.glob("checkpoint-*")
-                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
-    for _, path in reversed(steps):
+    for path in reversed(sort_checkpoints(str(folder))):  # sorted by step, oldest first
         try:
-            json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+            json.loads((Path(path) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             log.warning("%s was not written to the end (no readable %s); not resuming from it", path, TRAINER_STATE_NAME)
             continue
-        return str(path)
+        return path
     return None
 
 

@@ -147,7 +147,7 @@ def _abbreviation(text: str, word: tuple[int, int]) -> bool:
     return before == "." or (w.isupper() and (before.isspace() or before in "(["))
 
 
-def sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> set[int]:
+def _sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> set[int]:
     """Indices of tokens that end a sentence: the last title token, and a ``.``/``!``/``?`` (or a
     quote right after one) followed by whitespace and a sentence start, unless the stop belongs to
     an abbreviation, is a list number's (``2. Male rats``) or lies inside an annotation."""
@@ -170,6 +170,14 @@ def sentence_ends(text: str, tokens: list[tuple[int, int]], title_end: int, insi
                 continue
         ends.add(i)
     return ends
+
+
+def sentence_ranges(text: str, tokens: list[tuple[int, int]], title_end: int, inside: list[bool]) -> list[range]:
+    """The sentences of a document as ranges of token indices (see ``_sentence_ends``)."""
+    if not tokens:
+        return []
+    ends = sorted(_sentence_ends(text, tokens, title_end, inside)) + [len(tokens) - 1]
+    return [range(start, end + 1) for start, end in zip([0] + [e + 1 for e in ends[:-1]], ends)]
 
 
 @dataclass
@@ -211,12 +219,8 @@ def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
             for i in covered[:-1]:
                 inside[i] = True
             n_exact += 1
-        ends = sentence_ends(doc.text, tokens, len(doc.title), inside)
-        sentences, start = [], 0
-        for i in range(len(tokens)):
-            if i in ends or i == len(tokens) - 1:
-                sentences.append(Sentence([doc.text[s:e] for s, e in tokens[start:i + 1]], tags[start:i + 1]))
-                start = i + 1
+        sentences = [Sentence([doc.text[s:e] for s, e in tokens[r.start:r.stop]], tags[r.start:r.stop])
+                     for r in sentence_ranges(doc.text, tokens, len(doc.title), inside)]
         documents.append(sentences)
         n_sentences += len(sentences)
     kept_total = n_in - n_overlap

@@ -19,7 +19,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from bioner_grid.align import Window, by_length, predictions_to_tags

@@ -2,7 +2,8 @@
 
 - ``preflight``: every model resolves offline and every dataset file exists, listing all that is
   missing at once (before 280 jobs queue, not after);
-- ``split_finished``: which jobs' run keys are already FINISHED in the tracking store.
+- ``decisions``: what the tracking store says of each job (FINISHED, IN FLIGHT, STALE, TODO), by the
+  same rule a job applies when it starts (``identity.decide``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+
+from bioner_grid import identity
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +61,33 @@ def preflight(configs) -> list[str]:
     return list(problems)
 
 
-def split_finished(configs) -> tuple[list[int], dict[int, str]]:
-    """Indices of the jobs to run, and ``index -> MLflow run id`` of those already FINISHED
-    (``train.force=true`` runs a job anyway)."""
+def decisions(configs) -> list:
+    """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
+    from one look-up of each tracking store."""
     from bioner_grid import tracking
 
-    finished_by_store: dict[tuple, dict[str, str]] = {}
-    todo, done = [], {}
-    for i, cfg in enumerate(configs):
+    by_store: dict[tuple, dict[str, list]] = {}
+    out = []
+    for cfg in configs:
         store = (cfg.tracking.uri, cfg.tracking.experiment)
-        if store not in finished_by_store:
-            finished_by_store[store] = tracking.finished_keys(cfg.tracking)
-        run_id = finished_by_store[store].get(tracking.run_key(cfg))
-        if run_id and not cfg.train.force:
-            done[i] = run_id
-        else:
-            todo.append(i)
-    return todo, done
+        if store not in by_store:
+            by_store[store] = tracking.runs_by_key(cfg.tracking)
+        out.append(tracking.decide(cfg, by_store[store].get(identity.run_key(cfg), [])))
+    return out
 
 
-def prepare(configs, check: bool = True, skip_finished: bool = True) -> list[int]:
-    """Preflight (raises ``PreflightError``) and skip-finished; returns the indices to launch."""
+def select_jobs(configs, check: bool = True, skip_finished: bool = True) -> list[int]:
+    """Preflight (raises ``PreflightError``) and skip-finished / in-flight; the indices to launch."""
     if check:
         problems = preflight(configs)
         if problems:
             raise PreflightError(f"preflight: {len(problems)} problem(s), nothing launched:\n  - " + "\n  - ".join(problems))
     if not skip_finished:
         return list(range(len(configs)))
-    todo, done = split_finished(configs)
-    log.info("skipping %d of %d runs already FINISHED in the tracking store; launching %d", len(done), len(configs), len(todo))
+    verdicts = decisions(configs)
+    todo = [i for i, d in enumerate(verdicts) if d.action not in ("finished", "in_flight")]
+    counts = {s: sum(d.status == s for d in verdicts) for s in ("FINISHED", "IN FLIGHT", "STALE")}
+    log.info("skipping %d of %d runs already FINISHED in the tracking store and %d in flight; launching %d "
+             "(%d of them continue a stopped run)", counts["FINISHED"], len(configs), counts["IN FLIGHT"], len(todo),
+             counts["STALE"])
     return todo

@@ -18,10 +18,8 @@ import mlflow
 import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import sort_checkpoints
 
-from bioner_grid import aio, faireval, tracking
+from bioner_grid import aio, faireval, identity, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -40,37 +38,6 @@ def write_conll(path: Path, sentences, predicted) -> None:
             for token, gold, p in zip(sent.tokens, sent.tags, pred, strict=True):
                 f.write(f"{token}\t{gold}\t{p}\n")
             f.write("\n")
-
-
-def last_complete_checkpoint(folder: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` folder that was written to the end, or None.
-
-    The Trainer writes a checkpoint's files one after another and ``trainer_state.json`` last, so a
-    job killed while saving (SLURM's time limit, a preemption) leaves a folder without it, or with
-    it cut short; resuming from that would fail, so it is passed over for the one before."""
-    for path in reversed(sort_checkpoints(str(folder))):  # sorted by step, oldest first
-        try:
-            json.loads((Path(path) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("%s was not written to the end (no readable %s); not resuming from it", path, TRAINER_STATE_NAME)
-            continue
-        return path
-    return None
-
-
-def find_resume_point(runs) -> tuple[str | None, str | None]:
-    """Where an unfinished configuration goes on, from its runs (newest first): (run id, last
-    complete checkpoint) of the newest unfinished run (killed, preempted, failed) that left one;
-    else (run id, None) of one that was stopped (KILLED: preempted, requeued, timed out; or still
-    RUNNING: the process was killed outright) before its first checkpoint, which starts over in the
-    same MLflow run, so that a key keeps one run; else (None, None): a new run (after a FAILED one)."""
-    for r in runs:
-        if r.info.status == "FINISHED":
-            continue
-        last = last_complete_checkpoint(Path(r.data.tags.get("output_dir", "")) / "checkpoints")
-        if last or r.info.status in ("KILLED", "RUNNING"):
-            return r.info.run_id, last
-    return None, None
 
 
 @dataclass
@@ -113,33 +80,8 @@ def prepare(cfg, out: Path) -> Prepared:
                     degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
 
 
-def run(cfg, output_dir: str | Path) -> dict:
-    """Run one configuration; returns the content of ``result.json``.
-
-    A configuration whose run key is already FINISHED in the tracking store is skipped (unless
-    ``train.force``); an unfinished one (preempted, requeued, killed) resumes from its last
-    checkpoint and continues the same MLflow run.
-    """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    p = prepare(cfg, out)
-
-    # Has this configuration run before?
-    key = tracking.run_key(cfg)
-    experiment_id = tracking.setup(cfg.tracking)
-    earlier = tracking.runs_with_key(experiment_id, key)
-    done = [r for r in earlier if r.info.status == "FINISHED"]
-    if done and not cfg.train.force:
-        log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, done[0].info.run_id)
-        return {"skipped": True, "run_key": key, "run_id": done[0].info.run_id}
-    resume_id, resume_from = (None, None) if cfg.train.force else find_resume_point(earlier)
-    if resume_from:
-        log.info("resuming MLflow run %s from %s", resume_id, resume_from)
-    elif resume_id:
-        log.info("continuing MLflow run %s from the start: it was stopped before its first checkpoint", resume_id)
-
-    # Tokenisation and model.
+def build(cfg, p: Prepared):
+    """Tokenizer (with an all-in-one corpus's task tags), windows of every split, and the model."""
     set_seed(int(cfg.train.seed))
     corpus, labels = p.corpus, p.corpus.labels
     tokenizer = load_tokenizer(cfg.model)
@@ -150,16 +92,62 @@ def run(cfg, output_dir: str | Path) -> dict:
     model = build_model(cfg.model, labels, tokenizer)
     log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, p.device)
+    return tokenizer, windows, model
 
-    tags = {**tracking.run_tags(cfg), "run_key": key, "weights_degenerate": str(p.degenerate).lower(),
-            **({"aio_members": ",".join(corpus.members)} if corpus.members else {}),
+
+def run(cfg, output_dir: str | Path) -> dict:
+    """Run one configuration; returns the content of ``result.json``.
+
+    What happens to a configuration that was recorded before is ``identity.decide``'s rule: a
+    FINISHED run key is skipped (unless ``train.force``), a live job's run is never taken over, and
+    an unfinished run (preempted, requeued, killed) is continued from its last checkpoint.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    p = prepare(cfg, out)
+
+    # Has this configuration run before, or is it running now?
+    tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(),
+            **({"aio_members": ",".join(p.corpus.members)} if p.corpus.members else {}),
             "output_dir": str(out.resolve())}
-    run_name = f"{cfg.model.name}-{cfg.dataset.name}-{cfg.scheme.name}-lr{cfg.train.lr}-bs{cfg.train.batch_size}-s{cfg.train.seed}"
-    mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
-                     run_name=None if resume_id else run_name)
+    key = tags["run_key"]
+    experiment_id = tracking.setup(cfg.tracking)
+    runs = tracking.runs_with_key(experiment_id, key)
+    decision = tracking.decide(cfg, runs)
+    if decision.action == "continue" and not tracking.claim(decision.run_id):
+        decision = identity.Decision("in_flight", decision.run_id)  # another job claimed it at the same moment
+    if decision.action in ("finished", "in_flight"):
+        if decision.action == "finished":
+            log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, decision.run_id)
+        else:
+            log.info("run key %s is in flight as MLflow run %s (a live job trains it); skipping", key, decision.run_id)
+        return {"skipped": True, "status": decision.status, "run_key": key, "run_id": decision.run_id}
+    resume_id, resume_from = decision.run_id, decision.checkpoint
+    if resume_from:
+        log.info("resuming MLflow run %s from %s", resume_id, resume_from)
+    elif resume_id:
+        log.info("continuing MLflow run %s from the start: it was stopped before its first checkpoint", resume_id)
+
+    tokenizer, windows, model = build(cfg, p)
+
+    # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
+    earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
+    tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, p.args.output_dir]))
+    tags.update(tracking.job_tags())
+    run_name = "-".join(identity.grid_values(cfg)[k] for k in identity.GRID_KEYS)
+    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
+                              run_name=None if resume_id else run_name, tags=tags)
+    if not resume_id:
+        twin = tracking.live_twin(mlflow.get_run(active.info.run_id), time.time(), float(cfg.grid.heartbeat_s))
+        if twin:  # the same configuration started at the same moment: the older run trains, this one goes
+            mlflow.end_run("KILLED")
+            mlflow.MlflowClient().delete_run(active.info.run_id)
+            log.info("run key %s is in flight as MLflow run %s (started at the same moment); skipping", key, twin)
+            return {"skipped": True, "status": "IN FLIGHT", "run_key": key, "run_id": twin}
     try:
-        mlflow.set_tags(tags)
-        result = _train_and_score(cfg, out, p, tokenizer, windows, model, resume_from, tags)
+        with tracking.Heartbeat(active.info.run_id, float(cfg.grid.heartbeat_s)):
+            result = _train_and_score(cfg, out, p, tokenizer, windows, model, resume_from, tags)
     except (KeyboardInterrupt, SystemExit):
         mlflow.end_run("KILLED")  # preempted or requeued: the next attempt resumes this run
         raise
@@ -168,7 +156,8 @@ def run(cfg, output_dir: str | Path) -> dict:
         raise
     mlflow.end_run("FINISHED")
     if not cfg.train.keep_checkpoints:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        for folder in tags["checkpoint_dirs"].split("\n"):
+            shutil.rmtree(folder, ignore_errors=True)
     log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", result["metrics"]["test_f1"],
              result["metrics"]["test_strict_f1"], result["metrics"]["train_seconds"], result["run_id"])
     return result
@@ -230,7 +219,8 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
         "experiment_id": active.info.experiment_id,
         "tracking_uri": mlflow.get_tracking_uri(),
         "run_key": tags["run_key"],
-        **{k: tags[k] for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
+        "cell_key": tags["cell_key"],
+        **{k: tags[k] for k in identity.GRID_KEYS},
         "weights_degenerate": p.degenerate,
         "resumed_from": resume_from,
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},

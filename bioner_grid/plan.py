@@ -1,7 +1,7 @@
 """``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
 
-Prints every job (its sweep overrides and run key), the count, which are already FINISHED in the
-tracking store, which corpora the experiment lists but cannot read yet, and the preflight
+Prints every job (its sweep overrides and run key), the count, what the tracking store says of
+each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), which corpora the experiment lists but cannot read yet, and the preflight
 problems (models not resolvable offline, missing data files). Launches nothing.
 """
 
@@ -39,18 +39,22 @@ def job_configs(fixed: list[str], jobs: list[list[str]]):
 
 
 def main(argv: list[str]) -> int:
-    from bioner_grid import tracking
-    from bioner_grid.grid import preflight, split_finished
+    from collections import Counter
+
+    from bioner_grid import identity
+    from bioner_grid.grid import decisions, preflight
 
     fixed, jobs = sweep_jobs(argv)
     configs = job_configs(fixed, jobs)
-    todo, done = split_finished(configs)
+    verdicts = decisions(configs)
     name = configs[0].grid.name if configs else "?"
+    counts = Counter(d.status for d in verdicts)
     print(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
-          f"(experiment {configs[0].tracking.experiment}): {len(done)} FINISHED, {len(todo)} to run")
-    for i, (job, cfg) in enumerate(zip(jobs, configs)):
-        status = f"FINISHED {done[i]}" if i in done else "to run"
-        print(f"  #{i:<3} {' '.join(job):<70} key {tracking.run_key(cfg)}  {status}")
+          f"(experiment {configs[0].tracking.experiment}): "
+          + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO")))
+    for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
+        status = f"{d.status} {d.run_id}" if d.run_id else d.status
+        print(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}")
     unavailable = list(configs[0].grid.unavailable) if configs else []
     if unavailable:
         print(f"not in this grid yet (no reader for their format): {', '.join(unavailable)}")

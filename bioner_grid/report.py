@@ -26,12 +26,14 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from bioner_grid.identity import GRID_KEYS, defines_result
+
 log = logging.getLogger(__name__)
 
 SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
 SCHEME_NAMES = {"ins": "INS", "isns": "ISNS", "ens_0.3": "ENS(0.3)", "ens_0.5": "ENS(0.5)", "ens_0.9": "ENS(0.9)",
-                "vanilla": "Vanilla", "welt": "WeLT"}
-KEYS = ["model", "dataset", "scheme", "lr", "batch_size", "seed"]
+                "vanilla": "Vanilla", "welt": "WeLT"}  # for runs recorded before schemes had a `label`
+KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
 
@@ -41,7 +43,13 @@ MISSING = "—"
 
 
 def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.DataFrame:
-    """One row per run: ``run_id``, ``status``, the grid keys (tags) and every metric (bare names)."""
+    """One row per run: ``run_id``, ``status``, the grid keys (tags), ``cell_key`` and every metric
+    (bare names).
+
+    ``model`` is the row label the tables use: the model's name, followed by every result-defining
+    setting (head, epochs, lr, …) that differs between the runs of that model on that dataset, so
+    that different configurations are never averaged as if they were seeds (``model_name`` keeps
+    the bare name; ``model_lr_bs`` leaves lr and batch size out, for the views that compare them)."""
     import mlflow
 
     from bioner_grid.tracking import resolve_uri
@@ -49,17 +57,70 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     mlflow.set_tracking_uri(resolve_uri(uri))
     df = mlflow.search_runs(experiment_names=experiments, filter_string=filter_string or "")
     if df.empty:
-        return pd.DataFrame(columns=["run_id", "status", *KEYS])
+        return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs"])
     if "tags.kind" in df:
         df = df[df["tags.kind"].fillna("") != "report"]
     columns = {"run_id": df["run_id"], "status": df["status"]}
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
+    columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
     columns.update({c[len("metrics."):]: df[c] for c in df.columns if c.startswith("metrics.")})
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
         out[key] = pd.to_numeric(out[key], errors="coerce")
+    settings = df[[c for c in df.columns if (c.startswith("params.") and defines_result(c[len("params."):])
+                                            and c != "params.train.seed") or c.startswith("tags.data_sha256.")]]
+    out["model_name"] = out["model"]
+    out["model_lr_bs"] = variant_labels(out, settings, exclude=("params.train.lr", "params.train.batch_size"))
+    out["model"] = variant_labels(out, settings)
+    if "tags.cell_key" in df and df["tags.cell_key"].notna().all():
+        out["cell_key"] = df["tags.cell_key"]
+    else:
+        old = df["tags.cell_key"].isna().sum() if "tags.cell_key" in df else len(df)
+        log.warning("%d run(s) carry no cell_key tag (recorded before it existed): their seeds are grouped by "
+                    "(model, dataset, scheme, lr, batch_size) alone", old)
+        fallback = out[["model", "dataset", "scheme", "lr", "batch_size"]].astype(str).agg("|".join, axis=1)
+        out["cell_key"] = df["tags.cell_key"].fillna(fallback) if "tags.cell_key" in df else fallback
     return out.reset_index(drop=True)
+
+
+def _setting_name(column: str) -> str:
+    if column.startswith("tags.data_sha256."):
+        return f"{column[len('tags.data_sha256.'):]} data"
+    return column.split(".", 2)[-1]  # params.train.epochs -> epochs
+
+
+def variant_labels(runs: pd.DataFrame, settings: pd.DataFrame, exclude=()) -> pd.Series:
+    """The model's name plus the result-defining settings that differ among the runs of that model
+    on that dataset (``biobert (head=crf, epochs=3)``); the bare name where nothing differs."""
+    labels = runs["model"].astype(str).copy()
+    columns = sorted(c for c in settings.columns if c not in exclude)
+    if not columns:
+        return labels
+    for _, idx in runs.groupby(["dataset", "model"], dropna=False).groups.items():
+        sub = settings.loc[idx, columns]
+        varying = [c for c in columns if sub[c].astype(str).nunique() > 1]
+        for i in idx:
+            if varying:
+                shown = ", ".join(f"{_setting_name(c)}={str(sub.at[i, c])[:8] if c.startswith('tags.') else sub.at[i, c]}"
+                                  for c in varying)
+                labels.at[i] = f"{runs.at[i, 'model']} ({shown})"
+    return labels
+
+
+def schemes_of(df: pd.DataFrame) -> list[str]:
+    """The schemes the runs used: the WeLT paper's in its column order, any other after them."""
+    present = set(df["scheme"].dropna())
+    return [s for s in SCHEMES if s in present] + sorted(present - set(SCHEMES))
+
+
+def scheme_names(df: pd.DataFrame) -> dict[str, str]:
+    """Display name of each scheme: its config's ``label`` (as the runs logged it), else the known name."""
+    names = dict(SCHEME_NAMES)
+    if "scheme_label" in df:
+        for scheme, label in df[["scheme", "scheme_label"]].dropna().drop_duplicates("scheme").values:
+            names[scheme] = label
+    return names
 
 
 def metric_column(split: str, mode: str, measure: str) -> str:
@@ -99,7 +160,7 @@ class Table:
 def fmt(mean: float | None, std: float | None = None, n: int = 1) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return MISSING
-    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+    return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f}"
 
 
 def marks(values: list[float | None]) -> list[str | None]:
@@ -114,7 +175,7 @@ def marks(values: list[float | None]) -> list[str | None]:
 def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = "strict") -> Table:
     """WeLT Tables 2-9 for one corpus: rows model x {P, R, F}, columns the seven schemes."""
     ok = finished(df[df["dataset"] == dataset])
-    schemes = [s for s in SCHEMES if s in set(df["scheme"])] or SCHEMES
+    schemes, names = schemes_of(df), scheme_names(df)
     rows = []
     for model in sorted(set(df.loc[df["dataset"] == dataset, "model"])):
         for measure, short in MEASURES.items():
@@ -125,7 +186,7 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
                 std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
                 row.append(Cell(fmt(mean, std, n), mark, mean))
             rows.append(row)
-    return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme", ["Model", ""] + [SCHEME_NAMES.get(s, s) for s in schemes], rows)
+    return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme", ["Model", ""] + [names.get(s, s) for s in schemes], rows)
 
 
 def missing_configurations(df: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -166,12 +227,13 @@ def paper_comparison(df: pd.DataFrame, split: str = "test", mode: str = "strict"
     rows = []
     keys = ["dataset", "model", "scheme"]
     ours = {m: cell_stats(ok, keys, metric_column(split, mode, m)) for m in MEASURES}
+    names = scheme_names(df)
     for key in ours["f1"].index:
         if key not in paper.index:
             continue
         p = paper.loc[key]
         f1 = ours["f1"].loc[key]
-        rows.append([Cell(key[0]), Cell(key[1]), Cell(SCHEME_NAMES.get(key[2], key[2]))]
+        rows.append([Cell(key[0]), Cell(key[1]), Cell(names.get(key[2], key[2]))]
                     + [Cell(fmt(ours[m].loc[key, "mean"], ours[m].loc[key, "std"], int(ours[m].loc[key, "n"]))) for m in MEASURES]
                     + [Cell(f"{p[m]:.2f}") for m in MEASURES]
                     + [Cell(f"{f1['mean'] - p['f1']:+.2f}", value=f1["mean"] - p["f1"])])
@@ -185,8 +247,8 @@ def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
     col = metric_column(split, mode, "f1")
     ok = finished(df)
     pivot = (100 * ok.pivot_table(index=["model", "dataset", "seed"], columns="scheme", values=col, aggfunc="mean"))
-    rows = []
-    for scheme in [s for s in SCHEMES if s != "vanilla" and s in pivot.columns]:
+    rows, names = [], scheme_names(df)
+    for scheme in [s for s in schemes_of(df) if s != "vanilla" and s in pivot.columns]:
         if "vanilla" not in pivot.columns:
             break
         pairs = pivot[[scheme, "vanilla"]].dropna()
@@ -195,7 +257,7 @@ def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
             p = f"{stats.wilcoxon(pairs[scheme], pairs['vanilla']).pvalue:.4f}"
         else:
             p = "n/a"  # no non-zero difference: the test is undefined
-        rows.append([Cell(SCHEME_NAMES[scheme]), Cell(str(len(d))), Cell(f"{d.median():+.2f}" if len(d) else MISSING),
+        rows.append([Cell(names[scheme]), Cell(str(len(d))), Cell(f"{d.median():+.2f}" if len(d) else MISSING),
                      Cell(str(int((d > 0).sum()))), Cell(str(int((d < 0).sum()))), Cell(str(int((d == 0).sum()))), Cell(p)])
     return Table(f"Schemes versus Vanilla over matched (model, dataset, seed) cells ({split} {mode} F1)",
                  ["Scheme", "pairs", "median ΔF1", "wins", "losses", "ties", "Wilcoxon p"], rows)
@@ -207,9 +269,9 @@ def wins_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> T
     counts: Counter = Counter()  # (scheme, "best" | "second") -> cells
     for _, cell in st.groupby(level=[0, 1]):
         counts.update((k[2], m) for k, m in zip(cell.index, marks(list(cell.values))) if m)
-    present = [s for s in SCHEMES if s in set(df["scheme"])]
+    names = scheme_names(df)
     return Table("Wins: (model, dataset) cells where a scheme is best / second best", ["Scheme", "best", "second"],
-                 [[Cell(SCHEME_NAMES[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "second"]))] for s in present])
+                 [[Cell(names[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "second"]))] for s in schemes_of(df)])
 
 
 def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table:
@@ -217,10 +279,10 @@ def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table
     ok = finished(df[df["dataset"] == dataset])
     strict = cell_stats(ok, ["model", "scheme"], f"{split}_strict_f1")["mean"]
     fair = cell_stats(ok, ["model", "scheme"], f"{split}_fair_f1")["mean"] if f"{split}_fair_f1" in ok else pd.Series(dtype=float)
-    schemes = [s for s in SCHEMES if s in set(ok["scheme"])]
+    schemes, names = schemes_of(ok), scheme_names(df)
     rows = [[Cell(model)] + [Cell(f"{fmt(strict.get((model, s)))} / {fmt(fair.get((model, s)))}") for s in schemes]
             for model in sorted(set(ok["model"]))]
-    return Table(f"{dataset}: seqeval strict F1 / FairEval fair F1 ({split})", ["Model"] + [SCHEME_NAMES[s] for s in schemes], rows)
+    return Table(f"{dataset}: seqeval strict F1 / FairEval fair F1 ({split})", ["Model"] + [names[s] for s in schemes], rows)
 
 
 def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
@@ -242,7 +304,7 @@ def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
 
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
     """F1 per model x batch size at the model's best learning rate (the foundation study's table)."""
-    st = cell_stats(finished(df), ["model", "batch_size", "lr"], metric_column(split, mode, "f1"))
+    st = cell_stats(finished(df), ["model_lr_bs", "batch_size", "lr"], metric_column(split, mode, "f1"))
     sizes = sorted(st.index.get_level_values(1).unique())
     rows = []
     for model in sorted(st.index.get_level_values(0).unique()):

@@ -7,6 +7,7 @@ WeLT views: per corpus, a heatmap of F1 per (model, scheme) and of ΔF1 against 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioner_grid.report import SCHEME_NAMES, SCHEMES, finished, metric_column  # noqa: E402
+from bioner_grid.report import finished, metric_column, scheme_names, schemes_of  # noqa: E402
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a label (model labels carry spaces, parentheses, '=')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 def _save(fig, path: Path) -> Path:
@@ -29,7 +35,7 @@ def _save(fig, path: Path) -> Path:
 def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[Path, str]]:
     ok = finished(df)
     images = []
-    for model, runs in ok.groupby("model"):
+    for model, runs in ok.groupby("model_lr_bs"):
         if runs["lr"].nunique() < 2:
             continue
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
@@ -44,16 +50,16 @@ def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[
         axes[0].set_ylabel(f"{split} {mode} (%)")
         axes[-1].legend()
         fig.suptitle(model)
-        images.append((_save(fig, out / f"lr_{model}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
+        images.append((_save(fig, out / f"lr_{slug(model)}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
     return images
 
 
 def memory_vs_time(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     ok = finished(df)
-    if "peak_rss_mb" not in ok or "train_seconds" not in ok or ok["model"].nunique() < 2:
+    if "peak_rss_mb" not in ok or "train_seconds" not in ok or ok["model_lr_bs"].nunique() < 2:
         return []
     memory = "cuda_peak_mb" if "cuda_peak_mb" in ok and ok["cuda_peak_mb"].notna().all() else "peak_rss_mb"
-    per_model = ok.groupby("model").agg(seconds=("train_seconds", "mean"), memory=(memory, "max"))
+    per_model = ok.groupby("model_lr_bs").agg(seconds=("train_seconds", "mean"), memory=(memory, "max"))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(per_model["seconds"], per_model["memory"])
     for model, r in per_model.iterrows():
@@ -72,10 +78,10 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
     if ok["scheme"].nunique() < 2:
         return []
     images = []
-    col = metric_column(split, mode, "f1")
+    col, names = metric_column(split, mode, "f1"), scheme_names(df)
     for dataset, runs in ok.groupby("dataset"):
         grid = (100 * runs[col]).groupby([runs["model"], runs["scheme"]]).mean().unstack()
-        grid = grid[[s for s in SCHEMES if s in grid.columns]]
+        grid = grid[[s for s in schemes_of(runs) if s in grid.columns]]
         panels = [("F1", grid, "viridis")]
         if "vanilla" in grid.columns:
             panels.append(("ΔF1 vs Vanilla", grid.sub(grid["vanilla"], axis=0), "RdBu"))
@@ -84,7 +90,7 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
             limit = np.nanmax(np.abs(values.values)) or 1.0
             kwargs = {"vmin": -limit, "vmax": limit} if title.startswith("Δ") else {}
             im = ax.imshow(values.values, cmap=cmap, aspect="auto", **kwargs)
-            ax.set_xticks(range(len(values.columns)), [SCHEME_NAMES.get(s, s) for s in values.columns], rotation=45)
+            ax.set_xticks(range(len(values.columns)), [names.get(s, s) for s in values.columns], rotation=45)
             ax.set_yticks(range(len(values.index)), values.index)
             for (i, j), v in np.ndenumerate(values.values):
                 if not np.isnan(v):

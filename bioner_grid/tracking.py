@@ -1,18 +1,28 @@
-"""MLflow tracking: one run per job, with params, metrics, artifacts and grid-key tags."""
+"""MLflow tracking: one run per job, with params, metrics, artifacts and grid-key tags; claiming a\nrun, its heartbeat, and the checkpoints of all its attempts."""
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network on compute nodes
 
 import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+
+from bioner_grid import identity  # noqa: E402
+
+log = logging.getLogger(__name__)
+TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME, written last in a checkpoint
 
 PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
 
@@ -27,9 +37,34 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive lock around the first use of a SQLite store: MLflow creates (and migrates) its
+    schema on first use, and jobs doing that at the same moment crash ("table latest_metrics already
+    exists"). A tracking server serialises this itself."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def setup(tcfg) -> str:
-    """Point MLflow at the configured store; create the experiment once. Returns its id."""
-    mlflow.set_tracking_uri(resolve_uri(tcfg.uri))
+    """Point MLflow at the configured store (its schema created once, under a lock for SQLite) and
+    create the experiment once. Returns its id."""
+    uri = resolve_uri(tcfg.uri)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        return _experiment_id(tcfg)
+
+
+def _experiment_id(tcfg) -> str:
     experiment = mlflow.get_experiment_by_name(tcfg.experiment)
     if experiment is not None:
         return experiment.experiment_id
@@ -78,42 +113,33 @@ def git_state() -> dict[str, str]:
 
 
 def run_tags(cfg) -> dict[str, str]:
-    """The grid keys and provenance every run carries as tags."""
+    """The grid keys, the run and cell keys, the corpus digests and provenance every run carries as tags."""
     return {
-        "model": cfg.model.name,
-        "dataset": cfg.dataset.name,
-        "scheme": cfg.scheme.name,
-        "lr": str(cfg.train.lr),
-        "batch_size": str(cfg.train.batch_size),
-        "seed": str(cfg.train.seed),
+        **identity.grid_values(cfg),
+        "run_key": identity.run_key(cfg),
+        "cell_key": identity.cell_key(cfg),
+        **{f"data_sha256.{name}": digest for name, digest in identity.corpus_digests(cfg).items()},
         "hostname": socket.gethostname(),
         **git_state(),
     }
 
 
-# Settings that do not change what a run computes: where it is tracked, where data and outputs
-# live, how often it checkpoints, whether to rerun it.
-KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size")
-
-
-def run_key(cfg) -> str:
-    """Stable hash of the resolved config minus launcher, output-path and tracking settings.
-
-    ``data.root`` is replaced by a placeholder before resolving, so the same corpus read from
-    another folder (login node vs compute node) gives the same key.
-    """
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    OmegaConf.set_struct(cfg, False)
-    cfg.pop("hydra", None)  # launcher and output paths (its resolvers only work inside a Hydra job)
-    cfg.data.root = "<data.root>"
-    cfg.data.upstream = "<data.upstream>"  # a mirror serves the same checksummed files
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "grid", "welt_hparams"):  # the table's values are resolved into train.*
-        container.pop(key, None)
-    for key in KEY_IGNORED_TRAIN:
-        container["train"].pop(key, None)
-    blob = json.dumps(container, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def runs_by_key(tcfg) -> dict[str, list]:
+    """``run_key -> [MLflow Run, newest first]`` of the configured experiment (empty if it does not exist)."""
+    uri = resolve_uri(tcfg.uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return {}  # no store yet: nothing recorded (and looking must not create one)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        experiment = mlflow.get_experiment_by_name(tcfg.experiment)
+    if experiment is None:
+        return {}
+    out: dict[str, list] = {}
+    for r in mlflow.search_runs(experiment_ids=[experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                                output_format="list"):
+        if "run_key" in r.data.tags:
+            out.setdefault(r.data.tags["run_key"], []).append(r)
+    return out
 
 
 def runs_with_key(experiment_id: str, key: str) -> list:
@@ -122,12 +148,106 @@ def runs_with_key(experiment_id: str, key: str) -> list:
                               order_by=["attributes.start_time DESC"], output_format="list")
 
 
-def finished_keys(tcfg) -> dict[str, str]:
-    """``run_key -> run_id`` of every FINISHED run in the configured experiment (none if it does not exist)."""
-    mlflow.set_tracking_uri(resolve_uri(tcfg.uri))
-    experiment = mlflow.get_experiment_by_name(tcfg.experiment)
-    if experiment is None:
-        return {}
-    runs = mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                              output_format="list")
-    return {r.data.tags["run_key"]: r.info.run_id for r in runs if "run_key" in r.data.tags}
+# ---------------------------------------------------------------------------------------------
+# Checkpoints of every attempt of a run
+
+
+def checkpoint_dirs(run) -> list[str]:
+    """The checkpoint folders of every attempt of a run (tag ``checkpoint_dirs``, one per line; runs
+    recorded before it have only their ``output_dir``)."""
+    tags = run.data.tags
+    dirs = [d for d in tags.get("checkpoint_dirs", "").split("\n") if d]
+    legacy = str(Path(tags["output_dir"]) / "checkpoints") if tags.get("output_dir") else None
+    return dirs + ([legacy] if legacy and legacy not in dirs else [])
+
+
+def last_complete_checkpoint(folders) -> str | None:
+    """The newest ``checkpoint-N`` folder, over all ``folders``, that was written to the end, or None.
+
+    The Trainer writes a checkpoint's files one after another and ``trainer_state.json`` last, so a
+    job killed while saving (SLURM's time limit, a preemption) leaves a folder without it, or with
+    it cut short; resuming from that would fail, so it is passed over for the one before."""
+    from transformers.trainer_utils import sort_checkpoints  # imports torch: kept out of the launcher's start-up
+
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    found = [p for f in folders for p in sort_checkpoints(str(f))]
+    for path in sorted(found, key=lambda p: int(Path(p).name.rsplit("-", 1)[1]), reverse=True):
+        try:
+            json.loads((Path(path) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s was not written to the end (no readable %s); not resuming from it", path, TRAINER_STATE_NAME)
+            continue
+        return path
+    return None
+
+
+def run_checkpoint(run) -> str | None:
+    return last_complete_checkpoint(checkpoint_dirs(run))
+
+
+def decide(cfg, runs, now: float | None = None) -> identity.Decision:
+    """``identity.decide`` with this configuration's settings and the runs' checkpoints."""
+    return identity.decide(runs, bool(cfg.train.force), time.time() if now is None else now,
+                           float(cfg.grid.heartbeat_s), run_checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Claiming a run and keeping it alive
+
+
+def job_tags() -> dict[str, str]:
+    """Who runs this attempt, and a fresh heartbeat."""
+    return {**identity.this_job(), "heartbeat": f"{time.time():.0f}"}
+
+
+def live_twin(run, now: float, heartbeat_s: float) -> str | None:
+    """The run id of an older live RUNNING run with this run's key, started by another job at the
+    same moment (both created a run; the earlier one, by start time then id, trains)."""
+    me = (run.info.start_time, run.info.run_id)
+    for r in runs_with_key(run.info.experiment_id, run.data.tags["run_key"]):
+        if (r.info.run_id != run.info.run_id and r.info.status == "RUNNING"
+                and identity.is_live(r.data.tags, now, heartbeat_s) and (r.info.start_time, r.info.run_id) < me):
+            return r.info.run_id
+    return None
+
+
+def claim(run_id: str, settle_s: float = 2.0) -> bool:
+    """Claim an unfinished run before continuing it: write a token, wait, read it back. Of jobs that
+    claim the same run at the same moment only the last writer reads its own token and goes on; it
+    marks the run alive at once, so that a later relaunch sees it in flight."""
+    token = f"{identity.this_job()['host']}:{os.getpid()}:{time.time_ns()}"
+    client = MlflowClient()
+    client.set_tag(run_id, "claim", token)
+    time.sleep(settle_s)
+    if client.get_run(run_id).data.tags.get("claim") != token:
+        return False
+    for key, value in job_tags().items():
+        client.set_tag(run_id, key, value)
+    return True
+
+
+class Heartbeat:
+    """Refreshes the run's ``heartbeat`` tag every ``period`` seconds from a daemon thread, so that a
+    relaunch can tell this live job from a dead one (``identity.is_live``)."""
+
+    def __init__(self, run_id: str, period: float):
+        self.run_id, self.period = run_id, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="mlflow-heartbeat", daemon=True)
+
+    def _beat(self):
+        client = MlflowClient()
+        while not self._stop.wait(self.period):
+            try:
+                client.set_tag(self.run_id, "heartbeat", f"{time.time():.0f}")
+            except Exception as e:  # a busy store must not kill training; the next beat tries again
+                log.warning("heartbeat of run %s not recorded: %s", self.run_id, e)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -107,7 +107,7 @@ def test_finished_configuration_is_skipped_and_force_reruns_it_identically(singl
 
 
 def test_last_complete_checkpoint_passes_over_ones_cut_short(tmp_path):
-    from bioner_grid.pipeline import last_complete_checkpoint
+    from bioner_grid.tracking import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "none") is None
     for step, state in ((5, "{}"), (10, '{"global_step": 10}'), (20, None), (30, '{"global_st')):

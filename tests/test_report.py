@@ -68,7 +68,7 @@ def test_seeds_give_mean_and_std(store):
     f1_run(client, exp, "biobert", "bc2gm", "vanilla", 0.5)
     t = report.welt_table(report.load_runs(uri, ["grid"]), "bc2gm")
     f_row = next(r for r in t.rows if r[1].text == "F")
-    assert f_row[t.header.index("WeLT")].text == f"82.00 ± {statistics.stdev([80.0, 82.0, 84.0]):.2f}" == "82.00 ± 2.00"
+    assert f_row[t.header.index("WeLT")].text == f"82.00 ± {statistics.stdev([80.0, 82.0, 84.0]):.2f} (n=3)" == "82.00 ± 2.00 (n=3)"
     assert f_row[t.header.index("WeLT")].mark == "best"
 
 
@@ -187,3 +187,51 @@ def test_foundation_views_best_lr_table_and_figures(store, tmp_path):
     report.write(df, out)
     assert {p.name for p in out.glob("*.png")} == {"lr_bert.png", "lr_gpt2.png", "memory_vs_time.png"}
     assert "F1 (%) per model and batch size at the best learning rate" in (out / "report.md").read_text()
+
+
+def test_cells_are_configurations_seeds_averaged_only_within_one(store, caplog):
+    """CRF and softmax runs of one (model, dataset, scheme), two epoch settings and a user's own
+    scheme in one store: every configuration keeps its own row, with its number of seeds."""
+    uri, client, exp = store
+
+    def logged(scheme, f1, seed, head="softmax", epochs=5, label=None):
+        tags = {"model": "minilm", "dataset": "ncbi_disease", "scheme": scheme, "lr": "0.0001", "batch_size": "32",
+                "seed": str(seed), "cell_key": f"{head}-{epochs}-{scheme}"}
+        run = client.create_run(exp, tags=tags)
+        params = {"model.head": head, "train.epochs": str(epochs), "train.seed": str(seed), "scheme.name": scheme,
+                  "tracking.uri": f"sqlite:///store{seed}.db", "train.eval_batch_size": str(8 * seed)}  # the last two define nothing
+        for k, v in {**params, **({"scheme.label": label} if label else {})}.items():
+            client.log_param(run.info.run_id, k, v)
+        for m in ("f1", "precision", "recall"):
+            client.log_metric(run.info.run_id, f"test_strict_{m}", f1)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    for seed, f1 in ((1, 0.80), (2, 0.82), (3, 0.84)):
+        logged("vanilla", f1, seed)
+        logged("welt", f1 + 0.01, seed)
+    logged("vanilla", 0.90, 1, head="crf")
+    logged("vanilla", 0.92, 2, head="crf")
+    logged("vanilla", 0.70, 1, epochs=3)
+    logged("focal", 0.75, 1, label="Focal (γ=2)")
+    df = report.load_runs(uri, ["grid"])
+    t = report.welt_table(df, "ncbi_disease")
+    assert t.header == ["Model", "", "Vanilla", "WeLT", "Focal (γ=2)"]  # known schemes in the paper's order, then the new one
+    f_rows = {r[0].text: [c.text for c in r[2:]] for r in t.rows if r[1].text == "F"}
+    assert f_rows == {
+        "minilm (head=crf, epochs=5)": ["91.00 ± 1.41 (n=2)", "—", "—"],
+        "minilm (head=softmax, epochs=3)": ["70.00", "—", "—"],
+        "minilm (head=softmax, epochs=5)": ["82.00 ± 2.00 (n=3)", "83.00 ± 2.00 (n=3)", "75.00"],
+    }
+    assert set(df["cell_key"]) == {"softmax-5-vanilla", "softmax-5-welt", "crf-5-vanilla", "softmax-3-vanilla", "softmax-5-focal"}
+    assert "cell_key" not in caplog.text
+    tables, _ = report.build(df)  # every table and figure of the report renders from the mixed store
+    assert any(t.title.startswith("Wins") and [r[0].text for r in t.rows] == ["Vanilla", "WeLT", "Focal (γ=2)"] for t in tables)
+
+
+def test_runs_recorded_before_cell_keys_fall_back_with_a_warning(store, caplog):
+    uri, client, exp = store
+    for seed in (1, 2):
+        f1_run(client, exp, "biobert", "ncbi_disease", "vanilla", 0.8 + seed / 100, seed=seed)
+    df = report.load_runs(uri, ["grid"])
+    assert "2 run(s) carry no cell_key tag" in caplog.text
+    assert report.welt_table(df, "ncbi_disease").rows[2][2].text == "81.50 ± 0.71 (n=2)"

@@ -1,7 +1,7 @@
 from omegaconf import OmegaConf
 
 from bioner_grid.config import compose
-from bioner_grid.tracking import PARAM_LIMIT, flatten_params, resolve_uri, run_key
+from bioner_grid.tracking import PARAM_LIMIT, flatten_params, resolve_uri
 
 
 def test_flatten_params_covers_every_leaf_and_respects_mlflows_limit():
@@ -11,15 +11,6 @@ def test_flatten_params_covers_every_leaf_and_respects_mlflows_limit():
     assert len(params["long"]) == PARAM_LIMIT and params["long"].endswith("...[truncated]")
     real = flatten_params(compose(["data.root=/data"]))
     assert real["model.name"] == "minilm" and real["train.lr"] == "0.0001" and real["dataset.train"] == "/data/conll/NCBI-disease/train.tsv"
-
-
-def test_run_key_ignores_where_things_live_but_not_what_is_computed():
-    base = run_key(compose([]))
-    assert base == run_key(compose(["data.root=/elsewhere", "tracking.uri=http://server:5000", "train.force=true",
-                                    "train.checkpoint_steps=10", "data.upstream=http://mirror"]))
-    assert base != run_key(compose(["train.lr=3e-5"]))
-    assert base != run_key(compose(["scheme=vanilla"]))
-    assert base != run_key(compose(["train.seed=2"]))
 
 
 def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):

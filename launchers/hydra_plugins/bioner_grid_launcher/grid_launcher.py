@@ -42,11 +42,11 @@ class GridLauncherMixin:
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
         """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
-        from bioner_grid.grid import prepare
+        from bioner_grid.grid import select_jobs
 
         grid = self.config.get("grid") or {}
         configs = self._job_configs(job_overrides)
-        todo = prepare(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
+        todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
         create_experiments(configs[i] for i in todo)
         return [(list(job_overrides[i]), configs[i]) for i in todo]
 

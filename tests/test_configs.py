@@ -1,0 +1,36 @@
+"""Every option of every config group composes, and every job of every experiment composes
+through the plan machinery with a run key (as lightning-hydra-template's test_configs does)."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from bioner_grid.config import CONF_DIR, compose
+from bioner_grid.identity import cell_key, run_key
+from bioner_grid.plan import job_configs, sweep_jobs
+
+GROUPS = ["model", "dataset", "scheme", "train", "tracking", "hydra/launcher"]
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_of_every_group_composes(group, option, data_root):
+    cfg = compose([f"data.root={data_root}", f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    if group != "hydra/launcher":
+        assert run_key(cfg) and cell_key(cfg)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_job_of_every_experiment_composes_with_its_own_run_key(experiment, data_root):
+    fixed, jobs = sweep_jobs([f"experiment={experiment}", f"data.root={data_root}"])
+    configs = job_configs(fixed, jobs)
+    keys = {run_key(cfg) for cfg in configs}
+    for cfg in configs:
+        OmegaConf.to_container(cfg, resolve=True)
+    assert len(keys) == len(jobs)  # no two jobs of a grid are the same experiment
+    expected = {"welt_grid": 280, "welt_grid_dev": 280, "foundation_grid": 84, "smoke_grid": 6}.get(experiment)
+    if expected:
+        assert len(jobs) == expected

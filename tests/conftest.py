@@ -1,10 +1,14 @@
-"""Shared fixtures: the real corpora in ../shared/datasets and small tokenizers of each family."""
+"""Shared fixtures and helpers: the real corpora in ../shared/datasets, small tokenizers of each
+family, and the command line run into a temporary MLflow store."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +30,19 @@ def minilm_tokenizer():
     from bioner_grid.modeling import load_tokenizer
 
     return load_tokenizer(OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml"))
+
+
+SLICE = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
+         "train.batch_size=16", "train.lr=3e-4"]
+
+
+def cli(tmp_path: Path, data_root, *overrides, multirun=False):
+    args = [sys.executable, "-m", "bioner_grid", *(["-m"] if multirun else []), f"data.root={data_root}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+            *overrides]
+    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def runs(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    return mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])

@@ -9,7 +9,7 @@ from bioner_grid import report
 from bioner_grid.aio import plain, tag_sentence
 from bioner_grid.data import Sentence
 from bioner_grid.evaluate import score
-from test_pipeline import cli, runs
+from conftest import cli, runs
 
 MEMBERS = ["BioRED", "NCBIdisease", "BC5CDR_Chemical", "BC5CDR_Disease", "Linnaeus", "GNormPlus", "NLMgene", "tmVar3", "BioID"]
 

@@ -10,7 +10,7 @@ import time
 import mlflow
 from mlflow import MlflowClient
 
-from test_pipeline import SLICE, cli, runs
+from conftest import SLICE, cli, runs
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=48", "data.max_eval_sentences=16", "train.max_steps=3",
         "train.batch_size=16", "train.lr=3e-4"]

@@ -1,7 +1,10 @@
 """The launcher plugin outside SLURM: submitit's local processes, skip-finished against a
 temporary store, and the preflight that stops a sweep before anything starts."""
 
-from test_pipeline import cli, runs
+import subprocess
+import sys
+
+from conftest import cli, runs
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=48", "data.max_eval_sentences=16", "train.max_steps=2",
         "train.batch_size=16"]
@@ -19,6 +22,15 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_sk
     r = cli(tmp_path, data_root, *sweep, multirun=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "skipping 2 of 2 runs already FINISHED" in r.stdout + r.stderr and len(runs(tmp_path)) == 2
+
+    # plan reads the same store with the same rule; a third scheme is still to do
+    plan = subprocess.run([sys.executable, "-m", "bioner_grid.plan", *TINY, "scheme=vanilla,welt,ins", f"data.root={data_root}",
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "3 jobs" in plan.stdout and "2 FINISHED, 0 IN FLIGHT, 0 STALE, 1 TODO" in plan.stdout
+    for scheme, status in (("vanilla", "FINISHED"), ("welt", "FINISHED"), ("ins", "TODO")):
+        line = next(x for x in plan.stdout.splitlines() if f"scheme={scheme}" in x)
+        assert f"  {status}" in line, line
 
 
 def test_preflight_lists_every_missing_input_and_launches_nothing(tmp_path, data_root):

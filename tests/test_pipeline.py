@@ -1,30 +1,13 @@
 """The command line end to end: tiny_bert on a slice of real NCBI into a temporary MLflow store."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from conftest import ROOT
-
-SLICE = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
-         "train.batch_size=16", "train.lr=3e-4"]
-
-
-def cli(tmp_path: Path, data_root, *overrides, multirun=False):
-    args = [sys.executable, "-m", "bioner_grid", *(["-m"] if multirun else []), f"data.root={data_root}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
-            *overrides]
-    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-
-
-def runs(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    return mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])
+from conftest import ROOT, SLICE, cli, runs
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from scipy import stats
 
 from bioner_grid import report
 from conftest import ROOT
-from test_pipeline import cli, runs
+from conftest import cli, runs
 
 ORDER = ["INS", "ISNS", "ENS(0.3)", "ENS(0.5)", "ENS(0.9)", "Vanilla", "WeLT"]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_pipeline import cli
+from conftest import cli
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_pipeline import cli, runs
+from conftest import cli, runs
 
 pytestmark = pytest.mark.slurm
 

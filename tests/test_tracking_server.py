@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from bioner_grid import tracking
 from conftest import ROOT
-from test_pipeline import SLICE
+from conftest import SLICE
 
 pytestmark = pytest.mark.server
 

@@ -32,8 +32,7 @@ def minilm_tokenizer():
     return load_tokenizer(OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml"))
 
 
-SLICE = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
-         "train.batch_size=16", "train.lr=3e-4"]
+SLICE = ["debug=quick"]  # tiny_bert, 96 training / 40 evaluation sentences, 2 epochs (conf/debug/quick.yaml)
 
 
 def cli(tmp_path: Path, data_root, *overrides, multirun=False):

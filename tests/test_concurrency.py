@@ -62,7 +62,7 @@ def wait_for(condition, timeout=300, what=""):
 def test_a_run_killed_twice_resumes_from_the_first_attempts_checkpoint(tmp_path, data_root):
     """kill -9 after a checkpoint; kill -9 the resumed attempt before its own first checkpoint; the
     third attempt still finds the first attempt's checkpoint, and ends as an uninterrupted run."""
-    args = ["model=minilm", *SLICE[1:], "train.checkpoint_steps=4"]
+    args = [*SLICE, "model=minilm", "train.checkpoint_steps=4"]
     reference = tmp_path / "reference"
     reference.mkdir()
     r = cli(reference, data_root, *args, f"hydra.run.dir={reference}/run")

@@ -8,7 +8,7 @@ from bioner_grid.config import CONF_DIR, compose
 from bioner_grid.identity import cell_key, run_key
 from bioner_grid.plan import job_configs, sweep_jobs
 
-GROUPS = ["model", "dataset", "scheme", "train", "tracking", "hydra/launcher"]
+GROUPS = ["model", "dataset", "scheme", "train", "tracking", "debug", "hydra/launcher"]
 
 
 def options(group):

@@ -1,0 +1,187 @@
+"""Paired bootstrap significance of an F1 difference between two runs on the same test sentences.
+
+Two systems A and B tag the same n sentences. Entity-level strict F1 (seqeval ``mode="strict"``,
+IOB2: an entity is a ``B-X`` and the ``I-X`` that follow it; a stray ``I-X`` is no entity) is a
+function of the summed true positives, false positives and false negatives,
+
+    F1 = 2 TP / (2 TP + FP + FN)   (0 when the denominator is 0),
+
+so each system is reduced once to per-sentence counts ``(tp, fp, fn)``. A bootstrap replicate draws
+n sentences with replacement (the same draw for both systems: the test is paired), which is a
+multinomial weight vector w over sentences; its counts are ``w @ counts`` and its difference is
+
+    δ*_b = F1_B(w_b) − F1_A(w_b),   b = 1..B   (B ≥ 1000 replicates, seeded).
+
+Reported (in F1 points, i.e. ×100): the observed δ = F1_B − F1_A on the full set, the 95 %
+percentile interval [q_2.5(δ*), q_97.5(δ*)], and the two-sided p-value of the shifted bootstrap
+(the null distribution is δ* − δ, centred on 0):
+
+    p = (1 + #{b : |δ*_b − δ| ≥ |δ|}) / (B + 1).
+
+This is Koehn (2004), "Statistical significance tests for machine translation evaluation", EMNLP,
+and Berg-Kirkpatrick, Burkett & Klein (2012), "An empirical investigation of statistical
+significance in NLP", EMNLP-CoNLL (whose one-sided test counts δ*_b > 2δ, i.e. δ*_b − δ > δ).
+Identical predictions give δ = 0, interval [0, 0] and p = 1.
+
+``python -m bioner_grid.significance A.conll B.conll [--resamples 10000] [--seed 0]``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bioner_grid.data import DataError, read_rows, typed_tag
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One run's test predictions reduced to what the bootstrap needs."""
+
+    counts: np.ndarray  # (n sentences, 3): tp, fp, fn under strict IOB2 matching
+    fingerprint: str  # hash of the tokens and gold tags: two runs are paired only on the same sentences
+    source: str
+
+
+@dataclass(frozen=True)
+class Result:
+    delta: float  # F1_B − F1_A, F1 points
+    low: float  # 95 % percentile interval of δ*, F1 points
+    high: float
+    p: float  # two-sided
+    f1_a: float  # F1 points
+    f1_b: float
+    n: int  # sentences
+    resamples: int
+
+    @property
+    def within_noise(self) -> bool:
+        """The interval contains 0: the data cannot tell the two systems apart."""
+        return self.low <= 0.0 <= self.high
+
+
+def strict_spans(tags: list[str]) -> set[tuple[str, int, int]]:
+    """Entities (type, start, end-exclusive) as seqeval's strict IOB2 mode finds them: a ``B-X`` and
+    the ``I-X`` of the same type that follow it. An ``I-X`` that does not continue one is no entity;
+    ``O`` and AIONER's ``O-Task`` are outside."""
+    spans, start, etype = set(), None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if start is not None and tag.startswith("I-") and tag[2:] == etype:
+            continue
+        if start is not None:
+            spans.add((etype, start, i))
+            start = None
+        if tag.startswith("B-"):
+            start, etype = i, tag[2:]
+    return spans
+
+
+def sentence_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
+    """(n, 3) int array of per-sentence strict tp, fp, fn."""
+    out = np.zeros((len(gold), 3), dtype=np.int64)
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        gs, ps = strict_spans(g), strict_spans(p)
+        tp = len(gs & ps)
+        out[i] = (tp, len(ps) - tp, len(gs) - tp)
+    return out
+
+
+def f1(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 = 2TP / (2TP + FP + FN) over the last axis (tp, fp, fn); 0 where nothing is there."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    den = 2 * tp + fp + fn
+    return np.divide(2 * tp, den, out=np.zeros(np.shape(den), dtype=float), where=den > 0)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """A ``token<TAB>gold<TAB>pred`` file (blank line between sentences); bad input raises
+    ``DataError('file:line: problem')``."""
+    gold, pred, digest = [], [], hashlib.sha256()
+    for rows in read_rows(path, 3):
+        g = [_outside(typed_tag(path, n, f[1], "Entity")) for n, f in rows]
+        p = [_outside(typed_tag(path, n, f[2], "Entity")) for n, f in rows]
+        gold.append(g)
+        pred.append(p)
+        digest.update(("\x1f".join(f"{f[0]}\x1e{t}" for (_, f), t in zip(rows, g)) + "\n").encode())
+    return Predictions(sentence_counts(gold, pred), digest.hexdigest()[:16], str(path))
+
+
+def _outside(tag: str) -> str:
+    return "O" if tag.startswith("O") else tag
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> Result:
+    """Paired bootstrap over sentences of per-sentence (tp, fp, fn) counts ``a`` and ``b`` (n, 3):
+    δ = F1_b − F1_a, its 95 % percentile interval and two-sided p (see the module docstring)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"paired counts must both be (n, 3); got {a.shape} and {b.shape}")
+    if resamples < 1000:
+        raise ValueError(f"resamples must be at least 1000, got {resamples}")
+    n = len(a)
+    if n == 0:
+        raise ValueError("no sentences to resample")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)  # (B, n): times each sentence is drawn
+    both = np.concatenate([a, b], axis=1).astype(np.float64)  # (n, 6)
+    drawn = weights @ both  # (B, 6)
+    deltas = 100 * (f1(drawn[:, 3:]) - f1(drawn[:, :3]))
+    f1_a, f1_b = 100 * float(f1(a.sum(axis=0))), 100 * float(f1(b.sum(axis=0)))
+    delta = f1_b - f1_a
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    extreme = np.abs(deltas - delta) >= abs(delta) - 1e-12
+    p = (1 + int(extreme.sum())) / (resamples + 1)
+    return Result(delta, float(low), float(high), p, f1_a, f1_b, n, resamples)
+
+
+def compare(a: Predictions, b: Predictions, resamples: int = 1000, seed: int = 0) -> Result:
+    """Bootstrap two runs' predictions; they must be on the same sentences with the same gold."""
+    if a.fingerprint != b.fingerprint or len(a.counts) != len(b.counts):
+        raise DataError(f"{b.source}:0: not the same test sentences and gold tags as {a.source} "
+                        f"({len(b.counts)} vs {len(a.counts)} sentences)")
+    return paired_bootstrap(a.counts, b.counts, resamples, seed)
+
+
+def cached_predictions(path: str | Path, cache: Path | None) -> Predictions:
+    """``read_predictions`` with the parsed counts kept as ``<cache>/<stem>.npz`` (stem: the caller's key)."""
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        return Predictions(z["counts"], str(z["fingerprint"]), str(z["source"]))
+    pred = read_predictions(path)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, counts=pred.counts, fingerprint=pred.fingerprint, source=pred.source)
+    return pred
+
+
+def describe(r: Result) -> str:
+    noise = " (within noise)" if r.within_noise else ""
+    return (f"F1 A {r.f1_a:.2f}, B {r.f1_b:.2f}; ΔF1 (B − A) {r.delta:+.2f} points, 95% CI [{r.low:+.2f}, {r.high:+.2f}], "
+            f"p = {r.p:.4f}{noise}; {r.n} sentences, {r.resamples} paired bootstrap resamples")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bioner_grid.significance",
+                                 description="Paired bootstrap of strict F1: B against A on the same test sentences.")
+    ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred)")
+    ap.add_argument("b", help="predictions_test.conll of run B")
+    ap.add_argument("--resamples", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        r = compare(read_predictions(args.a), read_predictions(args.b), args.resamples, args.seed)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -94,6 +94,9 @@ def run_tags(cfg) -> dict[str, str]:
 # Settings that do not change what a run computes: where it is tracked, where data and outputs
 # live, how often it checkpoints, whether to rerun it.
 KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size")
+# Settings added after runs were logged: at these defaults they are left out of the key, so that
+# the runs logged before them keep their keys (and are not run again).
+KEY_DEFAULTS = {("train", "select"): "best_dev", ("data", "train_on"): "train"}
 
 
 def run_key(cfg) -> str:
@@ -112,6 +115,9 @@ def run_key(cfg) -> str:
         container.pop(key, None)
     for key in KEY_IGNORED_TRAIN:
         container["train"].pop(key, None)
+    for (group, key), default in KEY_DEFAULTS.items():
+        if container.get(group, {}).get(key, default) == default:
+            container.get(group, {}).pop(key, None)
     blob = json.dumps(container, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -375,12 +375,10 @@ class RunFiles:
         if missing.is_file():  # a finished run's artifacts do not change
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
-        except Exception as e:  # noqa: BLE001 - not logged (older runs, a bench store): shown as missing
-            log.debug("run %s has no artifact %s: %s", run_id, name, e)
+        if name not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:  # older runs: shown as missing
             missing.touch()
             return None
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
 
     def predictions(self, run_id: str, split: str = "test"):
         from bioner_grid.significance import cached_predictions

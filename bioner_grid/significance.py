@@ -23,7 +23,8 @@ and Berg-Kirkpatrick, Burkett & Klein (2012), "An empirical investigation of sta
 significance in NLP", EMNLP-CoNLL (whose one-sided test counts δ*_b > 2δ, i.e. δ*_b − δ > δ).
 Identical predictions give δ = 0, interval [0, 0] and p = 1.
 
-``python -m bioner_grid.significance A.conll B.conll [--resamples 10000] [--seed 0]``
+``python -m bioner_grid.significance A.conll B.conll [--resamples 10000] [--seed 0]``, or two MLflow
+run ids with ``--uri TRACKING_URI [--split test]`` (their ``predictions_{split}.conll`` artifacts).
 """
 
 from __future__ import annotations
@@ -169,13 +170,23 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m bioner_grid.significance",
                                  description="Paired bootstrap of strict F1: B against A on the same test sentences.")
-    ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred)")
-    ap.add_argument("b", help="predictions_test.conll of run B")
+    ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred), or its run id with --uri")
+    ap.add_argument("b", help="the same of run B")
+    ap.add_argument("--uri", help="MLflow tracking URI: A and B are run ids")
+    ap.add_argument("--split", default="test", choices=("test", "dev"), help="with --uri: which predictions")
     ap.add_argument("--resamples", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    paths = [args.a, args.b]
+    if args.uri:
+        import mlflow
+
+        from bioner_grid.tracking import resolve_uri
+
+        paths = [mlflow.artifacts.download_artifacts(run_id=r, artifact_path=f"predictions_{args.split}.conll",
+                                                     tracking_uri=resolve_uri(args.uri)) for r in paths]
     try:
-        r = compare(read_predictions(args.a), read_predictions(args.b), args.resamples, args.seed)
+        r = compare(read_predictions(paths[0]), read_predictions(paths[1]), args.resamples, args.seed)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

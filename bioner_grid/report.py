@@ -471,6 +471,11 @@ def error_profile(df: pd.DataFrame, files: RunFiles | None, split: str = "test")
     return out
 
 
+def _count(x: float, sign: str = "") -> str:
+    """A count as an integer, a mean over seeds with one decimal."""
+    return f"{x:{sign}.0f}" if float(x).is_integer() else f"{x:{sign}.1f}"
+
+
 def error_profile_table(profile: pd.DataFrame, dataset: str, split: str = "test") -> Table:
     """One corpus, rows model x scheme: error counts (mean over seeds) and, in brackets, the
     difference to Vanilla of the same model; fewer is better."""
@@ -484,8 +489,8 @@ def error_profile_table(profile: pd.DataFrame, dataset: str, split: str = "test"
         row = [Cell(model), Cell(SCHEME_NAMES.get(scheme, scheme)), Cell(str(int(n[(model, scheme)])))]
         for c in columns:
             v = mean.loc[(model, scheme), c]
-            delta = "" if base is None or scheme == "vanilla" or pd.isna(base[c]) or pd.isna(v) else f" ({v - base[c]:+.1f})"
-            row.append(Cell(MISSING if pd.isna(v) else f"{v:.1f}{delta}" if v % 1 else f"{int(v)}{delta}"))
+            delta = "" if base is None or scheme == "vanilla" or pd.isna(base[c]) or pd.isna(v) else f" ({_count(v - base[c], '+')})"
+            row.append(Cell(MISSING if pd.isna(v) else f"{_count(v)}{delta}"))
         rows.append(row)
     names = dict(ERROR_COLUMNS)
     return Table(f"{dataset}: error profile per model and scheme ({split}; counts, Δ vs Vanilla in brackets, fewer is better)",

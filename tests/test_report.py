@@ -271,8 +271,8 @@ def test_bootstrap_and_error_profile_tables_from_logged_artifacts(store, tmp_pat
     rows = {r[1].text: [c.text for c in r] for r in t.rows}
     missed = {k: mismatch_examples(tokens, gold, v, 0)["type2"]["count"] for k, v in systems.items()}
     assert rows["Vanilla"][t.header.index("Type-2 (missed)")] == str(missed["vanilla"])
-    assert rows["WeLT"][t.header.index("Type-2 (missed)")] == f"{missed['welt']} ({missed['welt'] - missed['vanilla']:+.1f})"
-    assert rows["WeLT"][t.header.index("BE")] == "1 (-3.0)" and rows["Vanilla"][t.header.index("LE")] == "0"
+    assert rows["WeLT"][t.header.index("Type-2 (missed)")] == f"{missed['welt']} ({missed['welt'] - missed['vanilla']:+d})"
+    assert rows["WeLT"][t.header.index("BE")] == "1 (-3)" and rows["Vanilla"][t.header.index("LE")] == "0"
 
     out = tmp_path / "report"
     report.write(df, out, cache=tmp_path / "cache")

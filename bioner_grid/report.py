@@ -393,6 +393,18 @@ class RunFiles:
         conll.unlink()  # the counts are all the report needs
         return pred
 
+    def prefetch(self, run_ids, split: str = "test", workers: int = 8) -> None:
+        """Fetch and parse the predictions and error analyses of many runs at once (the store's
+        round trips overlap); what is cached already costs nothing."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(run_id):
+            self.predictions(run_id, split)
+            self.error_counts(run_id, split)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, run_ids))
+
     def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
         import json
 
@@ -422,7 +434,7 @@ def bootstrap_vs_vanilla(df: pd.DataFrame, files: RunFiles, split: str = "test",
     from bioner_grid.significance import compare
 
     rows = []
-    for r in vanilla_pairs(df).itertuples(index=False):
+    for r in vanilla_pairs(df).sort_values("dataset").itertuples(index=False):  # one corpus's resamples are drawn once
         a, b = files.predictions(r.vanilla_run_id, split), files.predictions(r.run_id, split)
         if a is None or b is None:
             continue
@@ -459,13 +471,9 @@ def error_profile(df: pd.DataFrame, files: RunFiles | None, split: str = "test")
     LE/BE/LBE (metrics ``{split}_fair_*``); NaN where not logged."""
     ok = finished(df)
     out = ok[["run_id", "model", "dataset", "scheme", "lr", "batch_size", "seed"]].copy()
+    counts = [(files.error_counts(run_id, split) if files is not None else None) or {} for run_id in out["run_id"]]
     for key in ("type1", "type2", "type3"):
-        out[key] = float("nan")
-    if files is not None:
-        for i, run_id in zip(out.index, out["run_id"]):
-            counts = files.error_counts(run_id, split) or {}
-            for key in ("type1", "type2", "type3"):
-                out.loc[i, key] = counts.get(key, float("nan"))
+        out[key] = [c.get(key, float("nan")) for c in counts]
     for key in ("fair_LE", "fair_BE", "fair_LBE"):
         out[key] = ok[f"{split}_{key}"] if f"{split}_{key}" in ok else float("nan")
     return out
@@ -611,6 +619,8 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
     out.mkdir(parents=True, exist_ok=True)
     files = RunFiles(cache or out / "cache")
     multi = df["scheme"].nunique() > 1 and not finished(df).empty
+    if multi:
+        files.prefetch(finished(df)["run_id"], split)
     boot = bootstrap_vs_vanilla(df, files, split, resamples) if multi else None
     profile = error_profile(df, files, split) if multi else None
     tables, notes = build(df, split, mode, boot, profile)

@@ -47,6 +47,8 @@ def test_counts_give_seqeval_strict_micro_f1_on_mangled_real_predictions(ncbi_te
     labels = ["O", "B-Disease", "I-Disease"]
     pred = [[labels[rng.integers(3)] if rng.random() < 0.1 else t for t in s] for s in gold]  # stray I-, cut spans
     counts = sig.sentence_counts(gold, pred)
+    flat = lambda seqs: [t for s in seqs for t in s]  # noqa: E731
+    assert np.array_equal(sig.flat_counts(flat(gold), flat(pred), [len(s) for s in gold]), counts)  # vectorised = loop
     expected = score(gold, pred)["strict"]
     tp, fp, fn = counts.sum(axis=0)
     assert tp / (tp + fp) == pytest.approx(expected["precision"])
@@ -115,3 +117,22 @@ def test_cache_round_trip_and_cli(tmp_path, ncbi_test, capsys):
     write(tmp_path / "a.conll", tokens, gold, drop_entities(gold, 0.2, 0))
     assert sig.main([str(tmp_path / "a.conll"), str(tmp_path / "b.conll"), "--resamples", "1000"]) == 0
     assert "ΔF1 (B − A) +" in capsys.readouterr().out
+
+
+def test_fast_and_checking_readers_agree(tmp_path, ncbi_test, monkeypatch):
+    tokens, gold = ncbi_test
+    rng = np.random.default_rng(5)
+    pred = [[["O", "B-Disease", "I-Disease", "O-Task"][rng.integers(4)] if rng.random() < 0.1 else t for t in s] for s in gold]
+    path = write(tmp_path / "a.conll", tokens, gold, pred)
+    fast = sig.read_predictions(path)
+    monkeypatch.setattr(sig, "_columns", lambda p: None)
+    checked = sig.read_predictions(path)
+    assert np.array_equal(fast.counts, checked.counts) and fast.fingerprint == checked.fingerprint
+    assert np.array_equal(fast.counts, sig.sentence_counts(gold, [[("O" if t == "O-Task" else t) for t in s] for s in pred]))
+
+
+def test_resampling_weights_are_bootstrap_draws():
+    w = sig.resample_weights(50, 1000, 0)
+    assert w.shape == (1000, 50) and (w.sum(axis=1) == 50).all()  # n draws with replacement per replicate
+    assert abs(w.mean() - 1) < 0.01 and abs(w.var() - (1 - 1 / 50)) < 0.05  # Binomial(n, 1/n) per sentence
+    assert np.array_equal(w, sig.resample_weights(50, 1000, 0)) and not np.array_equal(w, sig.resample_weights(50, 1000, 1))

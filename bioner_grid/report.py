@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 from scipy import stats
@@ -375,10 +377,15 @@ class RunFiles:
         if missing.is_file():  # a finished run's artifacts do not change
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        if name not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:  # older runs: shown as missing
-            missing.touch()
-            return None
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+        root = mlflow.get_run(run_id).info.artifact_uri
+        if root.startswith("file://") or "://" not in root:  # a local artifact store: read in place, no copy
+            local = Path(url2pathname(urlparse(root).path)) / name
+            if local.is_file():
+                return local
+        elif name in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+        missing.touch()  # older runs: shown as missing
+        return None
 
     def predictions(self, run_id: str, split: str = "test"):
         from bioner_grid.significance import cached_predictions
@@ -390,7 +397,8 @@ class RunFiles:
         if conll is None:
             return None
         pred = cached_predictions(conll, npz)
-        conll.unlink()  # the counts are all the report needs
+        if conll.is_relative_to(self.cache):
+            conll.unlink()  # a downloaded copy: the counts are all the report needs
         return pred
 
     def prefetch(self, run_ids, split: str = "test", workers: int = 8) -> None:
@@ -408,13 +416,18 @@ class RunFiles:
     def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
         import json
 
+        kept = self.cache / run_id / f"error_counts_{split}.json"
+        if kept.is_file():
+            return json.loads(kept.read_text(encoding="utf-8"))
         path = self.path(run_id, f"error_analysis_{split}.json")
         if path is None:
             return None
         try:
-            return {k: int(v["count"]) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+            counts = {k: int(v["count"]) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:0: not an error analysis ({{type1|type2|type3: {{count}}}}): {e}") from None
+        kept.write_text(json.dumps(counts), encoding="utf-8")
+        return counts
 
 
 def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:

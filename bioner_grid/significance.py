@@ -134,29 +134,29 @@ def flat_counts(gold: list[str], pred: list[str], lengths: list[int]) -> np.ndar
 
 def _columns(path: Path) -> tuple[list[str], list[str], list[str], list[int]] | None:
     """Tokens, gold and predicted tags (flat) and sentence lengths of a well-formed file with typed
-    tags, read fast; None for anything else (``read_predictions`` then reads it with the checks of
-    ``bioner_grid.data`` to name the file and line)."""
+    tags, read with pandas' C parser; None for anything else (``read_predictions`` then reads it with
+    the checks of ``bioner_grid.data`` to name the file and line)."""
+    import csv
+
+    import pandas as pd
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        table = pd.read_csv(path, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, na_filter=False,
+                            skip_blank_lines=False, encoding="utf-8", engine="c")
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError):
         return None
-    rows, lengths, n = [], [], 0
-    for line in text.replace("\r", "").split("\n"):
-        if line.strip():
-            rows.append(line)
-            n += 1
-        elif n:
-            lengths.append(n)
-            n = 0
-    if n:
-        lengths.append(n)
-    fields = [r.split("\t") for r in rows]
-    if not fields or any(len(f) != 3 for f in fields):
+    if table.shape[1] != 3:
         return None
-    tokens, gold, pred = (list(c) for c in zip(*fields))
-    if not all(t.strip() for t in tokens) or not all(TYPED.fullmatch(t) for t in set(gold) | set(pred)):
+    cols = [table[i].str.strip().to_numpy() for i in range(3)]
+    blank = (cols[0] == "") & (cols[1] == "") & (cols[2] == "")
+    if ((cols[0] == "") | (cols[1] == "") | (cols[2] == ""))[~blank].any():
         return None
-    return tokens, gold, pred, lengths
+    tags = set(np.unique(cols[1][~blank])) | set(np.unique(cols[2][~blank]))
+    if not all(TYPED.fullmatch(t) for t in tags):
+        return None
+    sentence = np.cumsum(blank)[~blank]  # a blank line ends a sentence
+    lengths = np.unique(sentence, return_counts=True)[1].tolist()
+    return [c[~blank].tolist() for c in cols] + [lengths]
 
 
 def read_predictions(path: str | Path) -> Predictions:

@@ -30,7 +30,10 @@ GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
 TRAIN_OPERATIONAL = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
 # data.* settings that change what a run computes (the rest are locations: root, cache, mirrors).
 DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on")
-FILE_KEYS = ("train", "dev", "test")  # dataset (and all-in-one member) keys that name input files
+FILE_KEYS = ("train", "dev", "test")
+# Result-defining settings added after runs were recorded: at these defaults they are left out of the
+# key, so that the runs recorded before them keep their keys (and are not run again).
+NEW_AT_DEFAULT = {("train", "select"): "best_dev", ("data", "train_on"): "train"}  # dataset (and all-in-one member) keys that name input files
 
 
 def grid_values(cfg) -> dict[str, str]:
@@ -100,6 +103,10 @@ def identity(cfg, with_seed: bool = True) -> dict:
     if not with_seed:
         train.pop("seed", None)
     data = {k: cfg.data.get(k) for k in DATA_INCLUDED if k in cfg.data}
+    for section, key in NEW_AT_DEFAULT:  # settings added later stay out of the key at their default
+        part = {"train": train, "data": data}[section]
+        if part.get(key) == NEW_AT_DEFAULT[section, key]:
+            part.pop(key)
     return {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
             "faireval_focus": cfg.evaluation.get("faireval_focus")}
 

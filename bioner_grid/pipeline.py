@@ -21,7 +21,7 @@ from transformers import TrainingArguments, set_seed
 
 from bioner_grid import aio, faireval, identity, tracking
 from bioner_grid.align import make_windows
-from bioner_grid.data import SPLITS, Corpus, check_root, load_corpus, split_stats
+from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
 from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer
@@ -57,6 +57,22 @@ class Prepared:
         return dict(enumerate(self.corpus.labels))
 
 
+def train_on(cfg, corpus: Corpus) -> None:
+    """``data.train_on=train+dev``: the training split becomes train followed by dev (as BioBERT's
+    ``train_dev`` file the WeLT authors trained on); dev is then no fair judge, so nothing may be
+    chosen or stopped on it."""
+    what = cfg.data.get("train_on", "train")
+    if what not in ("train", "train+dev"):
+        raise ValueError(f"data.train_on must be train or train+dev, got {what!r}")
+    if what == "train":
+        return
+    if cfg.train.get("select", "best_dev") != "last" or cfg.train.patience:
+        raise ValueError("data.train_on=train+dev trains on dev: set train.select=last and train.patience=null "
+                         "(or train=welt_authors), nothing can be chosen on dev")
+    train, dev = corpus.splits["train"], corpus.splits["dev"]
+    corpus.splits["train"] = Split(train.sentences + dev.sentences, f"{train.source}+{dev.source}", train.iob_slips)
+
+
 def prepare(cfg, out: Path) -> Prepared:
     """Data, weights, head and precision: every input check, before anything is trained or recorded."""
     check_root(cfg.data.root)
@@ -66,7 +82,8 @@ def prepare(cfg, out: Path) -> Prepared:
             log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
                         split.source, len(split.iob_slips), split.iob_slips[0])
     labels = corpus.labels
-    counts = count_classes(corpus.splits["train"].sentences, labels, cfg.scheme.per_label)
+    counts = count_classes(corpus.splits["train"].sentences, labels, cfg.scheme.per_label)  # on train alone, always
+    train_on(cfg, corpus)
     weights = scheme_weights(cfg.scheme.kind, counts, cfg.scheme.beta)
     degenerate = is_degenerate(weights)
     if degenerate:

@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 from scipy import stats
@@ -138,6 +140,34 @@ def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
     return out
 
 
+def chooser(df: pd.DataFrame, split: str, mode: str) -> str:
+    """The split every "best" is chosen on: dev when the runs logged its F1, else (older runs) the
+    shown split, which each caption then says."""
+    column = metric_column("dev", mode, "f1")
+    return "dev" if column in df and finished(df)[column].notna().any() else split
+
+
+def _means(df: pd.DataFrame, keys: list[str], column: str, order: list) -> list[float | None]:
+    if column not in df:
+        return [None] * len(order)
+    mean = cell_stats(df, keys, column)["mean"]
+    return [mean.get(k) for k in order]
+
+
+def seeds_note(df: pd.DataFrame) -> str:
+    """n per cell: how many seeds each mean is over."""
+    n = df.groupby(["model", "dataset", "scheme", "lr", "batch_size"]).size()
+    if n.empty:
+        return ""
+    return f"n = {n.min()} seed(s) per cell" if n.min() == n.max() else f"n = {n.min()}–{n.max()} seeds per cell"
+
+
+def min_wilcoxon_p(n: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with n non-zero pairs:
+    all n differences of one sign, probability 2 / 2^n."""
+    return min(1.0, 2.0 / 2**n)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables: a list of rows of cells; a cell is text with an optional mark (best / second)
 
@@ -173,20 +203,26 @@ def marks(values: list[float | None]) -> list[str | None]:
 
 
 def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = "strict") -> Table:
-    """WeLT Tables 2-9 for one corpus: rows model x {P, R, F}, columns the seven schemes."""
+    """WeLT Tables 2-9 for one corpus: rows model x {P, R, F}, columns the seven schemes. Best and
+    second best are marked by the dev scores when the runs have them (``chooser``), the values shown
+    are ``split``'s."""
     ok = finished(df[df["dataset"] == dataset])
+    choose = chooser(df, split, mode)
     schemes, names = schemes_of(df), scheme_names(df)
     rows = []
     for model in sorted(set(df.loc[df["dataset"] == dataset, "model"])):
         for measure, short in MEASURES.items():
             st = cell_stats(ok[ok["model"] == model], ["scheme"], metric_column(split, mode, measure))
             means = [st["mean"].get(s) for s in schemes]
+            chosen = means if choose == split else _means(ok[ok["model"] == model], ["scheme"], metric_column(choose, mode, measure), schemes)
             row = [Cell(model), Cell(short)]
-            for s, mean, mark in zip(schemes, means, marks(means)):
+            for s, mean, mark in zip(schemes, means, marks(chosen)):
                 std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
                 row.append(Cell(fmt(mean, std, n), mark, mean))
             rows.append(row)
-    return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme", ["Model", ""] + [names.get(s, s) for s in schemes], rows)
+    return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme (mean ± sd over seeds; "
+                 f"bold / underlined: best / second on {choose}, {split} shown)", ["Model", ""] + [names.get(s, s) for s in schemes], rows,
+                 note=seeds_note(ok))
 
 
 def missing_configurations(df: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -238,7 +274,7 @@ def paper_comparison(df: pd.DataFrame, split: str = "test", mode: str = "strict"
                     + [Cell(f"{p[m]:.2f}") for m in MEASURES]
                     + [Cell(f"{f1['mean'] - p['f1']:+.2f}", value=f1["mean"] - p["f1"])])
     return Table(f"Ours ({split}, {mode}) versus the WeLT paper", ["Dataset", "Model", "Scheme", "P", "R", "F1",
-                                                                   "paper P", "paper R", "paper F1", "ΔF1"], rows)
+                                                                   "paper P", "paper R", "paper F1", "ΔF1 (points)"], rows)
 
 
 def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
@@ -257,21 +293,30 @@ def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
             p = f"{stats.wilcoxon(pairs[scheme], pairs['vanilla']).pvalue:.4f}"
         else:
             p = "n/a"  # no non-zero difference: the test is undefined
+        nonzero = int((d != 0).sum())
         rows.append([Cell(names[scheme]), Cell(str(len(d))), Cell(f"{d.median():+.2f}" if len(d) else MISSING),
-                     Cell(str(int((d > 0).sum()))), Cell(str(int((d < 0).sum()))), Cell(str(int((d == 0).sum()))), Cell(p)])
-    return Table(f"Schemes versus Vanilla over matched (model, dataset, seed) cells ({split} {mode} F1)",
-                 ["Scheme", "pairs", "median ΔF1", "wins", "losses", "ties", "Wilcoxon p"], rows)
+                     Cell(str(int((d > 0).sum()))), Cell(str(int((d < 0).sum()))), Cell(str(int((d == 0).sum()))), Cell(p),
+                     Cell(f"{min_wilcoxon_p(nonzero):.4g}")])
+    small = sorted({int(r[1].text) for r in rows if min_wilcoxon_p(int(r[1].text)) > 0.05})
+    note = ("With n non-zero pairs the exact two-sided Wilcoxon test cannot give p below 2/2^n "
+            "(n=4: 0.125, n=5: 0.0625, n=6: 0.031); "
+            + (f"with {', '.join(map(str, small))} pair(s) here no p can reach 0.05, whatever the differences. " if small else "")
+            + "The per-run paired bootstrap tables say how sure each single difference is.")
+    return Table(f"Schemes versus Vanilla over matched (model, dataset, seed) cells ({split} {mode} F1; ΔF1 in F1 points)",
+                 ["Scheme", "pairs", "median ΔF1 (points)", "wins", "losses", "ties", "Wilcoxon p", "smallest reachable p"], rows, note)
 
 
 def wins_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
-    """Per scheme: in how many (model, dataset) cells it is best and second best (mean F1)."""
-    st = cell_stats(finished(df), ["model", "dataset", "scheme"], metric_column(split, mode, "f1"))["mean"]
+    """Per scheme: in how many (model, dataset) cells it is best and second best (mean F1 on the
+    chooser split: dev when logged)."""
+    choose = chooser(df, split, mode)
+    st = cell_stats(finished(df), ["model", "dataset", "scheme"], metric_column(choose, mode, "f1"))["mean"]
     counts: Counter = Counter()  # (scheme, "best" | "second") -> cells
     for _, cell in st.groupby(level=[0, 1]):
         counts.update((k[2], m) for k, m in zip(cell.index, marks(list(cell.values))) if m)
-    names = scheme_names(df)
-    return Table("Wins: (model, dataset) cells where a scheme is best / second best", ["Scheme", "best", "second"],
-                 [[Cell(names[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "second"]))] for s in schemes_of(df)])
+    present, names = schemes_of(df), scheme_names(df)
+    return Table(f"Wins: (model, dataset) cells where a scheme is best / second best (chosen on {choose} {mode} F1)", ["Scheme", "best", "second"],
+                 [[Cell(names[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "second"]))] for s in present])
 
 
 def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table:
@@ -299,24 +344,243 @@ def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
         together = 100 * merged[col].mean() if col in merged else float("nan")
         delta = together - alone
         rows.append([Cell(name), Cell(fmt(alone)), Cell(fmt(together)), Cell(MISSING if math.isnan(delta) else f"{delta:+.2f}")])
-    return Table(f"All-in-one versus single-corpus training ({split} strict F1, %)", ["Corpus", "single corpus", "AIO", "Δ"], rows)
+    return Table(f"All-in-one versus single-corpus training ({split} strict F1, %)", ["Corpus", "single corpus", "AIO", "ΔF1 (points)"], rows)
+
+
+def best_lr(df: pd.DataFrame, split: str = "test", mode: str = "strict", choose: str | None = None) -> pd.DataFrame:
+    """Per (model, batch size) the learning rate whose mean F1 on ``choose`` (default: dev when
+    logged) is highest, with the mean, sd and n of ``split`` F1 (%) at that learning rate, and the lr
+    that ``split`` itself would have picked (``split_lr``, for the record only)."""
+    ok = finished(df)
+    choose = choose or chooser(df, split, mode)
+    keys = ["model_lr_bs", "batch_size", "lr"]  # the model's label without lr and batch size
+    shown = cell_stats(ok, keys, metric_column(split, mode, "f1"))
+    by = cell_stats(ok, keys, metric_column(choose, mode, "f1"))["mean"].dropna()
+    rows = []
+    for (model, bs), values in by.groupby(level=[0, 1]):
+        lr = values.idxmax()[2]
+        own = shown["mean"].xs((model, bs), level=[0, 1]).dropna()
+        rows.append({"model": model, "batch_size": bs, "lr": lr, "chosen_on": choose,
+                     "mean": shown["mean"].get((model, bs, lr)), "std": shown["std"].get((model, bs, lr)),
+                     "n": int(shown["n"].get((model, bs, lr), 0)), "split_lr": own.idxmax() if len(own) else None,
+                     "split_best": own.max() if len(own) else None})
+    return pd.DataFrame(rows, columns=["model", "batch_size", "lr", "chosen_on", "mean", "std", "n", "split_lr", "split_best"])
 
 
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
-    """F1 per model x batch size at the model's best learning rate (the foundation study's table)."""
-    st = cell_stats(finished(df), ["model_lr_bs", "batch_size", "lr"], metric_column(split, mode, "f1"))
-    sizes = sorted(st.index.get_level_values(1).unique())
-    rows = []
-    for model in sorted(st.index.get_level_values(0).unique()):
-        m = st.loc[model]
-        best_lr = m["mean"].groupby(level=1).mean().idxmax()
-        row = [Cell(model), Cell(f"{best_lr:g}")]
+    """F1 per model x batch size at the learning rate chosen on dev for that model and batch size
+    (the foundation study's table); the note lists where choosing on the shown split would differ."""
+    best = best_lr(df, split, mode)
+    choose = chooser(df, split, mode)
+    sizes = sorted(best["batch_size"].unique())
+    rows, differ = [], []
+    for model, m in best.groupby("model"):
+        row = [Cell(model)]
         for bs in sizes:
-            key = (bs, best_lr)
-            row.append(Cell(fmt(m["mean"].get(key), m["std"].get(key), int(m["n"].get(key, 0)))))
+            r = m[m["batch_size"] == bs]
+            if r.empty:
+                row.append(Cell(MISSING))
+                continue
+            r = r.iloc[0]
+            row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})", value=r["mean"]))
+            if choose != split and r["split_lr"] != r["lr"]:
+                differ.append(f"{model} batch {int(bs)}: lr {r['split_lr']:g} ({r['split_best']:.2f}) instead of {r['lr']:g} ({r['mean']:.2f})")
         rows.append(row)
-    return Table(f"F1 (%) per model and batch size at the best learning rate ({split} {mode})",
-                 ["Model", "best lr"] + [f"batch {int(b)}" for b in sizes], rows)
+    note = (f"Learning rate chosen on {choose} {mode} F1 per model and batch size; {split} F1 shown at that choice (mean ± sd over n seeds). "
+            + (f"Choosing on {split} would have picked: " + "; ".join(differ) + "." if differ
+               else f"Choosing on {split} would have picked the same learning rates." if choose != split
+               else "No dev scores logged: chosen on the shown split itself, which flatters the result."))
+    return Table(f"{split} {mode} F1 (%) per model and batch size at the learning rate chosen on {choose}",
+                 ["Model"] + [f"batch {int(b)}" for b in sizes], rows, note)
+
+
+def best_scheme_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
+    """Per (dataset, model): the scheme with the best mean F1 on dev, and the shown split's F1 at
+    that choice beside Vanilla's; the last column says whether choosing on the shown split would differ."""
+    ok = finished(df)
+    choose = chooser(df, split, mode)
+    keys = ["dataset", "model", "scheme"]
+    by = cell_stats(ok, keys, metric_column(choose, mode, "f1"))["mean"].dropna()
+    shown = cell_stats(ok, keys, metric_column(split, mode, "f1"))
+    rows = []
+    for (dataset, model), values in by.groupby(level=[0, 1]):
+        scheme = values.idxmax()[2]
+        own = shown["mean"].xs((dataset, model), level=[0, 1]).dropna()
+        mean, n = shown["mean"].get((dataset, model, scheme)), int(shown["n"].get((dataset, model, scheme), 0))
+        vanilla = shown["mean"].get((dataset, model, "vanilla"))
+        delta = MISSING if vanilla is None or mean is None else f"{mean - vanilla:+.2f}"
+        other = own.idxmax() if len(own) else None
+        rows.append([Cell(dataset), Cell(model), Cell(SCHEME_NAMES.get(scheme, scheme)), Cell(f"{values.max():.2f}"),
+                     Cell(fmt(mean)), Cell(str(n)), Cell(fmt(vanilla)), Cell(delta),
+                     Cell("same" if other == scheme else SCHEME_NAMES.get(other, str(other)))])
+    return Table(f"Best scheme per model and corpus, chosen on {choose} {mode} F1; {split} F1 (%) shown at that choice",
+                 ["Dataset", "Model", f"chosen on {choose}", f"{choose} F1", f"{split} F1", "n", f"Vanilla {split} F1",
+                  "ΔF1 vs Vanilla (points)", f"{split} would choose"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-run artifacts: paired bootstrap against Vanilla, error profiles
+
+
+class RunFiles:
+    """Artifacts of logged runs, fetched through MLflow once and kept under ``cache/<run_id>/``
+    (predictions as parsed per-sentence counts), so that a report built again reads no store."""
+
+    def __init__(self, cache: Path):
+        self.cache = Path(cache)
+
+    def path(self, run_id: str, name: str) -> Path | None:
+        import mlflow
+
+        folder = self.cache / run_id
+        local, missing = folder / name, folder / f"{name}.missing"
+        if local.is_file():
+            return local
+        if missing.is_file():  # a finished run's artifacts do not change
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        root = mlflow.get_run(run_id).info.artifact_uri
+        if root.startswith("file://") or "://" not in root:  # a local artifact store: read in place, no copy
+            local = Path(url2pathname(urlparse(root).path)) / name
+            if local.is_file():
+                return local
+        elif name in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+        missing.touch()  # older runs: shown as missing
+        return None
+
+    def predictions(self, run_id: str, split: str = "test"):
+        from bioner_grid.significance import cached_predictions
+
+        npz = self.cache / run_id / f"predictions_{split}.npz"
+        if npz.is_file():
+            return cached_predictions(npz, npz)
+        conll = self.path(run_id, f"predictions_{split}.conll")
+        if conll is None:
+            return None
+        pred = cached_predictions(conll, npz)
+        if conll.is_relative_to(self.cache):
+            conll.unlink()  # a downloaded copy: the counts are all the report needs
+        return pred
+
+    def prefetch(self, run_ids, split: str = "test", workers: int = 8) -> None:
+        """Fetch and parse the predictions and error analyses of many runs at once (the store's
+        round trips overlap); what is cached already costs nothing."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(run_id):
+            self.predictions(run_id, split)
+            self.error_counts(run_id, split)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, run_ids))
+
+    def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
+        import json
+
+        kept = self.cache / run_id / f"error_counts_{split}.json"
+        if kept.is_file():
+            return json.loads(kept.read_text(encoding="utf-8"))
+        path = self.path(run_id, f"error_analysis_{split}.json")
+        if path is None:
+            return None
+        try:
+            counts = {k: int(v["count"]) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:0: not an error analysis ({{type1|type2|type3: {{count}}}}): {e}") from None
+        kept.write_text(json.dumps(counts), encoding="utf-8")
+        return counts
+
+
+def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Each finished non-Vanilla run beside the Vanilla run of the same model, dataset, lr, batch size
+    and seed (the newest when a key ran twice): columns of the keys, ``run_id`` and ``vanilla_run_id``."""
+    ok = finished(df)
+    match = ["model", "dataset", "lr", "batch_size", "seed"]
+    vanilla = ok[ok["scheme"] == "vanilla"].drop_duplicates(match)[match + ["run_id"]].rename(columns={"run_id": "vanilla_run_id"})
+    others = ok[ok["scheme"] != "vanilla"].drop_duplicates(match + ["scheme"])[match + ["scheme", "run_id"]]
+    return others.merge(vanilla, on=match)
+
+
+def bootstrap_vs_vanilla(df: pd.DataFrame, files: RunFiles, split: str = "test", resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paired bootstrap (``bioner_grid.significance``) of every scheme run against its Vanilla run on
+    the same ``split`` sentences: one row per pair with ``delta``, ``low``, ``high`` (F1 points), ``p``
+    and ``within_noise``; pairs without logged predictions are left out."""
+    from bioner_grid.significance import compare
+
+    rows = []
+    for r in vanilla_pairs(df).sort_values("dataset").itertuples(index=False):  # one corpus's resamples are drawn once
+        a, b = files.predictions(r.vanilla_run_id, split), files.predictions(r.run_id, split)
+        if a is None or b is None:
+            continue
+        res = compare(a, b, resamples, seed)
+        rows.append({**r._asdict(), "f1_vanilla": res.f1_a, "f1": res.f1_b, "delta": res.delta, "low": res.low,
+                     "high": res.high, "p": res.p, "within_noise": res.within_noise, "sentences": res.n})
+    return pd.DataFrame(rows, columns=["model", "dataset", "lr", "batch_size", "seed", "scheme", "run_id", "vanilla_run_id",
+                                       "f1_vanilla", "f1", "delta", "low", "high", "p", "within_noise", "sentences"])
+
+
+def significance_table(boot: pd.DataFrame, dataset: str, split: str = "test", resamples: int = 1000) -> Table:
+    """One corpus: each scheme's ΔF1 against Vanilla (same model, seed) with its paired bootstrap
+    95% interval and p; "within noise" where the interval contains 0."""
+    b = boot[boot["dataset"] == dataset]
+    order = {s: i for i, s in enumerate(SCHEMES)}
+    b = b.sort_values(["model", "seed", "scheme"], key=lambda c: c.map(order) if c.name == "scheme" else c)
+    rows = [[Cell(r.model), Cell(SCHEME_NAMES.get(r.scheme, r.scheme)), Cell(f"{r.seed:g}"), Cell(f"{r.f1_vanilla:.2f}"),
+             Cell(f"{r.f1:.2f}"), Cell(f"{r.delta:+.2f}", value=r.delta), Cell(f"[{r.low:+.2f}, {r.high:+.2f}]"),
+             Cell(f"{r.p:.3f}"), Cell("within noise" if r.within_noise else ("better" if r.delta > 0 else "worse"))]
+            for r in b.itertuples(index=False)]
+    n = int(b["sentences"].iloc[0]) if len(b) else 0
+    return Table(f"{dataset}: ΔF1 against Vanilla with paired bootstrap 95% intervals ({split} strict F1, F1 points)",
+                 ["Model", "Scheme", "seed", "Vanilla F1", "F1", "ΔF1 (points)", "95% interval", "p", ""], rows,
+                 note=f"Paired bootstrap over the {n} {split} sentences ({resamples} seeded resamples; Koehn 2004, "
+                      "Berg-Kirkpatrick et al. 2012); p two-sided. \"within noise\": the interval contains 0.")
+
+
+ERROR_COLUMNS = [("type1", "Type-1 (spurious)"), ("type2", "Type-2 (missed)"), ("type3", "Type-3 (overlap, wrong)"),
+                 ("fair_LE", "LE"), ("fair_BE", "BE"), ("fair_LBE", "LBE")]
+
+
+def error_profile(df: pd.DataFrame, files: RunFiles | None, split: str = "test") -> pd.DataFrame:
+    """Per finished run: WeLT's Type-1/2/3 counts (``error_analysis_{split}.json``) and FairEval's
+    LE/BE/LBE (metrics ``{split}_fair_*``); NaN where not logged."""
+    ok = finished(df)
+    out = ok[["run_id", "model", "dataset", "scheme", "lr", "batch_size", "seed"]].copy()
+    counts = [(files.error_counts(run_id, split) if files is not None else None) or {} for run_id in out["run_id"]]
+    for key in ("type1", "type2", "type3"):
+        out[key] = [c.get(key, float("nan")) for c in counts]
+    for key in ("fair_LE", "fair_BE", "fair_LBE"):
+        out[key] = ok[f"{split}_{key}"] if f"{split}_{key}" in ok else float("nan")
+    return out
+
+
+def _count(x: float, sign: str = "") -> str:
+    """A count as an integer, a mean over seeds with one decimal."""
+    return f"{x:{sign}.0f}" if float(x).is_integer() else f"{x:{sign}.1f}"
+
+
+def error_profile_table(profile: pd.DataFrame, dataset: str, split: str = "test") -> Table:
+    """One corpus, rows model x scheme: error counts (mean over seeds) and, in brackets, the
+    difference to Vanilla of the same model; fewer is better."""
+    p = profile[profile["dataset"] == dataset]
+    columns = [c for c, _ in ERROR_COLUMNS if p[c].notna().any()]
+    mean = p.groupby(["model", "scheme"])[columns].mean()
+    n = p.groupby(["model", "scheme"]).size()
+    rows = []
+    for (model, scheme) in sorted(mean.index, key=lambda k: (k[0], SCHEMES.index(k[1]) if k[1] in SCHEMES else 99)):
+        base = mean.loc[(model, "vanilla")] if (model, "vanilla") in mean.index else None
+        row = [Cell(model), Cell(SCHEME_NAMES.get(scheme, scheme)), Cell(str(int(n[(model, scheme)])))]
+        for c in columns:
+            v = mean.loc[(model, scheme), c]
+            delta = "" if base is None or scheme == "vanilla" or pd.isna(base[c]) or pd.isna(v) else f" ({_count(v - base[c], '+')})"
+            row.append(Cell(MISSING if pd.isna(v) else f"{_count(v)}{delta}"))
+        rows.append(row)
+    names = dict(ERROR_COLUMNS)
+    return Table(f"{dataset}: error profile per model and scheme ({split}; counts, Δ vs Vanilla in brackets, fewer is better)",
+                 ["Model", "Scheme", "n"] + [names[c] for c in columns], rows,
+                 note="Type-1: predicted, no gold overlap; Type-2: gold entity missed (WeLT claims weighting recovers these); "
+                      "Type-3: overlapping with a wrong span or label (WeLT's mismatch types). FairEval: LE label error, "
+                      "BE boundary error, LBE label and boundary error.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +643,10 @@ td:first-child,th:first-child{{text-align:left}} img{{max-width:100%}}
 # The report
 
 
-def build(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> tuple[list[Table], list[str]]:
-    """All tables of a report and the notes about failed and missing runs."""
+def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.DataFrame | None = None,
+          profile: pd.DataFrame | None = None) -> tuple[list[Table], list[str]]:
+    """All tables of a report and the notes about failed and missing runs; ``boot``
+    (``bootstrap_vs_vanilla``) and ``profile`` (``error_profile``) add their tables per corpus."""
     tables: list[Table] = []
     notes = []
     failed = df[df["status"] != "FINISHED"]
@@ -397,8 +663,14 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> tuple[
     if len(schemes) > 1:
         tables += [welt_table(df, d, split, mode) for d in datasets]
         tables += [wins_table(df, split, mode)]
+        tables.append(best_scheme_table(df, split, mode))
         if "vanilla" in schemes:
             tables.append(wilcoxon_table(df, split, mode))
+        if boot is not None and not boot.empty:
+            tables += [significance_table(boot, d, split) for d in datasets if (boot["dataset"] == d).any()]
+        if profile is not None:
+            tables += [error_profile_table(profile, d, split) for d in datasets
+                       if profile.loc[profile["dataset"] == d, [c for c, _ in ERROR_COLUMNS]].notna().any().any()]
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
     if df["aio_members"].notna().any():
@@ -412,12 +684,21 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> tuple[
     return tables, notes
 
 
-def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict", title: str = "bioner-grid report") -> Path:
-    """Write tables (md, tex, csv), figures (png) and report.html into ``out``; returns the HTML path."""
+def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict", title: str = "bioner-grid report",
+          cache: Path | None = None, resamples: int = 1000) -> Path:
+    """Write tables (md, tex, csv), figures (png) and report.html into ``out``; returns the HTML path.
+    Per-run artifacts (predictions for the paired bootstrap, error analyses) are fetched once into
+    ``cache`` (default ``out/cache``)."""
     from bioner_grid.report_figures import figures
 
     out.mkdir(parents=True, exist_ok=True)
-    tables, notes = build(df, split, mode)
+    files = RunFiles(cache or out / "cache")
+    multi = df["scheme"].nunique() > 1 and not finished(df).empty
+    if multi:
+        files.prefetch(finished(df)["run_id"], split)
+    boot = bootstrap_vs_vanilla(df, files, split, resamples) if multi else None
+    profile = error_profile(df, files, split) if multi else None
+    tables, notes = build(df, split, mode, boot, profile)
     df.to_csv(out / "runs.csv", index=False)
     names = []
     for i, t in enumerate(tables, start=1):
@@ -426,7 +707,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
         (out / f"{stem}.tex").write_text(to_latex(t), encoding="utf-8")
         to_csv(t, out / f"{stem}.csv")
         names.append(stem)
-    images = figures(df, out, split, mode)
+    images = figures(df, out, split, mode, boot)
     body = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     body += "".join(to_html(t) for t in tables)
     for path, caption in images:
@@ -453,7 +734,8 @@ def main(argv: list[str]) -> int:
               + (f" matching {r.filter!r}" if r.filter else ""), file=sys.stderr)
         return 2
     out = Path(r.out)
-    page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}")
+    cache = Path(cfg.data.cache) / "run_artifacts"  # outside report.out: not logged with the report
+    page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
     mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))
     experiment = mlflow.get_experiment_by_name(experiments[0])
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="report",

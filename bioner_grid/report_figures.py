@@ -2,7 +2,10 @@
 
 Foundation-study views: per model, P/R/F1 against learning rate (log axis), one line per batch
 size; peak memory against mean training time, one point per model, with a least-squares line.
-WeLT views: per corpus, a heatmap of F1 per (model, scheme) and of ΔF1 against Vanilla.
+WeLT views: per corpus, a heatmap of F1 per (model, scheme) and of ΔF1 against Vanilla on a
+symmetric colour scale of at least ± NOISE_FLOOR points (or the bootstrap intervals' typical
+half-width), so that differences below the noise stay pale; "~" marks a difference whose paired
+bootstrap interval contains 0 for every seed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioner_grid.report import finished, metric_column, scheme_names, schemes_of  # noqa: E402
+from bioner_grid.report import best_lr, finished, metric_column, scheme_names, schemes_of  # noqa: E402
+
+NOISE_FLOOR = 1.0  # F1 points: the ΔF1 colour scale never spans less than ± this
 
 
 def slug(name: str) -> str:
@@ -34,6 +39,7 @@ def _save(fig, path: Path) -> Path:
 
 def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[Path, str]]:
     ok = finished(df)
+    chosen = best_lr(df, split, mode)
     images = []
     for model, runs in ok.groupby("model_lr_bs"):
         if runs["lr"].nunique() < 2:
@@ -43,14 +49,20 @@ def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[
             col = metric_column(split, mode, measure)
             for bs, g in runs.groupby("batch_size"):
                 curve = (100 * g[col]).groupby(g["lr"]).mean().sort_index()
-                ax.plot(curve.index, curve.values, marker="o", label=f"batch {int(bs)}")
+                line, = ax.plot(curve.index, curve.values, marker="o", label=f"batch {int(bs)}")
+                pick = chosen[(chosen["model"] == model) & (chosen["batch_size"] == bs)]
+                if len(pick) and pick["lr"].iloc[0] in curve.index:
+                    lr = pick["lr"].iloc[0]
+                    ax.plot([lr], [curve[lr]], marker="*", markersize=14, color=line.get_color(), markeredgecolor="black")
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
             ax.set_title(measure)
         axes[0].set_ylabel(f"{split} {mode} (%)")
         axes[-1].legend()
-        fig.suptitle(model)
-        images.append((_save(fig, out / f"lr_{slug(model)}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
+        on = chosen["chosen_on"].iloc[0] if len(chosen) else split
+        fig.suptitle(f"{model} ({split} shown; ★ lr chosen on {on} F1)")
+        images.append((_save(fig, out / f"lr_{slug(model)}.png"), f"{model}: {split} P/R/F1 against learning rate, one line per batch size; "
+                                                               f"the star marks the learning rate chosen on {on} F1"))
     return images
 
 
@@ -73,7 +85,14 @@ def memory_vs_time(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     return [(_save(fig, out / "memory_vs_time.png"), "Peak memory against mean training time, one point per model")]
 
 
-def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[Path, str]]:
+def delta_limit(delta: np.ndarray, half_widths: np.ndarray | None = None) -> float:
+    """Symmetric colour limit of a ΔF1 map: max(|Δ|, NOISE_FLOOR, median bootstrap half-width)."""
+    floor = max(NOISE_FLOOR, float(np.median(half_widths)) if half_widths is not None and len(half_widths) else 0.0)
+    finite = np.abs(delta[np.isfinite(delta)])
+    return max(float(finite.max()) if finite.size else 0.0, floor)
+
+
+def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str, boot: pd.DataFrame | None = None) -> list[tuple[Path, str]]:
     ok = finished(df)
     if ok["scheme"].nunique() < 2:
         return []
@@ -82,13 +101,17 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
     for dataset, runs in ok.groupby("dataset"):
         grid = (100 * runs[col]).groupby([runs["model"], runs["scheme"]]).mean().unstack()
         grid = grid[[s for s in schemes_of(runs) if s in grid.columns]]
-        panels = [("F1", grid, "viridis")]
+        b = boot[boot["dataset"] == dataset] if boot is not None and len(boot) else None
+        noise = b.groupby(["model", "scheme"])["within_noise"].all() if b is not None and len(b) else pd.Series(dtype=bool)
+        panels = [("F1", grid, "viridis", f"{split} {mode} F1 (%)")]
         if "vanilla" in grid.columns:
-            panels.append(("ΔF1 vs Vanilla", grid.sub(grid["vanilla"], axis=0), "RdBu"))
+            panels.append(("ΔF1 vs Vanilla", grid.sub(grid["vanilla"], axis=0), "RdBu", "ΔF1 vs Vanilla (F1 points)"))
         fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.6 * len(grid) + 2))
-        for ax, (title, values, cmap) in zip(np.atleast_1d(axes), panels):
-            limit = np.nanmax(np.abs(values.values)) or 1.0
-            kwargs = {"vmin": -limit, "vmax": limit} if title.startswith("Δ") else {}
+        for ax, (title, values, cmap, label) in zip(np.atleast_1d(axes), panels):
+            kwargs = {}
+            if title.startswith("Δ"):
+                limit = delta_limit(values.values, None if b is None or not len(b) else ((b["high"] - b["low"]) / 2).values)
+                kwargs = {"vmin": -limit, "vmax": limit}
             im = ax.imshow(values.values, cmap=cmap, aspect="auto", **kwargs)
             ax.set_xticks(range(len(values.columns)), [names.get(s, s) for s in values.columns], rotation=45)
             ax.set_yticks(range(len(values.index)), values.index)
@@ -96,14 +119,17 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
                 if not np.isnan(v):
                     shade = im.norm(v)  # 0..1 along the colour map; its ends are dark
                     dark = shade < 0.45 if cmap == "viridis" else abs(shade - 0.5) > 0.3
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+                    mark = "~" if title.startswith("Δ") and noise.get((values.index[i], values.columns[j]), False) else ""
+                    ax.text(j, i, f"{v:.1f}{mark}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_title(f"{dataset}: {title}")
-            fig.colorbar(im, ax=ax)
-        images.append((_save(fig, out / f"schemes_{dataset}.png"), f"{dataset}: F1 per model and scheme, and ΔF1 against Vanilla"))
+            fig.colorbar(im, ax=ax, label=label)
+        images.append((_save(fig, out / f"schemes_{dataset}.png"),
+                       f"{dataset}: {split} F1 per model and scheme (mean over seeds), and ΔF1 against Vanilla in F1 points on a symmetric "
+                       f"scale of at least ±{NOISE_FLOOR:g} point; ~: paired bootstrap 95% interval contains 0 (within noise)"))
     return images
 
 
-def figures(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict") -> list[tuple[Path, str]]:
+def figures(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict", boot: pd.DataFrame | None = None) -> list[tuple[Path, str]]:
     if finished(df).empty:
         return []
-    return scheme_heatmaps(df, out, split, mode) + lr_curves(df, out, split, mode) + memory_vs_time(df, out)
+    return scheme_heatmaps(df, out, split, mode, boot) + lr_curves(df, out, split, mode) + memory_vs_time(df, out)

@@ -129,8 +129,16 @@ def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label:
     return compute
 
 
+SELECT = ("best_dev", "last")
+
+
 def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
-    """TrainingArguments from the ``train`` config group."""
+    """TrainingArguments from the ``train`` config group. ``train.select``: ``best_dev`` ends with
+    the checkpoint of the best dev strict F1 (``load_best_model_at_end``), ``last`` with the model of
+    the final epoch (or step), as the WeLT authors' script scored it."""
+    select = t.get("select", "best_dev")
+    if select not in SELECT:
+        raise ValueError(f"train.select must be best_dev or last, got {select!r}")
     if t.precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}")
     if t.precision != "fp32" and device != "cuda":
@@ -157,8 +165,9 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
         eval_steps=every,
         save_steps=every,
         logging_steps=every,
-        load_best_model_at_end=True,
-        metric_for_best_model="strict_f1",
+        load_best_model_at_end=select == "best_dev",
+        # tracked for best_dev and early stopping only: the Trainer keeps the best checkpoint it tracks
+        metric_for_best_model="strict_f1" if select == "best_dev" or t.get("patience") else None,
         greater_is_better=True,
         save_total_limit=1,
         train_sampling_strategy="group_by_length" if t.length_grouped else "random",
@@ -173,7 +182,8 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
 
 def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink,
           resume_from: str | None = None):
-    """Fine-tune ``model``; returns the Trainer holding the best (dev strict F1) model."""
+    """Fine-tune ``model``; returns the Trainer holding the model ``args`` select (best dev strict F1
+    or the last)."""
     dev_windows = by_length(dev_windows)
     callbacks = [EpochLog(sink)]
     if patience:

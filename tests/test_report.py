@@ -1,5 +1,6 @@
 """Reports from MLflow: runs logged through the real MLflow API with known metrics."""
 
+import json
 import os
 import shutil
 import statistics
@@ -168,25 +169,30 @@ def browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_foundation_views_best_lr_table_and_figures(store, tmp_path):
+def test_foundation_views_choose_the_lr_on_dev_and_show_test(store, tmp_path):
     uri, client, exp = store
-    # f1 peaks at lr 1e-4 for bert and at 1e-5 for gpt2; batch size 16 is better than 8
+    # dev peaks at lr 1e-4 for bert and at 1e-5 for gpt2; batch size 16 is better than 8. On test, bert
+    # with batch 8 peaks at 1e-3 instead: a test-chosen table would show 85.00 there.
     for model, best in (("bert", 1e-4), ("gpt2", 1e-5)):
         for lr in (1e-5, 1e-4, 1e-3):
             for bs in (8, 16):
-                f1 = 0.8 - (0.1 if lr != best else 0.0) + (0.02 if bs == 16 else 0.0)
+                dev = 0.8 - (0.1 if lr != best else 0.0) + (0.02 if bs == 16 else 0.0)
+                test = 0.85 if (model, bs, lr) == ("bert", 8, 1e-3) else dev
                 log_run(client, exp, model=model, dataset="ncbi_disease", scheme="vanilla", lr=lr, batch_size=bs, seed=1,
-                        test_strict_f1=f1, test_strict_precision=f1, test_strict_recall=f1,
+                        dev_strict_f1=dev, test_strict_f1=test, test_strict_precision=test, test_strict_recall=test,
                         train_seconds=100.0 if model == "bert" else 300.0, peak_rss_mb=1000.0 if model == "bert" else 2000.0)
     df = report.load_runs(uri, ["grid"])
     t = report.foundation_table(df)
-    assert t.header == ["Model", "best lr", "batch 8", "batch 16"]
-    assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"bert": ["0.0001", "80.00", "82.00"],
-                                                                    "gpt2": ["1e-05", "80.00", "82.00"]}
+    assert t.header == ["Model", "batch 8", "batch 16"]
+    assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"bert": ["80.00 (lr 0.0001, n=1)", "82.00 (lr 0.0001, n=1)"],
+                                                                    "gpt2": ["80.00 (lr 1e-05, n=1)", "82.00 (lr 1e-05, n=1)"]}
+    assert "chosen on dev" in t.title and "Choosing on test would have picked: bert batch 8: lr 0.001 (85.00) instead of 0.0001 (80.00)." in t.note
+    best = report.best_lr(df)
+    assert set(best["chosen_on"]) == {"dev"} and best.loc[(best["model"] == "bert") & (best["batch_size"] == 8), "split_lr"].item() == 1e-3
     out = tmp_path / "report"
     report.write(df, out)
     assert {p.name for p in out.glob("*.png")} == {"lr_bert.png", "lr_gpt2.png", "memory_vs_time.png"}
-    assert "F1 (%) per model and batch size at the best learning rate" in (out / "report.md").read_text()
+    assert "per model and batch size at the learning rate chosen on dev" in (out / "report.md").read_text()
 
 
 def test_cells_are_configurations_seeds_averaged_only_within_one(store, caplog):
@@ -235,3 +241,103 @@ def test_runs_recorded_before_cell_keys_fall_back_with_a_warning(store, caplog):
     df = report.load_runs(uri, ["grid"])
     assert "2 run(s) carry no cell_key tag" in caplog.text
     assert report.welt_table(df, "ncbi_disease").rows[2][2].text == "81.50 ± 0.71 (n=2)"
+
+
+    assert "per model and batch size at the learning rate chosen on dev" in (out / "report.md").read_text()
+
+
+def test_without_dev_scores_the_caption_says_test_chose(store):
+    uri, client, exp = store
+    for lr, f1 in ((1e-5, 0.7), (1e-4, 0.8)):
+        log_run(client, exp, model="bert", dataset="ncbi_disease", scheme="vanilla", lr=lr, batch_size=8, seed=1, test_strict_f1=f1)
+    t = report.foundation_table(report.load_runs(uri, ["grid"]))
+    assert "chosen on test" in t.title and "flatters" in t.note
+
+
+def test_dev_chooses_the_marked_and_best_scheme(store):
+    uri, client, exp = store
+    for scheme, dev, test in (("vanilla", 0.80, 0.85), ("welt", 0.82, 0.81), ("ins", 0.79, 0.83)):
+        log_run(client, exp, model="biobert", dataset="ncbi_disease", scheme=scheme, lr=5e-5, batch_size=32, seed=1,
+                dev_strict_f1=dev, test_strict_f1=test, test_strict_precision=test, test_strict_recall=test,
+                dev_strict_precision=dev, dev_strict_recall=dev)
+    df = report.load_runs(uri, ["grid"])
+    t = report.welt_table(df, "ncbi_disease")
+    f_row = next(r for r in t.rows if r[1].text == "F")
+    assert f_row[t.header.index("WeLT")].mark == "best" and f_row[t.header.index("WeLT")].text == "81.00"
+    assert "best / second on dev, test shown" in t.title and t.note == "n = 1 seed(s) per cell"
+    (row,) = report.best_scheme_table(df).rows
+    assert [c.text for c in row] == ["ncbi_disease", "biobert", "WeLT", "82.00", "81.00", "1", "85.00", "-4.00", "Vanilla"]
+    wins = {r[0].text: r[1].text for r in report.wins_table(df).rows}
+    assert wins["WeLT"] == "1" and wins["Vanilla"] == "0"
+
+
+def test_wilcoxon_says_what_few_pairs_can_reach(store):
+    uri, client, exp = store
+    for seed in range(1, 5):
+        f1_run(client, exp, "biobert", "ncbi_disease", "vanilla", 0.80, seed=seed)
+        f1_run(client, exp, "biobert", "ncbi_disease", "welt", 0.81, seed=seed)
+    t = report.wilcoxon_table(report.load_runs(uri, ["grid"]))
+    (row,) = t.rows
+    assert t.header[2] == "median ΔF1 (points)" and row[6].text == "0.1250" and row[7].text == "0.125"
+    assert report.min_wilcoxon_p(4) == 0.125 and "with 4 pair(s) here no p can reach 0.05" in t.note
+
+
+def test_bootstrap_and_error_profile_tables_from_logged_artifacts(store, tmp_path):
+    from bioner_grid.data import read_conll
+    from bioner_grid.evaluate import mismatch_examples, score
+    from conftest import NCBI
+    from test_significance import drop_entities, write
+
+    uri, client, exp = store
+    sents = read_conll(NCBI / "test.tsv", "Disease").sentences
+    tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
+    systems = {"vanilla": drop_entities(gold, 0.30, 1), "welt": drop_entities(gold, 0.10, 2), "ins": drop_entities(gold, 0.30, 1)}
+    for scheme, pred in systems.items():
+        s = score(gold, pred)["strict"]
+        run = client.create_run(exp, tags={"model": "biobert", "dataset": "ncbi_disease", "scheme": scheme, "lr": "5e-05",
+                                           "batch_size": "32", "seed": "1"})
+        rid = run.info.run_id
+        for k in ("precision", "recall", "f1"):
+            client.log_metric(rid, f"test_strict_{k}", s[k])
+        client.log_metric(rid, "test_fair_LE", 0)
+        client.log_metric(rid, "test_fair_BE", {"vanilla": 4, "welt": 1, "ins": 4}[scheme])
+        client.log_artifact(rid, str(write(tmp_path / "predictions_test.conll", tokens, gold, pred)))
+        (tmp_path / "error_analysis_test.json").write_text(json.dumps(mismatch_examples(tokens, gold, pred, 2)))
+        client.log_artifact(rid, str(tmp_path / "error_analysis_test.json"))
+        client.set_terminated(rid, "FINISHED")
+    df = report.load_runs(uri, ["grid"])
+    files = report.RunFiles(tmp_path / "cache")
+    boot = report.bootstrap_vs_vanilla(df, files)
+    t = report.significance_table(boot, "ncbi_disease")
+    rows = {r[1].text: [c.text for c in r] for r in t.rows}
+    assert rows["INS"][5:] == ["+0.00", "[+0.00, +0.00]", "1.000", "within noise"]  # the same predictions as Vanilla
+    welt = boot[boot["scheme"] == "welt"].iloc[0]
+    assert welt["delta"] > 5 and welt["low"] > 0 and rows["WeLT"][8] == "better"
+    assert welt["delta"] == pytest.approx(100 * (score(gold, systems["welt"])["strict"]["f1"] - score(gold, systems["vanilla"])["strict"]["f1"]))
+    assert "ΔF1 (points)" in t.header and "940 test sentences" in t.note
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.npz")) == ["predictions_test.npz"] * 3  # counts kept, text dropped
+
+    profile = report.error_profile(df, files)
+    t = report.error_profile_table(profile, "ncbi_disease")
+    rows = {r[1].text: [c.text for c in r] for r in t.rows}
+    missed = {k: mismatch_examples(tokens, gold, v, 0)["type2"]["count"] for k, v in systems.items()}
+    assert rows["Vanilla"][t.header.index("Type-2 (missed)")] == str(missed["vanilla"])
+    assert rows["WeLT"][t.header.index("Type-2 (missed)")] == f"{missed['welt']} ({missed['welt'] - missed['vanilla']:+d})"
+    assert rows["WeLT"][t.header.index("BE")] == "1 (-3)" and rows["Vanilla"][t.header.index("LE")] == "0"
+
+    out = tmp_path / "report"
+    report.write(df, out, cache=tmp_path / "cache")
+    md = (out / "report.md").read_text()
+    assert "paired bootstrap 95% intervals" in md and "error profile per model and scheme" in md
+    # a second build reads the cached counts: the store's artifacts are not needed any more
+    shutil.rmtree(tmp_path / "art")
+    report.write(df, tmp_path / "again", cache=tmp_path / "cache")
+    assert (tmp_path / "again" / "report.md").read_text() == md
+
+
+def test_delta_colour_scale_does_not_stretch_noise():
+    from bioner_grid.report_figures import delta_limit
+
+    assert delta_limit(np.array([[0.0, 0.002, -0.001]])) == 1.0  # sub-noise differences stay pale
+    assert delta_limit(np.array([[0.0, 2.5, -0.4]])) == 2.5
+    assert delta_limit(np.array([[0.0, 0.3]]), np.array([1.2, 1.6, 1.4])) == pytest.approx(1.4)

@@ -1,6 +1,7 @@
 from omegaconf import OmegaConf
 
 from bioner_grid.config import compose
+from bioner_grid.identity import run_key
 from bioner_grid.tracking import PARAM_LIMIT, flatten_params, resolve_uri
 
 
@@ -17,3 +18,14 @@ def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_uri("sqlite:///outputs/mlflow.db") == f"sqlite:///{tmp_path}/outputs/mlflow.db"
     assert resolve_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db" and resolve_uri("http://h:5000") == "http://h:5000"
+
+
+def test_settings_added_later_keep_the_earlier_keys_at_their_defaults():
+    cfg = compose([])
+    old = compose([])  # a configuration from before train.select and data.train_on existed
+    OmegaConf.set_struct(old, False)
+    del old.train["select"]
+    if "train_on" in old.data:
+        del old.data["train_on"]
+    assert run_key(cfg) == run_key(old)
+    assert run_key(cfg) != run_key(compose(["train.select=last"]))

@@ -49,3 +49,43 @@ def test_trainer_uses_it_and_moves_it_to_each_new_epoch(tmp_path, minilm_tokeniz
                                   data_collator=DataCollatorForTokenClassification(minilm_tokenizer))
     trainer.train()
     assert trainer.state.global_step == 9 and seen == [0, 1, 2]
+
+
+def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path, minilm_tokenizer):
+    import pytest
+    from safetensors.torch import load_file
+
+    from bioner_grid.config import compose
+    from bioner_grid.train import train, training_arguments
+
+    label2id = {label: i for i, label in enumerate(LABELS)}
+    sents = read_conll(NCBI / "train.tsv", "Disease").sentences
+    train_w = make_windows(minilm_tokenizer, sents[:64], label2id, 64)
+    dev_sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:24]
+    dev_w = make_windows(minilm_tokenizer, dev_sents, label2id, 64)
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "tiny_bert.yaml")
+    scores = {}
+    for select in ("last", "best_dev"):
+        t = compose([f"train.select={select}", "train.epochs=3", "train.batch_size=16", "train.lr=3e-3", "train.seed=3", "train.patience=null"]).train
+        args = training_arguments(t, str(tmp_path / select), "cpu")
+        assert args.load_best_model_at_end == (select == "best_dev")
+        torch.manual_seed(0)
+        trainer = train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer, args, train_w, dev_w,
+                        [s.tags for s in dev_sents], dict(enumerate(LABELS)), None, None, lambda m, step: None)
+        epochs = [(h["eval_strict_f1"], h["eval_loss"]) for h in trainer.state.log_history if "eval_strict_f1" in h]
+        assert len(epochs) == 3
+        scores[select] = (trainer.evaluate()["eval_loss"], epochs)
+        if select == "last":  # the model in hand is the one saved after the final step
+            final = load_file(str(tmp_path / "last" / f"checkpoint-{trainer.state.global_step}" / "model.safetensors"))
+            state = trainer.model.state_dict()
+            assert all(torch.equal(state[k].cpu(), v) for k, v in final.items())
+    # dev loss tells the epochs apart (a tiny model's strict F1 may tie); best_dev keeps the first best F1
+    last_loss, epochs = scores["last"]
+    assert last_loss == pytest.approx(epochs[-1][1])
+    best_loss, epochs = scores["best_dev"]
+    best = max(range(3), key=lambda i: (epochs[i][0], -i))
+    assert best_loss == pytest.approx(epochs[best][1])
+    if best != 2:
+        assert best_loss != pytest.approx(last_loss)
+    with pytest.raises(ValueError, match="train.select must be best_dev or last"):
+        training_arguments(OmegaConf.create({**OmegaConf.to_container(t), "select": "best"}), str(tmp_path), "cpu")

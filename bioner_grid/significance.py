@@ -1,0 +1,278 @@
+"""Paired bootstrap significance of an F1 difference between two runs on the same test sentences.
+
+Two systems A and B tag the same n sentences. Entity-level strict F1 (seqeval ``mode="strict"``,
+IOB2: an entity is a ``B-X`` and the ``I-X`` that follow it; a stray ``I-X`` is no entity) is a
+function of the summed true positives, false positives and false negatives,
+
+    F1 = 2 TP / (2 TP + FP + FN)   (0 when the denominator is 0),
+
+so each system is reduced once to per-sentence counts ``(tp, fp, fn)``. A bootstrap replicate draws
+n sentences with replacement (the same draw for both systems: the test is paired), which is a
+multinomial weight vector w over sentences; its counts are ``w @ counts`` and its difference is
+
+    δ*_b = F1_B(w_b) − F1_A(w_b),   b = 1..B   (B ≥ 1000 replicates, seeded).
+
+Reported (in F1 points, i.e. ×100): the observed δ = F1_B − F1_A on the full set, the 95 %
+percentile interval [q_2.5(δ*), q_97.5(δ*)], and the two-sided p-value of the shifted bootstrap
+(the null distribution is δ* − δ, centred on 0):
+
+    p = (1 + #{b : |δ*_b − δ| ≥ |δ|}) / (B + 1).
+
+This is Koehn (2004), "Statistical significance tests for machine translation evaluation", EMNLP,
+and Berg-Kirkpatrick, Burkett & Klein (2012), "An empirical investigation of statistical
+significance in NLP", EMNLP-CoNLL (whose one-sided test counts δ*_b > 2δ, i.e. δ*_b − δ > δ).
+Identical predictions give δ = 0, interval [0, 0] and p = 1.
+
+``python -m bioner_grid.significance A.conll B.conll [--resamples 10000] [--seed 0]``, or two MLflow
+run ids with ``--uri TRACKING_URI [--split test]`` (their ``predictions_{split}.conll`` artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bioner_grid.data import DataError, read_rows, typed_tag
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One run's test predictions reduced to what the bootstrap needs."""
+
+    counts: np.ndarray  # (n sentences, 3): tp, fp, fn under strict IOB2 matching
+    fingerprint: str  # hash of the tokens and gold tags: two runs are paired only on the same sentences
+    source: str
+
+
+@dataclass(frozen=True)
+class Result:
+    delta: float  # F1_B − F1_A, F1 points
+    low: float  # 95 % percentile interval of δ*, F1 points
+    high: float
+    p: float  # two-sided
+    f1_a: float  # F1 points
+    f1_b: float
+    n: int  # sentences
+    resamples: int
+
+    @property
+    def within_noise(self) -> bool:
+        """The interval contains 0: the data cannot tell the two systems apart."""
+        return self.low <= 0.0 <= self.high
+
+
+def strict_spans(tags: list[str]) -> set[tuple[str, int, int]]:
+    """Entities (type, start, end-exclusive) as seqeval's strict IOB2 mode finds them: a ``B-X`` and
+    the ``I-X`` of the same type that follow it. An ``I-X`` that does not continue one is no entity;
+    ``O`` and AIONER's ``O-Task`` are outside."""
+    spans, start, etype = set(), None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if start is not None and tag.startswith("I-") and tag[2:] == etype:
+            continue
+        if start is not None:
+            spans.add((etype, start, i))
+            start = None
+        if tag.startswith("B-"):
+            start, etype = i, tag[2:]
+    return spans
+
+
+def sentence_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
+    """(n, 3) int array of per-sentence strict tp, fp, fn (the plain loop; ``flat_counts`` is the
+    vectorised equivalent that reading a file uses)."""
+    out = np.zeros((len(gold), 3), dtype=np.int64)
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        gs, ps = strict_spans(g), strict_spans(p)
+        tp = len(gs & ps)
+        out[i] = (tp, len(ps) - tp, len(gs) - tp)
+    return out
+
+
+def f1(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 = 2TP / (2TP + FP + FN) over the last axis (tp, fp, fn); 0 where nothing is there."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    den = 2 * tp + fp + fn
+    return np.divide(2 * tp, den, out=np.zeros(np.shape(den), dtype=float), where=den > 0)
+
+
+TYPED = re.compile(r"O|O-.+|[BI]-.+")  # what the pipeline writes; anything else takes the checking reader
+
+
+def _entities(prefix: np.ndarray, etype: np.ndarray, sentence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strict IOB2 entities of flat tag arrays: (start, key) per entity, key = (start, end, type)
+    encoded as one int. A token continues the run before it when it is I-X after B-X/I-X of the
+    same sentence; a run is an entity when it begins with B (a run begun by a stray I is none)."""
+    n = len(prefix)
+    prev = np.r_[False, (prefix[:-1] != "O") & (sentence[1:] == sentence[:-1]) & (etype[1:] == etype[:-1])]
+    heads = np.flatnonzero(~((prefix == "I") & prev))
+    ends = np.r_[heads[1:], n]
+    entity = prefix[heads] == "B"
+    start, end = heads[entity], ends[entity]
+    return start, (start * (n + 1) + end) * (int(etype.max(initial=0)) + 1) + etype[start]
+
+
+def flat_counts(gold: list[str], pred: list[str], lengths: list[int]) -> np.ndarray:
+    """(sentences, 3) strict tp, fp, fn per sentence from flat tag lists and sentence lengths."""
+    sentence = np.repeat(np.arange(len(lengths)), lengths)
+    vocab, codes = np.unique(np.array(gold + pred, dtype=object).astype(str), return_inverse=True)
+    prefixes = np.array([t[0] if t[0] in "BI" else "O" for t in vocab])
+    types, type_codes = np.unique([t[2:] if t[0] in "BI" else "" for t in vocab], return_inverse=True)
+    g, p = codes[: len(gold)], codes[len(gold):]
+    g_start, g_key = _entities(prefixes[g], type_codes[g], sentence)
+    p_start, p_key = _entities(prefixes[p], type_codes[p], sentence)
+    hit = np.isin(p_key, g_key)
+    count = lambda starts: np.bincount(sentence[starts], minlength=len(lengths))  # noqa: E731
+    tp = count(p_start[hit])
+    return np.stack([tp, count(p_start) - tp, count(g_start) - tp], axis=1).astype(np.int64)
+
+
+def _columns(path: Path) -> tuple[list[str], list[str], list[str], list[int]] | None:
+    """Tokens, gold and predicted tags (flat) and sentence lengths of a well-formed file with typed
+    tags, read with pandas' C parser; None for anything else (``read_predictions`` then reads it with
+    the checks of ``bioner_grid.data`` to name the file and line)."""
+    import csv
+
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, na_filter=False,
+                            skip_blank_lines=False, encoding="utf-8", engine="c")
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError):
+        return None
+    if table.shape[1] != 3:
+        return None
+    cols = [table[i].str.strip().to_numpy() for i in range(3)]
+    blank = (cols[0] == "") & (cols[1] == "") & (cols[2] == "")
+    if ((cols[0] == "") | (cols[1] == "") | (cols[2] == ""))[~blank].any():
+        return None
+    tags = set(np.unique(cols[1][~blank])) | set(np.unique(cols[2][~blank]))
+    if not all(TYPED.fullmatch(t) for t in tags):
+        return None
+    sentence = np.cumsum(blank)[~blank]  # a blank line ends a sentence
+    lengths = np.unique(sentence, return_counts=True)[1].tolist()
+    return [c[~blank].tolist() for c in cols] + [lengths]
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """A ``token<TAB>gold<TAB>pred`` file (blank line between sentences); bad input raises
+    ``DataError('file:line: problem')``."""
+    path = Path(path)
+    columns = _columns(path)
+    if columns is None:  # bare B/I tags, or bad input: the checking reader
+        sentences = read_rows(path, 3)
+        columns = ([f[0] for rows in sentences for _, f in rows],
+                   [typed_tag(path, n, f[1], "Entity") for rows in sentences for n, f in rows],
+                   [typed_tag(path, n, f[2], "Entity") for rows in sentences for n, f in rows],
+                   [len(rows) for rows in sentences])
+    tokens, gold, pred, lengths = columns
+    gold, pred = [_outside(t) for t in gold], [_outside(t) for t in pred]
+    digest = hashlib.sha256("\x1f".join(tokens).encode())
+    digest.update("\x1f".join(gold).encode())
+    digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
+    return Predictions(flat_counts(gold, pred, lengths), digest.hexdigest()[:16], str(path))
+
+
+def _outside(tag: str) -> str:
+    return "O" if tag.startswith("O") else tag
+
+
+@lru_cache(maxsize=2)
+def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) float32: how often each of n sentences is drawn in each bootstrap replicate
+    (n draws with replacement). The same for every pair of a corpus, so computed once per corpus."""
+    rng = np.random.default_rng(seed)
+    weights = np.empty((resamples, n), dtype=np.float32)  # counts < 2^24: exact
+    for i in range(0, resamples, 100):
+        rows = min(100, resamples - i)
+        drawn = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+        weights[i : i + rows] = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n)
+    weights.setflags(write=False)
+    return weights
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> Result:
+    """Paired bootstrap over sentences of per-sentence (tp, fp, fn) counts ``a`` and ``b`` (n, 3):
+    δ = F1_b − F1_a, its 95 % percentile interval and two-sided p (see the module docstring)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"paired counts must both be (n, 3); got {a.shape} and {b.shape}")
+    if resamples < 1000:
+        raise ValueError(f"resamples must be at least 1000, got {resamples}")
+    n = len(a)
+    if n == 0:
+        raise ValueError("no sentences to resample")
+    weights = resample_weights(n, resamples, seed)  # (B, n): times each sentence is drawn
+    both = np.concatenate([a, b], axis=1).astype(np.float32)  # (n, 6)
+    drawn = (weights @ both).astype(np.float64)  # (B, 6), integer-valued
+    deltas = 100 * (f1(drawn[:, 3:]) - f1(drawn[:, :3]))
+    f1_a, f1_b = 100 * float(f1(a.sum(axis=0))), 100 * float(f1(b.sum(axis=0)))
+    delta = f1_b - f1_a
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    extreme = np.abs(deltas - delta) >= abs(delta) - 1e-12
+    p = (1 + int(extreme.sum())) / (resamples + 1)
+    return Result(delta, float(low), float(high), p, f1_a, f1_b, n, resamples)
+
+
+def compare(a: Predictions, b: Predictions, resamples: int = 1000, seed: int = 0) -> Result:
+    """Bootstrap two runs' predictions; they must be on the same sentences with the same gold."""
+    if a.fingerprint != b.fingerprint or len(a.counts) != len(b.counts):
+        raise DataError(f"{b.source}:0: not the same test sentences and gold tags as {a.source} "
+                        f"({len(b.counts)} vs {len(a.counts)} sentences)")
+    return paired_bootstrap(a.counts, b.counts, resamples, seed)
+
+
+def cached_predictions(path: str | Path, cache: Path | None) -> Predictions:
+    """``read_predictions`` with the parsed counts kept as ``<cache>/<stem>.npz`` (stem: the caller's key)."""
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        return Predictions(z["counts"], str(z["fingerprint"]), str(z["source"]))
+    pred = read_predictions(path)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, counts=pred.counts, fingerprint=pred.fingerprint, source=pred.source)
+    return pred
+
+
+def describe(r: Result) -> str:
+    noise = " (within noise)" if r.within_noise else ""
+    return (f"F1 A {r.f1_a:.2f}, B {r.f1_b:.2f}; ΔF1 (B − A) {r.delta:+.2f} points, 95% CI [{r.low:+.2f}, {r.high:+.2f}], "
+            f"p = {r.p:.4f}{noise}; {r.n} sentences, {r.resamples} paired bootstrap resamples")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bioner_grid.significance",
+                                 description="Paired bootstrap of strict F1: B against A on the same test sentences.")
+    ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred), or its run id with --uri")
+    ap.add_argument("b", help="the same of run B")
+    ap.add_argument("--uri", help="MLflow tracking URI: A and B are run ids")
+    ap.add_argument("--split", default="test", choices=("test", "dev"), help="with --uri: which predictions")
+    ap.add_argument("--resamples", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    paths = [args.a, args.b]
+    if args.uri:
+        import mlflow
+
+        from bioner_grid.tracking import resolve_uri
+
+        paths = [mlflow.artifacts.download_artifacts(run_id=r, artifact_path=f"predictions_{args.split}.conll",
+                                                     tracking_uri=resolve_uri(args.uri)) for r in paths]
+    try:
+        r = compare(read_predictions(paths[0]), read_predictions(paths[1]), args.resamples, args.seed)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,7 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
 
-from bioner_grid import aio, faireval, tracking
+from bioner_grid import aio, export, faireval, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -224,6 +224,8 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
     if device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     mlflow.log_metrics(metrics)
+    if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, corpus)
 
     result = {
         "run_id": active.info.run_id,

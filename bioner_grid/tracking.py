@@ -93,7 +93,7 @@ def run_tags(cfg) -> dict[str, str]:
 
 # Settings that do not change what a run computes: where it is tracked, where data and outputs
 # live, how often it checkpoints, whether to rerun it.
-KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size")
+KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
 
 
 def run_key(cfg) -> str:

@@ -206,3 +206,31 @@ def test_all_in_one_model_is_asked_per_task():
         tagger.plan(["Species"])
     tagger.tasks = {}
     assert tagger.plan(["Disease"]) == [(None, {"Disease"})]
+
+
+def test_register_picks_the_best_dev_configuration_or_says_how_to_save_it(trained, capsys):
+    from mlflow import MlflowClient
+
+    from bioner_grid import register
+
+    tmp, result, run = trained
+    args = [f"tracking.uri=sqlite:///{tmp}/mlflow.db", "report.experiment=bioner-grid", "name=best"]
+    assert register.main(args) == 0
+    out = capsys.readouterr().out
+    assert "pubtator_files: tiny_bert welt lr 0.001 bs 16" in out and "registered models:/best-pubtator_files/1" in out
+    version = MlflowClient().get_model_version("best-pubtator_files", "1")
+    assert version.tags["run_id"] == result["run_id"]
+    assert float(version.tags["dev_strict_f1"]) == pytest.approx(run.data.metrics["dev_strict_f1"], abs=1e-4)
+    assert float(version.tags["test_strict_f1"]) == pytest.approx(run.data.metrics["test_strict_f1"], abs=1e-4)
+
+    MlflowClient().delete_tag(result["run_id"], "model_uri")  # as if the grid ran with train.save_model=false
+    try:
+        assert register.main(args) == 0
+    finally:
+        MlflowClient().set_tag(result["run_id"], "model_uri", run.data.tags["model_uri"])
+    out = capsys.readouterr().out
+    assert "no saved model; to save it, run:" in out
+    command = out.strip().splitlines()[-1].strip()
+    assert command.startswith("python -m bioner_grid model=tiny_bert dataset=pubtator_files ")
+    assert "train.lr=1e-3 train.max_seq_length=24" in command and command.endswith("train.save_model=true train.force=true")
+    assert "'dataset.types={Disease: [DiseaseClass, SpecificDisease, CompositeMention, Modifier]}'" in command

@@ -119,10 +119,10 @@ def folder_size_mb(folder: Path) -> float:
 
 
 def save_and_log(cfg, folder: Path, model, tokenizer, corpus) -> None:
-    """``save`` then ``log_model``; the folder's size is logged as ``model_size_mb``."""
+    """``save`` then ``log_model``; the model URI and the folder's size (a tag, not a metric: it is
+    no result of the run) are set as tags ``model_uri`` and ``model_size_mb``."""
     save(cfg, folder, model, tokenizer, corpus)
     size = folder_size_mb(folder)
     info = log_model(folder)
-    mlflow.log_metric("model_size_mb", size)
-    mlflow.set_tag("model_uri", info.model_uri)
+    mlflow.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})
     log.info("model saved to %s (%.1f MB) and logged as %s", folder, size, info.model_uri)

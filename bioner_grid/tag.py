@@ -43,6 +43,7 @@ USAGE = """\
 usage: python -m bioner_grid.tag model=MODEL input=PATH out=PATH [format=pubtator|bioc|text|conll]
                                  [out_format=pubtator|bioc|conll] [tag.types=[Chemical,Disease]|all]
                                  [tag.batch_size=32] [tag.device=auto|cpu|cuda] [tag.progress=true]
+                                 [tag.part=I/N]
                                  [tracking.uri=sqlite:///outputs/mlflow.db]
 
 Tag text with a model saved by a run (train.save_model=true).
@@ -55,6 +56,8 @@ Tag text with a model saved by a run (train.save_model=true).
   out_format  pubtator | bioc | conll; default: bioc for bioc input, conll for conll, else pubtator
   tag.types   entity types to keep (an all-in-one model is asked for these with its task tags);
               all (default) = every type the model knows
+  tag.part    I/N: only the shards I, I+N, I+2N, ... of a folder (0-based), for N jobs of an array:
+              sbatch --array=0-9 ... tag.part=$SLURM_ARRAY_TASK_ID/10
   tracking.uri  where run ids and models:/ URIs are looked up
 
 Existing output shards are skipped; outputs are written atomically. Bad input stops with
@@ -62,7 +65,7 @@ Existing output shards are skipped; outputs are written atomically. Bad input st
 
 DEFAULTS = {
     "model": None, "input": None, "out": None, "format": "pubtator", "out_format": None,
-    "tag": {"types": "all", "batch_size": 32, "device": "auto", "progress": True},
+    "tag": {"types": "all", "batch_size": 32, "device": "auto", "progress": True, "part": None},
     "tracking": {"uri": "sqlite:///outputs/mlflow.db"},
 }
 
@@ -465,6 +468,9 @@ def parse_args(argv: list[str]):
     cfg.out_format = cfg.out_format or {"bioc": "bioc", "conll": "conll"}.get(cfg.format, "pubtator")
     if cfg.out_format not in OUT_FORMATS:
         raise DataError(f"command line:0: out_format={cfg.out_format} is not one of {', '.join(OUT_FORMATS)}")
+    part = re.fullmatch(r"(\d+)/(\d+)", str(cfg.tag.part or "0/1"))
+    if not part or int(part[1]) >= int(part[2]):
+        raise DataError(f"command line:0: tag.part={cfg.tag.part} is not I/N (0 <= I < N)")
     types = cfg.tag.types
     cfg.tag.types = None if types in (None, "all", "ALL") else ([types] if isinstance(types, str) else list(types))
     return cfg
@@ -478,6 +484,9 @@ def plan_shards(cfg) -> list[tuple[Path, Path]]:
         files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
             raise DataError(f"{src}:0: no input files")
+        if cfg.tag.part:
+            i, n = (int(x) for x in str(cfg.tag.part).split("/"))
+            files = files[i::n]
         return [(p, out / (p.name.split(".")[0] + ext)) for p in files]
     if not src.is_file():
         raise DataError(f"{src}:0: file not found")

@@ -58,7 +58,7 @@ def test_saved_folder_holds_weights_tokenizer_and_labels_and_loads_in_plain_tran
     model = AutoModelForTokenClassification.from_pretrained(folder)
     assert model.config.id2label == {0: "O", 1: "B-Disease", 2: "I-Disease"}
     assert AutoTokenizer.from_pretrained(folder).is_fast
-    assert 0 < run.data.metrics["model_size_mb"] < 20
+    assert 0 < float(run.data.tags["model_size_mb"]) < 20
     assert run.data.tags["model_uri"].startswith("models:/")
 
 
@@ -157,12 +157,13 @@ def test_a_folder_of_shards_skips_those_written(trained, tmp_path):
     (tmp_path / "in").mkdir()
     for i in range(3):
         (tmp_path / "in" / f"part{i}.PubTator").write_text("\n\n".join(blocks[4 * i:4 * i + 4]) + "\n")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "part1.pubtator").write_text("done before\n")
     args = [f"model={tmp / 'run' / 'model'}", f"input={tmp_path}/in", f"out={tmp_path}/out", "tag.progress=false"]
+    assert tag.main([*args, "tag.part=1/2"]) == 0  # job 1 of an array of 2: every second shard from the second
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["part1.pubtator"]
+    (tmp_path / "out" / "part1.pubtator").write_text("done before\n")
     assert tag.main(args) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part0.pubtator", "part1.pubtator", "part2.pubtator"]
-    assert (tmp_path / "out" / "part1.pubtator").read_text() == "done before\n"
+    assert (tmp_path / "out" / "part1.pubtator").read_text() == "done before\n"  # skipped: its output existed
     assert len(read_pubtator(tmp_path / "out" / "part2.pubtator")[0]) == 4
 
 
@@ -234,3 +235,13 @@ def test_register_picks_the_best_dev_configuration_or_says_how_to_save_it(traine
     assert command.startswith("python -m bioner_grid model=tiny_bert dataset=pubtator_files ")
     assert "train.lr=1e-3 train.max_seq_length=24" in command and command.endswith("train.save_model=true train.force=true")
     assert "'dataset.types={Disease: [DiseaseClass, SpecificDisease, CompositeMention, Modifier]}'" in command
+
+
+def test_types_asked_must_be_the_models(trained, tmp_path, capsys):
+    tmp, result, run = trained
+    args = [f"model={tmp / 'run' / 'model'}", f"input={tmp}/test.PubTator", "tag.progress=false"]
+    assert tag.main([*args, f"out={tmp_path}/a.pubtator", "tag.types=[Chemical,Disease]"]) == 2
+    assert "tag.types:0: the model knows ['Disease'], not ['Chemical']" in capsys.readouterr().err
+    assert tag.main([*args, f"out={tmp_path}/b.pubtator", "tag.types=[Disease]"]) == 0
+    assert tag.main([*args, f"out={tmp_path}/c.pubtator"]) == 0
+    assert (tmp_path / "b.pubtator").read_text() == (tmp_path / "c.pubtator").read_text()

@@ -245,3 +245,20 @@ def test_types_asked_must_be_the_models(trained, tmp_path, capsys):
     assert tag.main([*args, f"out={tmp_path}/b.pubtator", "tag.types=[Disease]"]) == 0
     assert tag.main([*args, f"out={tmp_path}/c.pubtator"]) == 0
     assert (tmp_path / "b.pubtator").read_text() == (tmp_path / "c.pubtator").read_text()
+
+
+def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root):
+    """The CRF head is our own module (no transformers class): saved as one state dict, rebuilt by the tagger."""
+    r = cli(tmp_path, "bioner_grid", "model=tiny_bert", "model.head=crf", "scheme=vanilla", f"data.root={data_root}",
+            "data.max_train_sentences=64", "data.max_eval_sentences=40", "train.max_steps=8", "train.batch_size=16",
+            "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "model" / tag.META).read_text())["head"] == "crf"
+    run_rows = [fields for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3) for _, fields in rows]
+    (tmp_path / "test.tsv").write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in
+                                                  [[f for _, f in rows] for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3)]) + "\n")
+    assert tag.main([f"model={tmp_path}/run/model", f"input={tmp_path}/test.tsv", "format=conll",
+                     f"out={tmp_path}/tagged.conll", "tag.progress=false"]) == 0
+    ours = [fields for rows in read_rows(tmp_path / "tagged.conll", 3) for _, fields in rows]
+    assert ours == run_rows

@@ -75,7 +75,7 @@ def save(cfg, folder: Path, model, tokenizer, corpus) -> Path:
 
 # MLflow warns at class definition that predict has no type hints; the signature above is explicit
 # (type hints would replace it with one inferred from them).
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class TaggerModel(mlflow.pyfunc.PythonModel):

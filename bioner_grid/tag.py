@@ -102,7 +102,6 @@ class Passage:
 class Document:
     id: str
     passages: list[Passage]
-    source: object = None  # the BioC document
 
 
 @dataclass
@@ -161,8 +160,7 @@ def read_bioc(path: Path) -> Shard:
         raise DataError(f"{path}:{e.lineno}: XML parse error: {e.msg}") from None
     except (ValueError, KeyError, TypeError) as e:  # a passage without its offset, an annotation without id
         raise DataError(f"{path}:0: not BioC XML ({type(e).__name__}: {e})") from None
-    docs = [Document(d.id, [Passage(p.offset, p.text or "", source=p) for p in d.passages], source=d)
-            for d in collection.documents]
+    docs = [Document(d.id, [Passage(p.offset, p.text or "", source=p) for p in d.passages]) for d in collection.documents]
     if not docs:
         raise DataError(f"{path}:1: no BioC documents")
     return Shard(path, docs, collection)
@@ -400,23 +398,19 @@ def write_bioc(shard: Shard, f) -> None:
                 d.add_passage(bp)
             collection.add_document(d)
     for doc, d in zip(shard.documents, collection.documents):
-        for n, (start, end, etype, mention) in enumerate(_abs_entities(doc), start=1):
-            target = next((bp for bp in reversed(d.passages) if bp.offset <= start), d.passages[0])
-            a = bioc.BioCAnnotation()
-            a.id = f"bioner_grid-{n}"
-            a.infons["type"] = etype
-            a.text = mention
-            a.add_location(bioc.BioCLocation(start, end - start))
-            target.add_annotation(a)
+        n = 0
+        for p in doc.passages:
+            for s, e, etype in p.entities:
+                start = p.offset + s
+                target = p.source if p.source is not None else next((bp for bp in reversed(d.passages) if bp.offset <= start), d.passages[0])
+                n += 1
+                a = bioc.BioCAnnotation()
+                a.id = f"bioner_grid-{n}"
+                a.infons["type"] = etype
+                a.text = p.text[s:e]
+                a.add_location(bioc.BioCLocation(start, e - s))
+                target.add_annotation(a)
     f.write(bioc.biocxml.dumps(collection))
-
-
-def _abs_entities(doc: Document) -> list[tuple[int, int, str, str]]:
-    """Entities of a document in document offsets (BioC locations), with their mention text."""
-    out = []
-    for p in doc.passages:
-        out += [(p.offset + s, p.offset + e, t, p.text[s:e]) for s, e, t in p.entities]
-    return out
 
 
 def write_conll(shard: Shard, f) -> None:
@@ -487,10 +481,15 @@ def plan_shards(cfg) -> list[tuple[Path, Path]]:
         if cfg.tag.part:
             i, n = (int(x) for x in str(cfg.tag.part).split("/"))
             files = files[i::n]
-        return [(p, out / (p.name.split(".")[0] + ext)) for p in files]
+        return [(p, out / (_stem(p.name) + ext)) for p in files]
     if not src.is_file():
         raise DataError(f"{src}:0: file not found")
-    return [(src, out / (src.name.split(".")[0] + ext) if out.is_dir() else out)]
+    return [(src, out / (_stem(src.name) + ext) if out.is_dir() else out)]
+
+
+def _stem(name: str) -> str:
+    """The name of a shard without its extension (``a.bioc.xml`` -> ``a``, ``pubmed.0001.txt`` -> ``pubmed.0001``)."""
+    return name[: -len(".bioc.xml")] if name.endswith(".bioc.xml") else Path(name).stem
 
 
 def main(argv: list[str]) -> int:

@@ -509,7 +509,7 @@ def main(argv: list[str]) -> int:
             read_shard(src, cfg.format)
         tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
-    except DataError as e:
+    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
         print(f"error: {e}", file=sys.stderr)
         return 2
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)

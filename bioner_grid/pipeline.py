@@ -19,7 +19,11 @@ import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
 
+<<<<<<< HEAD
 from bioner_grid import aio, faireval, identity, tracking
+=======
+from bioner_grid import aio, export, faireval, tracking
+>>>>>>> issue-12
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -230,6 +234,8 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
     if device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     mlflow.log_metrics(metrics)
+    if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, corpus)
 
     result = {
         "run_id": active.info.run_id,

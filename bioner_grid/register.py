@@ -1,0 +1,101 @@
+"""Register the best configuration's model per dataset in the MLflow Model Registry, retraining nothing.
+
+    python -m bioner_grid.register tracking.uri=URI report.experiment=NAME[,NAME2] name=NAME
+        [report.filter="tags.model = 'biobert'"]
+
+Per dataset, the configuration (model, scheme, lr, batch size) with the best dev strict F1
+(``dev_strict_f1``, mean over its seeds) is chosen; of its runs, the one with the best dev score
+that saved a model (``train.save_model=true``) is registered as ``NAME-<dataset>``, with the cell's
+scores as tags of the new version. When none of its runs saved a model, the command that reruns it
+with ``train.save_model=true`` is printed instead: ``save_model`` is not part of the run key, so the
+rerun (``train.force=true``) records a new run under the same key and leaves the grid untouched.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+CONFIG_KEYS = ["model", "scheme", "lr", "batch_size"]  # a configuration: the grid keys but dataset and seed
+
+
+def best_configurations(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, the configuration with the highest mean dev strict F1 (mean, std and count of seeds)."""
+    df = df[(df["status"] == "FINISHED") & df["dev_strict_f1"].notna()]
+    cells = (df.groupby(["dataset", *CONFIG_KEYS])
+             .agg(dev_strict_f1=("dev_strict_f1", "mean"), dev_strict_f1_std=("dev_strict_f1", "std"),
+                  test_strict_f1=("test_strict_f1", "mean"), test_f1=("test_f1", "mean"), seeds=("run_id", "count"))
+             .reset_index())
+    return cells.loc[cells.groupby("dataset")["dev_strict_f1"].idxmax()].reset_index(drop=True)
+
+
+def reproduce_command(run) -> str:
+    """The command that reruns ``run`` with its model saved: its own Hydra overrides when its run
+    folder is readable here, else the grid keys from its tags (add the overrides it was launched with)."""
+    overrides_file = Path(run.data.tags.get("output_dir", "")) / ".hydra" / "overrides.yaml"
+    if overrides_file.is_file():
+        from omegaconf import OmegaConf
+
+        overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith(("hydra", "grid."))]
+    else:
+        t, grid = run.data.tags, run.data.params.get("grid.name", "adhoc")
+        overrides = ([f"experiment={grid}"] if grid != "adhoc" else []) + [
+            f"model={t['model']}", f"dataset={t['dataset']}", f"scheme={t['scheme']}", f"train.lr={t['lr']}",
+            f"train.batch_size={t['batch_size']}", f"train.seed={t['seed']}"]
+    return shlex.join(["python", "-m", "bioner_grid", *overrides, "train.save_model=true", "train.force=true"])
+
+
+def register(df: pd.DataFrame, name: str) -> list[str]:
+    """Register each dataset's best model; returns one line per dataset (registered, or the command to run)."""
+    import mlflow
+
+    lines = []
+    for cell in best_configurations(df).itertuples(index=False):
+        same = (df["dataset"] == cell.dataset) & (df["status"] == "FINISHED")
+        for key in CONFIG_KEYS:
+            same &= df[key] == getattr(cell, key)
+        runs = df[same].sort_values("dev_strict_f1", ascending=False)
+        candidates = [mlflow.get_run(r) for r in runs["run_id"]]
+        saved = [r for r in candidates if r.data.tags.get("model_uri")]
+        what = (f"{cell.dataset}: {cell.model} {cell.scheme} lr {cell.lr:g} bs {cell.batch_size:g}, "
+                f"dev strict F1 {cell.dev_strict_f1:.4f} ({cell.seeds} seed{'s' if cell.seeds > 1 else ''})")
+        if not saved:
+            lines.append(f"{what}: no saved model; to save it, run:\n  {reproduce_command(candidates[0])}")
+            continue
+        run = saved[0]
+        tags = {"dataset": cell.dataset, "model": cell.model, "scheme": cell.scheme, "lr": f"{cell.lr:g}",
+                "batch_size": f"{cell.batch_size:g}", "seeds": str(cell.seeds), "run_id": run.info.run_id,
+                "run_key": run.data.tags.get("run_key", ""),
+                **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
+                "run_dev_strict_f1": f"{run.data.metrics['dev_strict_f1']:.4f}",
+                "run_test_strict_f1": f"{run.data.metrics['test_strict_f1']:.4f}"}
+        version = mlflow.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
+        lines.append(f"{what}: registered models:/{version.name}/{version.version} (run {run.info.run_id})")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    from bioner_grid.config import compose
+    from bioner_grid.report import load_runs
+
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("name=")]
+    if len(names) != 1 or not names[0]:
+        print("usage: python -m bioner_grid.register tracking.uri=URI report.experiment=NAME name=NAME "
+              "[report.filter=...]", file=sys.stderr)
+        return 2
+    cfg = compose([a for a in argv if not a.startswith("name=")])
+    experiments = [e.strip() for e in str(cfg.report.experiment).split(",") if e.strip()]
+    df = load_runs(cfg.tracking.uri, experiments, cfg.report.filter or "")
+    if df.empty or "dev_strict_f1" not in df:
+        print(f"error: no scored runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}", file=sys.stderr)
+        return 2
+    for line in register(df, names[0]):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

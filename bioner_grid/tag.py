@@ -1,0 +1,526 @@
+"""Tag new text with a saved model: ``python -m bioner_grid.tag model=... input=... format=... out=...``.
+
+The text is split and tokenised exactly as training did (``pubtator.tokenize`` and
+``pubtator.sentence_ranges``), long sentences are cut into windows (``align.make_windows``, never
+truncated), an all-in-one model gets the task tags of the types asked, and every predicted entity
+is mapped back to character offsets of the original text.
+
+Inputs (``format``): ``pubtator`` (the project's reader), ``bioc`` (BioC XML, read and written with
+the ``bioc`` package: the reference implementation's Python port, maintained, lxml-based, keeps
+every infon and passage offset), ``text`` (one document per file, or per blank-line block) and
+``conll`` (BIO TSV: ``token`` or ``token<TAB>tag`` per line, sentences as given). Output
+(``out_format``): ``pubtator``, ``bioc`` or ``conll`` (``token<TAB>[gold<TAB>]pred``).
+
+An input folder is a set of shards: each file gives one output file in the ``out`` folder; a shard
+whose output exists is skipped, and every output is written to a temporary file and renamed, so a
+killed job leaves nothing half-written. Bad input (a malformed PubTator line, an XML parse error, a
+model folder without its label list) stops with ``file:line: problem``, exit 2, before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bioner_grid.data import DataError, Sentence, entity_spans, read_rows
+
+log = logging.getLogger("bioner_grid.tag")
+
+META = "bioner_grid.json"  # label list, task tags, window settings and run config of a saved model
+FORMATS = ("pubtator", "bioc", "text", "conll")
+OUT_FORMATS = ("pubtator", "bioc", "conll")
+EXTENSIONS = {"pubtator": ".pubtator", "bioc": ".bioc.xml", "conll": ".conll"}
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+USAGE = """\
+usage: python -m bioner_grid.tag model=MODEL input=PATH out=PATH [format=pubtator|bioc|text|conll]
+                                 [out_format=pubtator|bioc|conll] [tag.types=[Chemical,Disease]|all]
+                                 [tag.batch_size=32] [tag.device=auto|cpu|cuda] [tag.progress=true]
+                                 [tag.part=I/N]
+                                 [tracking.uri=sqlite:///outputs/mlflow.db]
+
+Tag text with a model saved by a run (train.save_model=true).
+
+  model       a saved model folder, an MLflow run id (its saved folder, or the model it logged),
+              or a model URI: models:/NAME/VERSION, models:/MODEL_ID, runs:/RUN_ID/model
+  input       a file, or a folder whose files are shards (one output file per shard)
+  format      input format (default pubtator); text = one document per file or blank-line block
+  out         output file (for a file input), else a folder: OUT/<input name><ext>
+  out_format  pubtator | bioc | conll; default: bioc for bioc input, conll for conll, else pubtator
+  tag.types   entity types to keep (an all-in-one model is asked for these with its task tags);
+              all (default) = every type the model knows
+  tag.part    I/N: only the shards I, I+N, I+2N, ... of a folder (0-based), for N jobs of an array:
+              sbatch --array=0-9 ... tag.part=$SLURM_ARRAY_TASK_ID/10
+  tracking.uri  where run ids and models:/ URIs are looked up
+
+Existing output shards are skipped; outputs are written atomically. Bad input stops with
+"file:line: problem" and exit status 2, with nothing written."""
+
+DEFAULTS = {
+    "model": None, "input": None, "out": None, "format": "pubtator", "out_format": None,
+    "tag": {"types": "all", "batch_size": 32, "device": "auto", "progress": True, "part": None},
+    "tracking": {"uri": "sqlite:///outputs/mlflow.db"},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+
+@dataclass
+class Passage:
+    offset: int  # of ``text`` in its document (BioC passage offset; 0 for PubTator and plain text)
+    text: str
+    title_end: int | None = None  # PubTator: the title's length (a sentence always ends there)
+    words: list[tuple[int, int]] | None = None  # given tokens (CoNLL input): one sentence
+    gold: list[str] | None = None  # CoNLL input's own tags, written beside the predictions
+    source: object = None  # the BioC passage, annotated in place
+    # filled by tagging: (token spans, predicted tags) per sentence, and entities (start, end, type)
+    sentences: list[tuple[list[tuple[int, int]], list[str]]] = field(default_factory=list)
+    entities: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def sentence_spans(self) -> list[list[tuple[int, int]]]:
+        """Token character spans of each sentence, as the PubTator converter cuts them (no
+        annotation cuts: there are no annotations to respect in new text)."""
+        from bioner_grid.pubtator import sentence_ranges, tokenize
+
+        if self.words is not None:
+            return [self.words] if self.words else []
+        tokens = tokenize(self.text, set())
+        title_end = len(self.text) if self.title_end is None else self.title_end
+        return [tokens[r.start:r.stop] for r in sentence_ranges(self.text, tokens, title_end, [False] * len(tokens))]
+
+
+@dataclass
+class Document:
+    id: str
+    passages: list[Passage]
+
+
+@dataclass
+class Shard:
+    path: Path
+    documents: list[Document]
+    collection: object = None  # BioC input: the collection, written back with annotations added
+
+
+def read_pubtator_docs(path: Path) -> list[Document]:
+    from bioner_grid.pubtator import read_pubtator
+
+    docs, skipped = read_pubtator(path)
+    for problem in skipped:
+        log.warning("%s", problem)
+    return [Document(d.pmid, [Passage(0, d.text, title_end=len(d.title))]) for d in docs]
+
+
+def read_text_docs(path: Path) -> list[Document]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:0: not UTF-8 ({e.reason} at byte {e.start})") from None
+    blocks = [b for b in re.split(r"\n[ \t\r]*\n", text) if b.strip()]
+    if len(blocks) <= 1:
+        return [Document(path.stem, [Passage(0, text.strip("\n"))])]
+    return [Document(f"{path.stem}-{i}", [Passage(0, b.strip("\n"))]) for i, b in enumerate(blocks, start=1)]
+
+
+def read_conll_docs(path: Path) -> list[Document]:
+    """One document per file; each sentence a passage whose text is its tokens joined by spaces."""
+    first = next((line for line in path.read_text(encoding="utf-8", errors="replace").split("\n") if line.strip()), "")
+    n_fields = len(first.split("\t") if "\t" in first else first.split())
+    if n_fields not in (1, 2):
+        raise DataError(f"{path}:1: expected token or token<TAB>tag, found {n_fields} fields")
+    passages, offset = [], 0
+    for rows in read_rows(path, n_fields):
+        tokens = [fields[0] for _, fields in rows]
+        text = " ".join(tokens)
+        starts = [sum(len(t) + 1 for t in tokens[:i]) for i in range(len(tokens))]
+        words = [(s, s + len(t)) for s, t in zip(starts, tokens)]
+        gold = [fields[1] for _, fields in rows] if n_fields == 2 else None
+        passages.append(Passage(offset, text, words=words, gold=gold))
+        offset += len(text) + 1
+    return [Document(path.stem, passages)]
+
+
+def read_bioc(path: Path) -> Shard:
+    import bioc
+    from lxml import etree
+
+    try:
+        with open(path, "rb") as f:
+            collection = bioc.biocxml.load(f)
+    except etree.XMLSyntaxError as e:
+        raise DataError(f"{path}:{e.lineno}: XML parse error: {e.msg}") from None
+    except (ValueError, KeyError, TypeError) as e:  # a passage without its offset, an annotation without id
+        raise DataError(f"{path}:0: not BioC XML ({type(e).__name__}: {e})") from None
+    docs = [Document(d.id, [Passage(p.offset, p.text or "", source=p) for p in d.passages]) for d in collection.documents]
+    if not docs:
+        raise DataError(f"{path}:1: no BioC documents")
+    return Shard(path, docs, collection)
+
+
+def read_shard(path: Path, fmt: str) -> Shard:
+    if not path.is_file():
+        raise DataError(f"{path}:0: file not found")
+    if fmt == "bioc":
+        return read_bioc(path)
+    reader = {"pubtator": read_pubtator_docs, "text": read_text_docs, "conll": read_conll_docs}[fmt]
+    return Shard(path, reader(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+class Tagger:
+    """A saved model (``export.save``) with its label list, task tags and window settings."""
+
+    def __init__(self, folder: str | Path, device: str = "auto", batch_size: int = 32):
+        import torch
+        from transformers import AutoTokenizer
+
+        from bioner_grid.train import pick_device
+
+        folder = Path(folder)
+        self.meta = read_meta(folder)
+        self.labels: list[str] = self.meta["labels"]
+        self.tasks: dict[str, list[str]] = self.meta.get("tasks") or {}
+        self.max_seq_length = int(self.meta["max_seq_length"])
+        self.batch_size = int(batch_size)
+        self.device = pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.crf = self.meta.get("head") == "crf"
+        self.model = load_model(folder, self.labels, self.crf).to(self.device).eval()
+        self._torch = torch
+
+    @property
+    def types(self) -> list[str]:
+        return sorted({label[2:] for label in self.labels if label[:2] in ("B-", "I-")})
+
+    def plan(self, types: list[str] | None) -> list[tuple[str | None, set[str]]]:
+        """(task, types kept) per pass over the text: one pass for a single-corpus model; for an
+        all-in-one model the ``<ALL>`` task when every type is asked and the model has it, else one
+        task per type asked (its own task, else ``<ALL>``), as AIONER does."""
+        known = set(self.types)
+        asked = set(types) if types else known
+        unknown = asked - known
+        if unknown:
+            raise DataError(f"tag.types:0: the model knows {sorted(known)}, not {sorted(unknown)}")
+        if not self.tasks:
+            return [(None, asked)]
+        if not types and "ALL" in self.tasks:
+            return [("ALL", asked)]
+        passes: dict[str, set[str]] = {}
+        for t in sorted(asked):
+            task = t if t in self.tasks else ("ALL" if t in self.tasks.get("ALL", []) else
+                                              next(k for k, v in self.tasks.items() if t in v))
+            passes.setdefault(task, set()).add(t)
+        return list(passes.items())
+
+    def tag_sentences(self, sentences: list[list[str]], types: list[str] | None = None, progress: bool = False) -> list[list[str]]:
+        """Predicted tags of every word of every sentence, types not asked set to ``O``. With several
+        passes (an all-in-one model asked for types of different tasks) an entity of a later pass
+        is kept where the earlier ones found nothing."""
+        from bioner_grid import aio
+
+        merged = None
+        for task, keep in self.plan(types):
+            batch = [Sentence(words, ["O"] * len(words)) for words in sentences]
+            if task:
+                batch = [aio.tag_sentence(s, task) for s in batch]
+            predicted = self._predict(batch, progress)
+            if task:  # task tags off, O-Task -> O
+                predicted = [aio.plain(s.tokens, p)[1] for s, p in zip(batch, predicted)]
+            predicted = [[t if t[0] in "BI" and t[2:] in keep else "O" for t in p] for p in predicted]
+            if merged is None:
+                merged = predicted
+                continue
+            for tags, pred in zip(merged, predicted):
+                for _, start, end in entity_spans(pred):
+                    if all(t == "O" for t in tags[start:end]):
+                        tags[start:end] = pred[start:end]
+        return merged
+
+    def _predict(self, sentences: list[Sentence], progress: bool) -> list[list[str]]:
+        from tqdm.auto import tqdm
+        from transformers import DataCollatorForTokenClassification
+
+        from bioner_grid.align import by_length, make_windows, predictions_to_tags
+
+        label2id = {label: i for i, label in enumerate(self.labels)}
+        sentences = [Sentence(s.tokens, [t if t in label2id else self.labels[0] for t in s.tags]) for s in sentences]
+        windows = by_length(make_windows(self.tokenizer, sentences, label2id, self.max_seq_length))
+        collate = DataCollatorForTokenClassification(self.tokenizer)
+        rows = []
+        with self._torch.inference_mode(), tqdm(total=len(windows), unit="window", disable=not progress,
+                                                file=sys.stderr) as bar:
+            for i in range(0, len(windows), self.batch_size):
+                chunk = windows[i:i + self.batch_size]
+                inputs = {k: v.to(self.device) for k, v in collate([w.features() for w in chunk]).items()}
+                if not self.crf:  # the CRF head needs the word starts the labels mark; softmax has no use for them
+                    inputs.pop("labels")
+                rows.extend(self.model(**inputs).logits.argmax(dim=-1).cpu())
+                bar.update(len(chunk))
+        return predictions_to_tags(windows, rows, dict(enumerate(self.labels)), len(sentences))
+
+    def tag_documents(self, docs: list[Document], types: list[str] | None = None, progress: bool = False) -> None:
+        """Fill every passage's sentences (token spans, tags) and entities (start, end, type)."""
+        spans = [(p, s) for d in docs for p in d.passages for s in p.sentence_spans()]
+        tags = self.tag_sentences([[p.text[a:b] for a, b in s] for p, s in spans], types, progress)
+        for p in {id(p): p for d in docs for p in d.passages}.values():
+            p.sentences, p.entities = [], []
+        for (p, s), t in zip(spans, tags):
+            p.sentences.append((s, t))
+            p.entities += [(s[start][0], s[end - 1][1], etype) for etype, start, end in entity_spans(t)]
+
+
+def read_meta(folder: Path) -> dict:
+    path = folder / META
+    if not path.is_file():
+        raise DataError(f"{path}:0: no label list: not a model folder saved by bioner_grid (train.save_model=true)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path}:{getattr(e, 'lineno', 0)}: not JSON ({e})") from None
+    for key in ("labels", "max_seq_length"):
+        if key not in meta:
+            raise DataError(f"{path}:1: no {key!r}")
+    return meta
+
+
+def load_model(folder: Path, labels: list[str], crf: bool):
+    from transformers import AutoModelForTokenClassification
+
+    if not crf:
+        return AutoModelForTokenClassification.from_pretrained(folder)
+    # The CRF head is our own module, not a transformers class: encoder config + one state dict.
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    from bioner_grid.heads import CRFTagger
+
+    model = CRFTagger(AutoModel.from_config(AutoConfig.from_pretrained(folder)), labels)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return model
+
+
+def resolve_model(spec: str, tracking_uri: str) -> Path:
+    """A local folder holding the saved model (``META``), from a folder, a run id or a model URI."""
+    path = Path(spec)
+    if path.is_dir():
+        found = path if (path / META).is_file() else next((p.parent for p in path.rglob(META)), path)
+        return found
+    import mlflow
+
+    from bioner_grid.tracking import resolve_uri
+
+    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
+    uri = spec
+    if RUN_ID.fullmatch(spec):
+        try:
+            run = mlflow.get_run(spec)
+        except mlflow.exceptions.MlflowException as e:
+            raise DataError(f"{spec}:0: no such run in {tracking_uri} ({e.message.splitlines()[0]})") from None
+        local = Path(run.data.tags.get("output_dir", "")) / "model"
+        if (local / META).is_file():  # the run folder on this machine: no copy needed
+            return local
+        models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{spec}'", output_format="list")
+        if not models:
+            raise DataError(f"{spec}:0: run saved no model (rerun it with train.save_model=true)")
+        uri = f"models:/{models[0].model_id}"
+    elif not spec.startswith(("models:/", "runs:/")):
+        raise DataError(f"{spec}:0: not a model folder, an MLflow run id or a models:/ or runs:/ URI")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except mlflow.exceptions.MlflowException as e:
+        raise DataError(f"{spec}:0: {e.message.splitlines()[0]}") from None
+    return next((p.parent for p in local.rglob(META)), local)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+
+
+def _pubtator_layout(doc: Document) -> tuple[str, str, list[int]]:
+    """Title, abstract and each passage's offset in ``title + " " + abstract``: a PubTator document
+    keeps its own; otherwise the first passage is the title and the rest, joined by spaces, the
+    abstract (newlines become spaces: a PubTator record is one line, and offsets stay valid)."""
+    flat = [p.text.replace("\r", " ").replace("\n", " ") for p in doc.passages]
+    if len(doc.passages) == 1 and doc.passages[0].title_end is not None:
+        end = doc.passages[0].title_end
+        return flat[0][:end], flat[0][end + 1:], [0]
+    offsets, pos = [], 0
+    for text in flat:
+        offsets.append(pos)
+        pos += len(text) + 1
+    return (flat[0] if flat else ""), " ".join(flat[1:]), offsets
+
+
+def write_pubtator(shard: Shard, f) -> None:
+    for doc in shard.documents:
+        title, abstract, offsets = _pubtator_layout(doc)
+        f.write(f"{doc.id}|t|{title}\n{doc.id}|a|{abstract}\n")
+        for p, base in zip(doc.passages, offsets):
+            for start, end, etype in p.entities:
+                f.write(f"{doc.id}\t{base + start}\t{base + end}\t{p.text[start:end]}\t{etype}\n")
+        f.write("\n")
+
+
+def write_bioc(shard: Shard, f) -> None:
+    """The BioC input with our annotations added to its passages (ids ``bioner_grid-N``), or a new
+    collection: a PubTator document as a title and an abstract passage, other input one passage
+    per passage (CoNLL: per sentence). Locations are document offsets, as BioC defines them."""
+    import bioc
+
+    collection = shard.collection
+    if collection is None:
+        collection = bioc.BioCCollection()
+        collection.source = "bioner_grid.tag"
+        for doc in shard.documents:
+            d = bioc.BioCDocument()
+            d.id = doc.id
+            if len(doc.passages) == 1 and doc.passages[0].title_end is not None:
+                title, abstract, _ = _pubtator_layout(doc)
+                parts = [(0, title, "title"), (len(title) + 1, abstract, "abstract")]
+            else:
+                parts = [(p.offset, p.text, "passage") for p in doc.passages]
+            for offset, text, kind in parts:
+                bp = bioc.BioCPassage()
+                bp.offset, bp.text, bp.infons["type"] = offset, text, kind
+                d.add_passage(bp)
+            collection.add_document(d)
+    for doc, d in zip(shard.documents, collection.documents):
+        n = 0
+        for p in doc.passages:
+            for s, e, etype in p.entities:
+                start = p.offset + s
+                target = p.source if p.source is not None else next((bp for bp in reversed(d.passages) if bp.offset <= start), d.passages[0])
+                n += 1
+                a = bioc.BioCAnnotation()
+                a.id = f"bioner_grid-{n}"
+                a.infons["type"] = etype
+                a.text = p.text[s:e]
+                a.add_location(bioc.BioCLocation(start, e - s))
+                target.add_annotation(a)
+    f.write(bioc.biocxml.dumps(collection))
+
+
+def write_conll(shard: Shard, f) -> None:
+    for doc in shard.documents:
+        for p in doc.passages:
+            for spans, tags in p.sentences:
+                gold = p.gold or [None] * len(tags)
+                for (s, e), g, t in zip(spans, gold, tags, strict=True):
+                    f.write(f"{p.text[s:e]}\t{g}\t{t}\n" if g else f"{p.text[s:e]}\t{t}\n")
+                f.write("\n")
+
+
+WRITERS = {"pubtator": write_pubtator, "bioc": write_bioc, "conll": write_conll}
+
+
+def write_atomic(path: Path, write, shard: Shard) -> None:
+    """Write to a temporary file beside ``path``, then rename: a killed job leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(shard, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str]):
+    """``key=value`` overrides (Hydra's syntax) on the defaults; unknown keys are an error."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = OmegaConf.create(DEFAULTS)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(argv))
+    except OmegaConfBaseException as e:
+        raise DataError(f"command line:0: {str(e).splitlines()[0]}") from None
+    for key in ("model", "input", "out"):
+        if cfg[key] is None:
+            raise DataError(f"command line:0: {key}=... is required")
+    if cfg.format not in FORMATS:
+        raise DataError(f"command line:0: format={cfg.format} is not one of {', '.join(FORMATS)}")
+    cfg.out_format = cfg.out_format or {"bioc": "bioc", "conll": "conll"}.get(cfg.format, "pubtator")
+    if cfg.out_format not in OUT_FORMATS:
+        raise DataError(f"command line:0: out_format={cfg.out_format} is not one of {', '.join(OUT_FORMATS)}")
+    part = re.fullmatch(r"(\d+)/(\d+)", str(cfg.tag.part or "0/1"))
+    if not part or int(part[1]) >= int(part[2]):
+        raise DataError(f"command line:0: tag.part={cfg.tag.part} is not I/N (0 <= I < N)")
+    types = cfg.tag.types
+    cfg.tag.types = None if types in (None, "all", "ALL") else ([types] if isinstance(types, str) else list(types))
+    return cfg
+
+
+def plan_shards(cfg) -> list[tuple[Path, Path]]:
+    """(input file, output file) per shard."""
+    src, out = Path(cfg.input), Path(cfg.out)
+    ext = EXTENSIONS[cfg.out_format]
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{src}:0: no input files")
+        if cfg.tag.part:
+            i, n = (int(x) for x in str(cfg.tag.part).split("/"))
+            files = files[i::n]
+        return [(p, out / (_stem(p.name) + ext)) for p in files]
+    if not src.is_file():
+        raise DataError(f"{src}:0: file not found")
+    return [(src, out / (_stem(src.name) + ext) if out.is_dir() else out)]
+
+
+def _stem(name: str) -> str:
+    """The name of a shard without its extension (``a.bioc.xml`` -> ``a``, ``pubmed.0001.txt`` -> ``pubmed.0001``)."""
+    return name[: -len(".bioc.xml")] if name.endswith(".bioc.xml") else Path(name).stem
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = parse_args(argv)
+        shards = plan_shards(cfg)
+        todo = [(src, dst) for src, dst in shards if not dst.exists()]
+        if len(todo) < len(shards):
+            log.info("skipping %d of %d shards: their output exists", len(shards) - len(todo), len(shards))
+        if not todo:
+            return 0
+        for src, _ in todo:  # every shard is checked before any is written
+            read_shard(src, cfg.format)
+        tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
+        tagger.plan(cfg.tag.types)
+    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
+    for i, (src, dst) in enumerate(todo, start=1):
+        shard = read_shard(src, cfg.format)
+        tagger.tag_documents(shard.documents, cfg.tag.types, progress=bool(cfg.tag.progress))
+        write_atomic(dst, WRITERS[cfg.out_format], shard)
+        n = sum(len(p.entities) for d in shard.documents for p in d.passages)
+        log.info("[%d/%d] %s: %d documents, %d entities -> %s", i, len(todo), src, len(shard.documents), n, dst)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

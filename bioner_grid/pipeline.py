@@ -19,11 +19,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
 
-<<<<<<< HEAD
-from bioner_grid import aio, faireval, identity, tracking
-=======
-from bioner_grid import aio, export, faireval, tracking
->>>>>>> issue-12
+from bioner_grid import aio, export, faireval, identity, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score

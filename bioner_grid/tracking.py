@@ -124,7 +124,6 @@ def run_tags(cfg) -> dict[str, str]:
     }
 
 
-<<<<<<< HEAD
 def runs_by_key(tcfg) -> dict[str, list]:
     """``run_key -> [MLflow Run, newest first]`` of the configured experiment (empty if it does not exist)."""
     uri = resolve_uri(tcfg.uri)
@@ -141,31 +140,6 @@ def runs_by_key(tcfg) -> dict[str, list]:
         if "run_key" in r.data.tags:
             out.setdefault(r.data.tags["run_key"], []).append(r)
     return out
-=======
-# Settings that do not change what a run computes: where it is tracked, where data and outputs
-# live, how often it checkpoints, whether to rerun it.
-KEY_IGNORED_TRAIN = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
-
-
-def run_key(cfg) -> str:
-    """Stable hash of the resolved config minus launcher, output-path and tracking settings.
-
-    ``data.root`` is replaced by a placeholder before resolving, so the same corpus read from
-    another folder (login node vs compute node) gives the same key.
-    """
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    OmegaConf.set_struct(cfg, False)
-    cfg.pop("hydra", None)  # launcher and output paths (its resolvers only work inside a Hydra job)
-    cfg.data.root = "<data.root>"
-    cfg.data.upstream = "<data.upstream>"  # a mirror serves the same checksummed files
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("tracking", "grid", "welt_hparams"):  # the table's values are resolved into train.*
-        container.pop(key, None)
-    for key in KEY_IGNORED_TRAIN:
-        container["train"].pop(key, None)
-    blob = json.dumps(container, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
->>>>>>> issue-12
 
 
 def runs_with_key(experiment_id: str, key: str) -> list:

@@ -1,7 +1,7 @@
 """Sweep-level checks shared by the launchers and ``python -m bioner_grid.plan``.
 
-- ``preflight``: every model resolves offline and every dataset file exists, listing all that is
-  missing at once (before 280 jobs queue, not after);
+- ``preflight``: every model resolves offline, every dataset file exists and every config value is
+  valid (``schema.config_problems``), listing all that is missing or wrong at once (before 280 jobs queue, not after);
 - ``split_finished``: which jobs' run keys are already FINISHED in the tracking store.
 """
 
@@ -51,8 +51,10 @@ def dataset_problems(cfg) -> list[str]:
 def preflight(configs) -> list[str]:
     """Every problem of every job's model and data, each listed once."""
     problems: dict[str, None] = {}
+    from bioner_grid.schema import config_problems
+
     for cfg in configs:
-        for p in [model_problem(cfg.model), *dataset_problems(cfg)]:
+        for p in [model_problem(cfg.model), *dataset_problems(cfg), *config_problems(cfg)]:
             if p:
                 problems[p] = None
     return list(problems)

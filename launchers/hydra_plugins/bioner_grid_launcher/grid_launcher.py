@@ -25,6 +25,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import OmegaConf
 
+from bioner_grid import schema
+
+schema.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
+
 log = logging.getLogger(__name__)
 
 

@@ -1,0 +1,109 @@
+"""The catalogue of faults and bad input (issue 13): each case is the command line a user would
+type, the one-line message they get, the exit code, and a check that nothing was recorded (no
+MLflow run in the temporary store, no run folder outside the temporary directory).
+
+Exit codes: 2 for bad input (configuration values, data), 1 for the environment (tracking store,
+file system) and for Hydra's own compose errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import NCBI, ROOT
+
+TINY = ["model=tiny_bert", "data.max_train_sentences=40", "data.max_eval_sentences=20", "train.epochs=1",
+        "train.batch_size=16"]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'launchers'}", "HF_HUB_OFFLINE": "1"}
+
+
+def cli(tmp: Path, *overrides, module: str = "bioner_grid", store: str | None = None, data_root=NCBI.parent.parent,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m <module>`` of this checkout, run in ``tmp`` against a store in ``tmp``."""
+    store = store or f"sqlite:///{tmp}/mlflow.db"
+    args = [sys.executable, "-m", module, f"data.root={data_root}", f"data.cache={tmp}/cache"]
+    if module == "bioner_grid":
+        args += [f"tracking.uri={store}", f"tracking.artifact_location={tmp}/artifacts",
+                 f"hydra.run.dir={tmp}/run", f"hydra.sweep.dir={tmp}/sweep"]
+    return subprocess.run([*args, *overrides], cwd=tmp, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def recorded_runs(db: Path) -> list[tuple[str, str]]:
+    """(name, status) of every MLflow run in a SQLite store (none when the file does not exist)."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        if not con.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return []
+        return con.execute("SELECT name, status FROM runs").fetchall()
+
+
+def last_line(r: subprocess.CompletedProcess) -> str:
+    lines = r.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def assert_refused(r, tmp: Path, message: str, code: int) -> None:
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert last_line(r) == message, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert recorded_runs(tmp / "mlflow.db") == []
+
+
+# --- Configuration values: checked before anything is created or recorded (key named, exit 2) ---
+
+CONFIG_CASES = [
+    # (overrides, message)
+    (["train.epochs=-1"], "train.epochs=-1: must be > 0 (or set train.max_steps > 0)"),
+    (["train.epochs=0"], "train.epochs=0: must be > 0 (or set train.max_steps > 0)"),
+    (["train.batch_size=0"], "train.batch_size=0: must be a positive integer"),
+    (["train.eval_batch_size=0"], "train.eval_batch_size=0: must be a positive integer"),
+    (["train.grad_accum=0"], "train.grad_accum=0: must be a positive integer"),
+    (["train.lr=0"], "train.lr=0.0: must be > 0"),
+    (["train.lr=-1e-4"], "train.lr=-0.0001: must be > 0"),
+    (["data.max_train_sentences=-5"], "data.max_train_sentences=-5: must be a positive integer or null (the whole split)"),
+    (["data.max_eval_sentences=0"], "data.max_eval_sentences=0: must be a positive integer or null (the whole split)"),
+    (["dataset.dev_fraction=0"], "dataset.dev_fraction=0: must be a fraction in (0, 1)"),
+    (["dataset.dev_fraction=1.5"], "dataset.dev_fraction=1.5: must be a fraction in (0, 1)"),
+    (["train.grad_accum=0", "train.lr=-1"],
+     "train.grad_accum=0: must be a positive integer; train.lr=-1.0: must be > 0"),
+    (["dataset.name=x/../../../escaped"],
+     "dataset.name='x/../../../escaped': names go into file paths; use letters, digits and . _ + = - (not starting with .)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
+def test_bad_config_value_is_refused_before_anything_is_created(tmp_path, overrides, message):
+    r = cli(tmp_path, *TINY, *overrides)
+    assert_refused(r, tmp_path, f"error: {message}", 2)
+    assert not (tmp_path / "run").exists()  # not even the run folder
+
+
+def test_value_of_the_wrong_type_fails_at_compose_time_naming_the_key(tmp_path):
+    r = cli(tmp_path, *TINY, "train.lr=abc")
+    assert r.returncode == 1  # Hydra's own compose error
+    assert r.stderr.startswith("Error merging override train.lr=abc\nValue 'abc' of type 'str' could not be converted to Float\n"
+                               "    full_key: train.lr"), r.stderr
+    assert r.stderr.count("could not be converted") == 1 and recorded_runs(tmp_path / "mlflow.db") == []
+
+
+def test_sweep_lists_every_bad_value_before_launching_anything(tmp_path):
+    r = cli(tmp_path, *TINY, "train.grad_accum=1,0", "train.lr=-1", "-m")
+    assert r.returncode != 0
+    assert "train.grad_accum=0: must be a positive integer" in r.stderr and "train.lr=-1.0: must be > 0" in r.stderr
+    assert "nothing launched" in r.stderr and recorded_runs(tmp_path / "mlflow.db") == []
+
+
+def test_schema_is_open_to_new_train_keys_and_max_steps_allows_zero_epochs():
+    from bioner_grid.config import compose
+    from bioner_grid.schema import config_problems
+
+    cfg = compose(["+train.some_new_key=1", "train.epochs=0", "train.max_steps=5"])
+    assert cfg.train.some_new_key == 1 and config_problems(cfg) == []
+    assert isinstance(compose(["train.lr=1"]).train.lr, float)

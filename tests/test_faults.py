@@ -107,3 +107,64 @@ def test_schema_is_open_to_new_train_keys_and_max_steps_allows_zero_epochs():
     cfg = compose(["+train.some_new_key=1", "train.epochs=0", "train.max_steps=5"])
     assert cfg.train.some_new_key == 1 and config_problems(cfg) == []
     assert isinstance(compose(["train.lr=1"]).train.lr, float)
+
+
+# --- Data ---
+
+TRAIN_TSV = "Aspirin\tO\ninduced\tO\nasthma\tB-Disease\n\nFever\tB-Disease\nreturned\tO\n"
+DEV_TSV = "Fever\tB-Disease\n\nCocaine\tO\nand\tO\nheroin\tB-Chemical\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def pubtator_doc(pmid: str, annotations: list[str]) -> str:
+    """Title 'Aspirin causes asthma.', abstract 'Aspirin is a drug.'; annotations by type name."""
+    spans = {"Chemical": (0, 7, "Aspirin"), "Disease": (15, 21, "asthma")}
+    lines = [f"{pmid}|t|Aspirin causes asthma.", f"{pmid}|a|Aspirin is a drug."]
+    lines += [f"{pmid}\t{spans[t][0]}\t{spans[t][1]}\t{spans[t][2]}\t{t}\tD1" for t in annotations]
+    return "\n".join(lines) + "\n\n"
+
+
+def test_label_only_in_dev_stops_with_its_file_and_line(tmp_path):
+    train, dev = write(tmp_path / "train.tsv", TRAIN_TSV), write(tmp_path / "dev.tsv", DEV_TSV)
+    r = cli(tmp_path, *TINY, "dataset=conll_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={dev}")
+    assert_refused(r, tmp_path, f"error: {dev}:5: label 'B-Chemical' does not occur in the training split", 2)
+
+
+def test_pubtator_label_only_in_test_stops_at_its_annotation_line(tmp_path):
+    train = write(tmp_path / "train.txt", pubtator_doc("1", ["Disease"]) + pubtator_doc("2", ["Disease"]))
+    dev = write(tmp_path / "dev.txt", pubtator_doc("3", ["Disease"]))
+    test = write(tmp_path / "test.txt", pubtator_doc("4", ["Disease", "Chemical"]))
+    r = cli(tmp_path, *TINY, "dataset=pubtator_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={test}",
+            "dataset.types={Disease: [Disease], Chemical: [Chemical]}")
+    assert_refused(r, tmp_path, f"error: {test}:4: label 'B-Chemical' does not occur in the training split", 2)
+
+
+def test_byte_order_mark_is_stripped_in_bio_tsv_and_pubtator(tmp_path):
+    from bioner_grid.data import read_conll
+    from bioner_grid.pubtator import read_pubtator
+
+    split = read_conll(write(tmp_path / "bom.tsv", "\ufeffIdentification\tO\nof\tO\n"))
+    assert split.sentences[0].tokens == ["Identification", "of"]
+    docs, skipped = read_pubtator(write(tmp_path / "bom.txt", "\ufeff" + pubtator_doc("1", ["Disease"])))
+    assert [d.pmid for d in docs] == ["1"] and docs[0].title == "Aspirin causes asthma." and not skipped
+
+
+def test_pubtator_not_utf8_is_reported_at_its_line(tmp_path):
+    text = pubtator_doc("1", ["Disease"]).encode() + b"2|t|Caf\xe9 causes asthma.\n"
+    bad = write(tmp_path / "latin1.txt", text)
+    r = cli(tmp_path, "dataset=pubtator_files", f"dataset.train={bad}", f"dataset.test={bad}",
+            "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
+    offset = text.index(b"\xe9")
+    assert_refused(r, tmp_path, f"error: {bad}:5: not UTF-8 (byte 0xe9 at offset {offset})", 2)
+
+
+def test_data_command_reports_pubtator_errors_in_one_line(tmp_path):
+    bad = write(tmp_path / "bad.txt", "1|a|An abstract before any title.\n")
+    r = cli(tmp_path, "dataset=pubtator_files", f"dataset.train={bad}", f"dataset.test={bad}",
+            "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
+    assert_refused(r, tmp_path, f"error: {bad}:1: abstract of PMID 1 before its title", 2)
+    assert r.stderr.strip().count("\n") == 0

@@ -33,6 +33,8 @@ def model_problem(mcfg) -> str | None:
         elif source == "path":
             if not Path(resolve(source, name)).is_dir():
                 return f"model {mcfg.name}: folder {name} not found"
+            if (source, name) == (mcfg.source, mcfg.get("name_or_path")) and not any(Path(name).glob("*.safetensors")):
+                return f"model {mcfg.name}: folder {name} holds no *.safetensors weights (pickled weights are not loaded)"
         elif source == "hub":
             from huggingface_hub import try_to_load_from_cache
 

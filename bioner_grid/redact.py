@@ -1,5 +1,5 @@
 """Secrets never written or printed: ``user:pass@`` in URIs and values of keys that look like
-tokens or passwords are replaced by ``***`` in params, artifacts, result.json, Hydra's saved
+tokens or passwords are replaced by ``REDACTED`` in params, artifacts, result.json, Hydra's saved
 configs and log lines. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD`` (``tracking.split_credentials`` moves them there from a URI).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-MASK = "***"
+MASK = "REDACTED"  # a plain YAML scalar, unlike ***
 USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
 SECRET_WORDS = r"(?:password|passwd|secret|token|api_?key|access_?key|credentials?)"
 SECRET_KEY = re.compile(rf"(?:^|[._-]){SECRET_WORDS}$", re.IGNORECASE)

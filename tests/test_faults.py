@@ -272,3 +272,21 @@ def test_unreachable_tracking_server_is_found_in_seconds(tmp_path):
     r = cli(tmp_path, *TINY, store="http://bob:pw@127.0.0.1:9")
     assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
     assert time.perf_counter() - started < 30 and not (tmp_path / "run").exists()
+
+
+# --- Services and the file system ---
+
+
+@pytest.mark.parametrize("on_error", ["continue", "stop"])
+def test_sweep_goes_on_past_a_failed_job_and_sums_up_its_failures(tmp_path, on_error):
+    bad = write(tmp_path / "bad.tsv", "Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")
+    good = NCBI / "train.tsv"
+    r = cli(tmp_path, *TINY, "dataset=conll_files", f"dataset.train={bad},{good}", f"dataset.dev={NCBI / 'devel.tsv'}",
+            f"dataset.test={NCBI / 'test.tsv'}", f"grid.on_error={on_error}", "-m")
+    assert r.returncode == 1, r.stderr[-3000:]
+    reason = f"{bad}:3: tag 'X-Disease' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
+    summary = [f"sweep: 1 of 2 jobs failed (grid.on_error={on_error}):",
+               f"  #0 dataset.train={bad}: {reason}"] + (["  stopped at the first failure: 1 job(s) not run"] if on_error == "stop" else [])
+    assert r.stderr.strip().splitlines()[-len(summary):] == summary, r.stderr[-3000:]
+    assert f"error: {reason}" in r.stderr and "Traceback" not in r.stderr
+    assert recorded_runs(tmp_path / "mlflow.db") == ([] if on_error == "stop" else [(recorded_runs(tmp_path / "mlflow.db")[0][0], "FINISHED")])

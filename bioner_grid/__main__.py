@@ -23,11 +23,14 @@ log = logging.getLogger("bioner_grid")
 def main(cfg) -> float:
     from bioner_grid import pipeline  # heavy imports after Hydra has parsed the command line
 
+    out = HydraConfig.get().runtime.output_dir
     try:
-        result = pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
+        result = pipeline.run(cfg, out)
     except Exception as e:  # bad input (exit 2) or environment (exit 1): one line; a bug keeps its traceback
         if guard.exit_code(e) is None:
             raise
+        if guard.disk_full(e) and not isinstance(e, OSError):  # e.g. safetensors' own error: name the folder
+            e = OSError(28, f"no space left on device ({guard.one_line(e)})", out)
         raise guard.fail(e) from None
     return None if result.get("skipped") else result["metrics"]["test_strict_f1"]
 

@@ -13,6 +13,7 @@ file system).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -42,11 +43,16 @@ def one_line(e: BaseException) -> str:
     return " | ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
 
 
+def disk_full(e: BaseException) -> bool:
+    """ENOSPC, also when a writer (safetensors, torch) wraps it in its own exception type."""
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+
+
 def exit_code(e: BaseException) -> int | None:
     """2 for bad input, 1 for the environment, None for anything else (a bug: keep its traceback)."""
     from bioner_grid.tracking import TrackingError
 
-    if isinstance(e, (TrackingError, OSError)):
+    if isinstance(e, (TrackingError, OSError)) or disk_full(e):
         return 1
     if isinstance(e, ValueError):  # DataError, ConfigError, and the checks that raise ValueError
         return 2

@@ -290,3 +290,79 @@ def test_sweep_goes_on_past_a_failed_job_and_sums_up_its_failures(tmp_path, on_e
     assert r.stderr.strip().splitlines()[-len(summary):] == summary, r.stderr[-3000:]
     assert f"error: {reason}" in r.stderr and "Traceback" not in r.stderr
     assert recorded_runs(tmp_path / "mlflow.db") == ([] if on_error == "stop" else [(recorded_runs(tmp_path / "mlflow.db")[0][0], "FINISHED")])
+
+
+def in_mount_namespace(mounts: list[str], command: list[str]) -> list[str]:
+    """``command`` run where each ``mounts`` entry (``ro:PATH`` or ``tmpfs:SIZE:PATH``) is applied."""
+    steps = []
+    for m in mounts:
+        kind, *rest = m.split(":")
+        if kind == "ro":
+            steps.append(f"mount --bind {rest[0]} {rest[0]} && mount -o remount,bind,ro {rest[0]}")
+        else:
+            steps.append(f"mount -t tmpfs -o size={rest[0]} tmpfs {rest[1]}")
+    return ["unshare", "-m", "sh", "-c", " && ".join(steps) + ' && exec "$@"', "sh", *command]
+
+
+@pytest.fixture(scope="module")
+def can_mount(tmp_path_factory):
+    probe = tmp_path_factory.mktemp("probe")
+    r = subprocess.run(in_mount_namespace([f"ro:{probe}"], ["true"]), capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("needs a private mount namespace (unshare -m as root) to make a folder read-only or full")
+
+
+def cli_mounted(tmp: Path, mounts: list[str], *overrides, store: str | None = None, run_dir: Path | None = None):
+    store = store or f"sqlite:///{tmp}/mlflow.db"
+    args = [sys.executable, "-m", "bioner_grid", f"data.root={NCBI.parent.parent}", f"tracking.uri={store}",
+            f"tracking.artifact_location={tmp}/artifacts", f"hydra.run.dir={run_dir or tmp / 'run'}", *TINY, *overrides]
+    return subprocess.run(in_mount_namespace(mounts, args), cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture()
+def store_with_a_run(tmp_path):
+    """A SQLite store in tmp/store holding one FINISHED run (what must not be harmed)."""
+    from mlflow import MlflowClient
+
+    (tmp_path / "store").mkdir()
+    db = tmp_path / "store" / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.create_experiment("bioner-grid", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(exp, run_name="earlier")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return db
+
+
+def test_corrupt_sqlite_store_is_one_line_and_left_as_it_was(tmp_path):
+    db = write(tmp_path / "mlflow.db", b"this is not a database\n" * 200)
+    r = cli(tmp_path, *TINY)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert last_line(r) == f"error: {db}: tracking store unreadable (file is not a database)"
+    assert db.read_bytes() == b"this is not a database\n" * 200 and not (tmp_path / "run").exists()
+
+
+def test_read_only_sqlite_store_is_one_line_and_its_runs_unharmed(tmp_path, can_mount, store_with_a_run):
+    db = store_with_a_run
+    before = db.read_bytes()
+    r = cli_mounted(tmp_path, [f"ro:{db.parent}"], store=f"sqlite:///{db}")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert last_line(r) == f"error: {db}: tracking store is read-only (SQLite needs the file and its folder writable)"
+    assert db.read_bytes() == before and recorded_runs(db) == [("earlier", "FINISHED")]
+
+
+def test_unwritable_output_folder_is_one_line_before_anything_is_created(tmp_path, can_mount):
+    (tmp_path / "outputs").mkdir()
+    r = cli_mounted(tmp_path, [f"ro:{tmp_path / 'outputs'}"], run_dir=tmp_path / "outputs" / "run")
+    assert_refused(r, tmp_path, f"error: {tmp_path / 'outputs' / 'run'}: output folder (hydra.run.dir) not writable", 1)
+
+
+def test_full_disk_is_one_line_and_earlier_runs_unharmed(tmp_path, can_mount, store_with_a_run):
+    """The run folder on a 2 MB file system: the first checkpoint does not fit. The run is marked
+    FAILED (it had started); the run recorded before it is untouched."""
+    db = store_with_a_run
+    (tmp_path / "full").mkdir()
+    r = cli_mounted(tmp_path, [f"tmpfs:2m:{tmp_path / 'full'}"], store=f"sqlite:///{db}", run_dir=tmp_path / "full" / "run")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert last_line(r).startswith(f"error: {tmp_path / 'full' / 'run'}: no space left on device (")
+    assert "Traceback" not in r.stderr
+    assert sorted(recorded_runs(db)) == [("earlier", "FINISHED"), ("tiny_bert-ncbi_disease-welt-lr0.0001-bs16-s42", "FAILED")]

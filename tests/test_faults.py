@@ -366,3 +366,68 @@ def test_full_disk_is_one_line_and_earlier_runs_unharmed(tmp_path, can_mount, st
     assert last_line(r).startswith(f"error: {tmp_path / 'full' / 'run'}: no space left on device (")
     assert "Traceback" not in r.stderr
     assert sorted(recorded_runs(db)) == [("earlier", "FINISHED"), ("tiny_bert-ncbi_disease-welt-lr0.0001-bs16-s42", "FAILED")]
+
+
+# --- Time limit and preemption: lose at most one step ---
+
+SUBMITIT_LIKE = """
+import os, runpy, signal, sys
+from transformers import TrainerCallback
+import bioner_grid.train as t
+
+def submitit_handler(signum, frame):  # what submitit's handler does: requeue (here: say so), then exit
+    print(f"submitit: requeue on signal {signum}", flush=True)
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, submitit_handler)
+at = int(os.environ.get("SIGNAL_AT_STEP", "0"))
+
+class SendSignal(TrainerCallback):  # SLURM's warning, arriving while step `at` runs
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == at - 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+init = t.WeightedLossTrainer.__init__
+def with_sender(self, *args, callbacks=(), **kwargs):
+    init(self, *args, callbacks=[*callbacks, SendSignal()], **kwargs)
+t.WeightedLossTrainer.__init__ = with_sender
+sys.argv = ["bioner_grid", *sys.argv[1:]]
+runpy.run_module("bioner_grid", run_name="__main__")
+"""
+
+PREEMPT = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
+           "train.batch_size=16", "train.lr=3e-4", "train.keep_checkpoints=true"]  # 6 steps per epoch, 12 in all
+
+
+def test_signal_mid_epoch_loses_no_step_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
+    """The signal comes during step 4 of 12 (no checkpoint before step 6): the job finishes step 4,
+    writes checkpoint-4, hands over to submitit's handler (requeue, exit); the next attempt resumes
+    at step 4 in the same MLflow run, and its metrics equal those of a run never interrupted."""
+    script = write(tmp_path / "job.py", SUBMITIT_LIKE)
+    common = [f"data.root={NCBI.parent.parent}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+              f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run", *PREEMPT]
+    first = subprocess.run([sys.executable, str(script), *common], cwd=tmp_path, env={**ENV, "SIGNAL_AT_STEP": "4"},
+                           capture_output=True, text=True, timeout=600)
+    log = first.stdout + first.stderr
+    assert first.returncode == 255 and "submitit: requeue on signal" in log, log[-3000:]
+    assert "caught SIGUSR2: finishing the current optimiser step" in log and "step 4 done: writing checkpoint-4" in log
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-4"] and (tmp_path / "run" / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    assert [s for _, s in recorded_runs(tmp_path / "mlflow.db")] == ["KILLED"]
+
+    second = subprocess.run([sys.executable, str(script), *common], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpoint-4" in second.stdout + second.stderr and "resuming MLflow run" in second.stdout + second.stderr
+
+    ref_dir = tmp_path / "uninterrupted"
+    ref_dir.mkdir()
+    ref = cli(ref_dir, *PREEMPT)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "mlflow.db") as a, sqlite3.connect(ref_dir / "mlflow.db") as b:
+        query = "SELECT key, value FROM latest_metrics WHERE key LIKE 'test_%' OR key LIKE 'dev_%' OR key = 'train_steps'"
+        resumed, straight = dict(a.execute(query).fetchall()), dict(b.execute(query).fetchall())
+        status = a.execute("SELECT status FROM runs").fetchall()
+    assert status == [("FINISHED",)] and resumed["train_steps"] == 12
+    drop = [k for k in straight if k.endswith("_seconds") or "seconds_per" in k]
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in straight.items() if k not in drop}

@@ -5,7 +5,7 @@
   run folder writable, the tracking store usable (``tracking.check_store``);
 - ``on_multirun_start``: the sweep folder writable;
 - ``on_job_start``, once Hydra has saved ``.hydra/*.yaml`` and set up logging: secrets masked in
-  those files and in every log line.
+  those files and in every log line (a sweep's ``multirun.yaml``: by the launcher).
 
 Exit codes: 2 for bad input (configuration values, data), 1 for the environment (tracking store,
 file system).
@@ -117,5 +117,3 @@ class Checks(Callback):
         if subdir:
             for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
                 redact.rewrite(Path(config.hydra.runtime.output_dir) / subdir / name)
-        if OmegaConf.select(config, "hydra.mode") and str(config.hydra.mode).endswith("MULTIRUN"):
-            redact.rewrite(Path(config.hydra.sweep.dir) / "multirun.yaml")

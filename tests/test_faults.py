@@ -431,3 +431,12 @@ def test_signal_mid_epoch_loses_no_step_and_the_resumed_run_ends_as_an_uninterru
     assert status == [("FINISHED",)] and resumed["train_steps"] == 12
     drop = [k for k in straight if k.endswith("_seconds") or "seconds_per" in k]
     assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in straight.items() if k not in drop}
+
+
+def test_sweep_with_an_unreachable_tracking_server_fails_in_seconds(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    r = cli(tmp_path, *TINY, "train.seed=1,2", "-m", store="http://127.0.0.1:9")
+    assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
+    assert time.perf_counter() - started < 30

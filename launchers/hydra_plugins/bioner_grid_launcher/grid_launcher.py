@@ -45,6 +45,18 @@ def create_experiments(configs) -> None:
         tracking.setup(tcfg)
 
 
+def check_stores(configs) -> None:
+    """Each tracking store answers, in seconds (before skip-finished asks it anything); else one
+    line naming it, exit 1."""
+    from bioner_grid import guard, tracking
+
+    for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
+        try:
+            tracking.check_store(tcfg)
+        except tracking.TrackingError as e:
+            raise guard.fail(e) from None
+
+
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
@@ -54,7 +66,10 @@ class GridLauncherMixin:
         from bioner_grid.grid import prepare
 
         grid = self.config.get("grid") or {}
+        redact.install_log_filter()
+        redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
+        check_stores(configs)
         todo = prepare(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
         create_experiments(configs[i] for i in todo)
         return [(list(job_overrides[i]), configs[i]) for i in todo]

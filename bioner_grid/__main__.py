@@ -7,7 +7,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra_plugins.bioner_grid_launcher import grid_launcher
 
-from bioner_grid import guard, schema
+from bioner_grid import guard, preempt, schema
 
 schema.register()  # the train schema and ${safe_name:} before Hydra composes
 
@@ -24,6 +24,7 @@ def main(cfg) -> float:
     from bioner_grid import pipeline  # heavy imports after Hydra has parsed the command line
 
     out = HydraConfig.get().runtime.output_dir
+    preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step
     try:
         result = pipeline.run(cfg, out)
     except Exception as e:  # bad input (exit 2) or environment (exit 1): one line; a bug keeps its traceback
@@ -32,6 +33,7 @@ def main(cfg) -> float:
         if guard.disk_full(e) and not isinstance(e, OSError):  # e.g. safetensors' own error: name the folder
             e = OSError(28, f"no space left on device ({guard.one_line(e)})", out)
         raise guard.fail(e) from None
+    preempt.done()
     return None if result.get("skipped") else result["metrics"]["test_strict_f1"]
 
 

@@ -177,7 +177,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
     """Fine-tune ``model``; returns the Trainer holding the best (dev strict F1) model."""
     dev_windows = by_length(dev_windows)
     callbacks = [EpochLog(sink)]
-    if preempt.install():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
+    if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
         callbacks.append(preempt.StopAtSignal())
     if patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))

@@ -381,6 +381,13 @@ def submitit_handler(signum, frame):  # what submitit's handler does: requeue (h
 
 signal.signal(signal.SIGUSR2, submitit_handler)
 at = int(os.environ.get("SIGNAL_AT_STEP", "0"))
+if os.environ.get("SIGNAL_WHILE_LOADING"):  # SLURM's warning while the job reads its corpus
+    import bioner_grid.pipeline as pipeline
+    load_corpus = pipeline.load_corpus
+    def signalled_load(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        return load_corpus(*args, **kwargs)
+    pipeline.load_corpus = signalled_load
 
 class SendSignal(TrainerCallback):  # SLURM's warning, arriving while step `at` runs
     def on_step_begin(self, args, state, control, **kwargs):
@@ -440,3 +447,24 @@ def test_sweep_with_an_unreachable_tracking_server_fails_in_seconds(tmp_path):
     r = cli(tmp_path, *TINY, "train.seed=1,2", "-m", store="http://127.0.0.1:9")
     assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
     assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("case", ["while loading", "step slower than the grace"])
+def test_signal_while_loading_still_makes_progress_and_a_slow_step_is_requeued_in_time(tmp_path, case):
+    """A signal before training starts is kept: the first step is finished and checkpointed, then the
+    job requeues. If no checkpoint is written within the grace (here 0.01 s), the job is requeued
+    without one rather than killed at its limit."""
+    script = write(tmp_path / "job.py", SUBMITIT_LIKE)
+    env = {**ENV, "SIGNAL_WHILE_LOADING": "1", **({"BIONER_PREEMPT_GRACE_S": "0.01"} if "slower" in case else {})}
+    r = subprocess.run([sys.executable, str(script), f"data.root={NCBI.parent.parent}",
+                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+                        f"hydra.run.dir={tmp_path}/run", *PREEMPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    log = r.stdout + r.stderr
+    assert r.returncode == 255 and "submitit: requeue on signal" in log, log[-3000:]
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    if "slower" in case:
+        assert "requeueing without one" in log and checkpoints == []
+    else:
+        assert "step 1 done: writing checkpoint-1" in log and checkpoints == ["checkpoint-1"]
+        assert [s for _, s in recorded_runs(tmp_path / "mlflow.db")] == ["KILLED"]

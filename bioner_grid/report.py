@@ -264,9 +264,10 @@ def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict"
 
 
 def md_escape(s: str) -> str:
-    """Text safe in Markdown (and the HTML it may carry): no raw tags, no cell breaks, no emphasis."""
+    """Text safe in Markdown (and the HTML it may carry): no raw tags, no cell breaks, no links or
+    code spans (``_`` is left as it is: names such as bc5cdr_chem are full of it)."""
     s = html.escape(str(s), quote=False)
-    return "".join("\\" + ch if ch in "\\|*_`[]#" else ch for ch in s)
+    return "".join("\\" + ch if ch in "\\|*`[]" else ch for ch in s)
 
 
 def to_markdown(t: Table) -> str:

@@ -1,14 +1,15 @@
 """`python -m bioner_grid [overrides]`: compose the config, run the pipeline (or a sweep with -m)."""
 
 import logging
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra_plugins.bioner_grid_launcher import grid_launcher
 
-from bioner_grid.data import DataError
+from bioner_grid import guard, preempt, schema
+
+schema.register()  # the train schema and ${safe_name:} before Hydra composes
 
 # Hydra finds plugins by walking hydra_plugins.__path__, which an editable install does not
 # expose for launchers/; register our launchers (conf/hydra/launcher/*) by hand.
@@ -22,12 +23,17 @@ log = logging.getLogger("bioner_grid")
 def main(cfg) -> float:
     from bioner_grid import pipeline  # heavy imports after Hydra has parsed the command line
 
+    out = HydraConfig.get().runtime.output_dir
+    preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step
     try:
-        result = pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
-    except (DataError, ValueError) as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        result = pipeline.run(cfg, out)
+    except Exception as e:  # bad input (exit 2) or environment (exit 1): one line; a bug keeps its traceback
+        if guard.exit_code(e) is None:
+            raise
+        if guard.disk_full(e) and not isinstance(e, OSError):  # e.g. safetensors' own error: name the folder
+            e = OSError(28, f"no space left on device ({guard.one_line(e)})", out)
+        raise guard.fail(e) from None
+    preempt.done()
     return None if result.get("skipped") else result["metrics"]["test_strict_f1"]
 
 

@@ -8,6 +8,10 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
+from bioner_grid import schema
+
+schema.register()  # conf/train/*.yaml name the train/schema node; hydra.run.dir uses ${safe_name:}
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 

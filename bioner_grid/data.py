@@ -27,6 +27,7 @@ class DataError(ValueError):
 class Sentence:
     tokens: list[str]
     tags: list[str]
+    lines: list[int] = field(default_factory=list, compare=False, repr=False)  # file line of each token, if known
 
 
 @dataclass
@@ -68,12 +69,9 @@ def _check_tag(tag: str, entity_type: str) -> str | None:
     return None
 
 
-def read_rows(path: str | Path, n_fields: int) -> list[list[tuple[int, list[str]]]]:
-    """Sentences of a column file as rows ``(line number, fields)``; a blank line ends a sentence.
-
-    Fields are tab-separated, or whitespace-separated in a file without tabs (conlleval style).
-    Every row must have ``n_fields`` non-empty fields; problems raise ``DataError('file:line: problem')``.
-    """
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file without its byte-order mark, if any; ``DataError`` at the line of the
+    first byte that is not UTF-8."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}:0: file not found")
@@ -83,6 +81,16 @@ def read_rows(path: str | Path, n_fields: int) -> list[list[tuple[int, list[str]
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_rows(path: str | Path, n_fields: int) -> list[list[tuple[int, list[str]]]]:
+    """Sentences of a column file as rows ``(line number, fields)``; a blank line ends a sentence.
+
+    Fields are tab-separated, or whitespace-separated in a file without tabs (conlleval style).
+    Every row must have ``n_fields`` non-empty fields; problems raise ``DataError('file:line: problem')``.
+    """
+    text = read_text(path)
     tabs = "\t" in text
     sentences, rows = [], []
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -122,7 +130,7 @@ def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
         tags = [typed_tag(path, lineno, fields[1], entity_type) for lineno, fields in rows]
         slips += [rows[i][0] for i, tag in enumerate(tags)
                   if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:])]
-        sentences.append(Sentence([fields[0] for _, fields in rows], tags))
+        sentences.append(Sentence([fields[0] for _, fields in rows], tags, [lineno for lineno, _ in rows]))
     return Split(sentences, str(path), slips)
 
 
@@ -163,7 +171,35 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, c
     for name, cap in caps.items():
         if cap:
             corpus.splits[name].sentences = corpus.splits[name].sentences[: int(cap)]
+    check_unseen_labels(corpus, ds)
     return corpus
+
+
+def label_type(tag: str) -> str:
+    """The entity type of an IOB2 tag (``B-Chemical`` -> ``Chemical``); ``O`` and ``O-Task`` as they are."""
+    return tag[2:] if tag[:2] in ("B-", "I-") else tag
+
+
+def _pubtator_line(path, tag: str, ds) -> int:
+    """Line of the first annotation in a PubTator file whose type maps to ``tag``'s type (0 if none)."""
+    from bioner_grid.pubtator import read_pubtator
+
+    sources = set((ds.get("types") or {}).get(label_type(tag)) or [])
+    docs, _ = read_pubtator(path)
+    return next((a.line for d in docs for a in d.annotations if a.type in sources), 0)
+
+
+def check_unseen_labels(corpus: Corpus, ds) -> None:
+    """A dev or test label whose entity type training never saw stops the run: the model could never
+    predict it, so its scores would be silently wrong. ``DataError`` at its first ``file:line``."""
+    seen = {label_type(t) for s in corpus.splits["train"].sentences for t in s.tags}
+    for name in ("dev", "test"):
+        split = corpus.splits[name]
+        for sent in split.sentences:
+            for i, tag in enumerate(sent.tags):
+                if label_type(tag) not in seen:
+                    line = sent.lines[i] if sent.lines else _pubtator_line(split.source, tag, ds)
+                    raise DataError(f"{split.source}:{line}: label {tag!r} does not occur in the training split")
 
 
 def load_pubtator(ds, cache_dir) -> Corpus:
@@ -273,11 +309,14 @@ def format_stats(corpus: Corpus) -> str:
 def main(argv: list[str]) -> int:
     from bioner_grid.config import compose
 
+    from bioner_grid.schema import ConfigError, check_config
+
     cfg = compose(argv)
     try:
+        check_config(cfg)
         check_root(cfg.data.root)
         corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
-    except DataError as e:
+    except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from bioner_grid.pubtator import format_report
@@ -289,4 +328,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the imported module's main, not this __main__ copy's: the readers (pubtator.py) raise
+    # bioner_grid.data.DataError, a different class from a DataError defined in __main__.
+    from bioner_grid import data
+
+    sys.exit(data.main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Sweep-level checks shared by the launchers and ``python -m bioner_grid.plan``.
 
-- ``preflight``: every model resolves offline and every dataset file exists, listing all that is
-  missing at once (before 280 jobs queue, not after);
+- ``preflight``: every model resolves offline, every dataset file exists and every config value is
+  valid (``schema.config_problems``), listing all that is missing or wrong at once (before 280 jobs queue, not after);
 - ``decisions``: what the tracking store says of each job (FINISHED, IN FLIGHT, STALE, TODO), by the
   same rule a job applies when it starts (``identity.decide``).
 """
@@ -36,6 +36,8 @@ def model_problem(mcfg) -> str | None:
         elif source == "path":
             if not Path(resolve(source, name)).is_dir():
                 return f"model {mcfg.name}: folder {name} not found"
+            if (source, name) == (mcfg.source, mcfg.get("name_or_path")) and not any(Path(name).glob("*.safetensors")):
+                return f"model {mcfg.name}: folder {name} holds no *.safetensors weights (pickled weights are not loaded)"
         elif source == "hub":
             from huggingface_hub import try_to_load_from_cache
 
@@ -54,8 +56,10 @@ def dataset_problems(cfg) -> list[str]:
 def preflight(configs) -> list[str]:
     """Every problem of every job's model and data, each listed once."""
     problems: dict[str, None] = {}
+    from bioner_grid.schema import config_problems
+
     for cfg in configs:
-        for p in [model_problem(cfg.model), *dataset_problems(cfg)]:
+        for p in [model_problem(cfg.model), *dataset_problems(cfg), *config_problems(cfg)]:
             if p:
                 problems[p] = None
     return list(problems)

@@ -7,6 +7,10 @@ Three sources:
 - ``random``: a randomly initialised model built from ``architecture`` (for tests), with the
   tokenizer named under ``tokenizer``.
 
+Weights are read from safetensors files only (``use_safetensors=True``): a pickled
+``pytorch_model.bin`` can run code when loaded, so a folder or hub repository without safetensors
+weights is refused with a one-line reason.
+
 Per-family needs: byte-level BPE tokenizers (RoBERTa, GPT-2) take ``add_prefix_space=True`` to
 accept pre-split words; GPT-2 has no pad token, so its end-of-text token pads.
 """
@@ -59,6 +63,27 @@ def load_tokenizer(mcfg):
     return tokenizer
 
 
+def check_safetensors(mcfg, path: str) -> None:
+    """A local model folder must hold ``*.safetensors`` weights; else ``ValueError`` saying why."""
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "no weights at all"
+        raise ValueError(f"model {mcfg.name}: {folder} holds no *.safetensors weights (found: {found}); pickled "
+                         "weights are not loaded (loading them can run code): convert them to safetensors")
+
+
+def _pretrained(load, mcfg, path: str, **kwargs):
+    """``load(path, use_safetensors=True, ...)``, a missing safetensors file as a one-line ``ValueError``."""
+    check_safetensors(mcfg, path)
+    try:
+        return load(path, use_safetensors=True, **kwargs, **_hub_kwargs(mcfg.source, mcfg.get("revision")))
+    except OSError as e:
+        if "safetensors" not in str(e):
+            raise
+        raise ValueError(f"model {mcfg.name}: {path}@{mcfg.get('revision') or 'main'} has no safetensors weights; "
+                         "pickled weights are not loaded (loading them can run code)") from None
+
+
 def build_model(mcfg, labels: list[str], tokenizer):
     """A token-classification model with one output per label, ids matching ``labels``."""
     id2label = dict(enumerate(labels))
@@ -73,13 +98,11 @@ def build_model(mcfg, labels: list[str], tokenizer):
         )
         model = CRFTagger.from_encoder(None, labels, config) if head == "crf" else AutoModelForTokenClassification.from_config(config)
     elif head == "crf":
-        model = CRFTagger.from_encoder(resolve(mcfg.source, mcfg.name_or_path), labels,
-                                       **_hub_kwargs(mcfg.source, mcfg.get("revision")))
+        model = _pretrained(lambda path, **kw: CRFTagger.from_encoder(path, labels, **kw), mcfg,
+                            resolve(mcfg.source, mcfg.name_or_path))
     else:
-        path = resolve(mcfg.source, mcfg.name_or_path)
-        model = AutoModelForTokenClassification.from_pretrained(
-            path, **common, **_hub_kwargs(mcfg.source, mcfg.get("revision"))
-        )
+        model = _pretrained(AutoModelForTokenClassification.from_pretrained, mcfg,
+                            resolve(mcfg.source, mcfg.name_or_path), **common)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import mlflow
 import torch
-from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import aio, export, faireval, identity, tracking
+from bioner_grid import aio, export, faireval, identity, redact, schema, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -75,6 +74,8 @@ def train_on(cfg, corpus: Corpus) -> None:
 
 def prepare(cfg, out: Path) -> Prepared:
     """Data, weights, head and precision: every input check, before anything is trained or recorded."""
+    schema.check_config(cfg)
+    tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     for split in corpus.splits.values():
@@ -187,7 +188,7 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
         mlflow.log_params(tracking.flatten_params(cfg))
         if weights:
             mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow.log_text(redact.config_yaml(cfg), "config.yaml")
     mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": weights, "labels": corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 
@@ -236,7 +237,7 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
     result = {
         "run_id": active.info.run_id,
         "experiment_id": active.info.experiment_id,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "tracking_uri": redact.text(mlflow.get_tracking_uri()),
         "run_key": tags["run_key"],
         "cell_key": tags["cell_key"],
         **{k: tags[k] for k in identity.GRID_KEYS},

@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioner_grid.data import DataError, Sentence
+from bioner_grid.data import DataError, Sentence, read_text
 
 CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
 TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
@@ -66,15 +66,10 @@ class Document:
 def read_pubtator(path: str | Path) -> tuple[list[Document], list[str]]:
     """Documents of a PubTator file and the ``file:line: problem`` of every record skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}:0: file not found")
     docs: dict[str, Document] = {}
     skipped: list[str] = []
     duplicate = None  # PMID whose repeated document is being skipped
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:0: not UTF-8 ({e.reason} at byte {e.start})") from None
+    lines = read_text(path).split("\n")  # byte-order mark stripped; not UTF-8: DataError at its line
     for lineno, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
         if not line.strip():

@@ -28,6 +28,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
+from bioner_grid import redact
 from bioner_grid.identity import GRID_KEYS, defines_result
 
 log = logging.getLogger(__name__)
@@ -587,18 +588,31 @@ def error_profile_table(profile: pd.DataFrame, dataset: str, split: str = "test"
 # Rendering
 
 
+def md_escape(s: str) -> str:
+    """Text safe in Markdown (and the HTML it may carry): no raw tags, no cell breaks, no links or
+    code spans (``_`` is left as it is: names such as bc5cdr_chem are full of it)."""
+    s = html.escape(str(s), quote=False)
+    return "".join("\\" + ch if ch in "\\|*`[]" else ch for ch in s)
+
+
 def to_markdown(t: Table) -> str:
     def cell(c):
-        return f"**{c.text}**" if c.mark == "best" else f"<u>{c.text}</u>" if c.mark == "second" else c.text
+        text = md_escape(c.text)
+        return f"**{text}**" if c.mark == "best" else f"<u>{text}</u>" if c.mark == "second" else text
 
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines = [f"### {md_escape(t.title)}", "", "| " + " | ".join(md_escape(h) for h in t.header) + " |", "|" + "---|" * len(t.header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines + ([f"\n{t.note}"] if t.note else []) + [""])
+    return "\n".join(lines + ([f"\n{md_escape(t.note)}"] if t.note else []) + [""])
+
+
+LATEX = str.maketrans({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{",
+                       "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+                       ">": r"\textgreater{}", "±": r"$\pm$", "Δ": r"$\Delta$", "—": "---"})
 
 
 def to_latex(t: Table) -> str:
     def esc(s):
-        return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---")
+        return str(s).translate(LATEX)
 
     def cell(c):
         return rf"\textbf{{{esc(c.text)}}}" if c.mark == "best" else rf"\underline{{{esc(c.text)}}}" if c.mark == "second" else esc(c.text)
@@ -715,7 +729,8 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
         body += f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
     page = out / "report.html"
     page.write_text(PAGE.format(title=html.escape(title), body=body), encoding="utf-8")
-    (out / "report.md").write_text("\n".join([f"# {title}", ""] + notes + [""] + [to_markdown(t) for t in tables]), encoding="utf-8")
+    (out / "report.md").write_text("\n".join([f"# {md_escape(title)}", ""] + [md_escape(n) for n in notes] + [""]
+                                           + [to_markdown(t) for t in tables]), encoding="utf-8")
     return page
 
 
@@ -730,7 +745,7 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
-        print(f"error: no runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}"
+        print(f"error: no runs in experiment(s) {', '.join(experiments)} at {redact.text(cfg.tracking.uri)}"
               + (f" matching {r.filter!r}" if r.filter else ""), file=sys.stderr)
         return 2
     out = Path(r.out)

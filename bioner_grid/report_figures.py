@@ -10,7 +10,7 @@ bootstrap interval contains 0 for every seed.
 
 from __future__ import annotations
 
-import re
+import hashlib
 from pathlib import Path
 
 import matplotlib
@@ -20,14 +20,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioner_grid.report import best_lr, finished, metric_column, scheme_names, schemes_of  # noqa: E402
+from bioner_grid.report import (  # noqa: E402
+    best_lr,
+    finished,
+    metric_column,
+    scheme_names,
+    schemes_of,
+)
+from bioner_grid.schema import safe_name  # noqa: E402
 
 NOISE_FLOOR = 1.0  # F1 points: the ΔF1 colour scale never spans less than ± this
 
 
-def slug(name: str) -> str:
-    """A file-name-safe form of a label (model labels carry spaces, parentheses, '=')."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+def slug(name) -> str:
+    """A file-name-safe form of a tag (``bc5/cdr`` -> ``bc5_cdr-1a2b3c``): unsafe characters become
+    ``_``, and a name that had any gets a short hash of the original, so two never share a file."""
+    safe = safe_name(name)
+    return safe if safe == str(name) else f"{safe}-{hashlib.sha1(str(name).encode()).hexdigest()[:6]}"
 
 
 def _save(fig, path: Path) -> Path:
@@ -123,7 +132,7 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str, boot: pd
                     ax.text(j, i, f"{v:.1f}{mark}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_title(f"{dataset}: {title}")
             fig.colorbar(im, ax=ax, label=label)
-        images.append((_save(fig, out / f"schemes_{dataset}.png"),
+        images.append((_save(fig, out / f"schemes_{slug(dataset)}.png"),
                        f"{dataset}: {split} F1 per model and scheme (mean over seeds), and ΔF1 against Vanilla in F1 points on a symmetric "
                        f"scale of at least ±{NOISE_FLOOR:g} point; ~: paired bootstrap 95% interval contains 0 (within noise)"))
     return images

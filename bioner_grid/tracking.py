@@ -8,9 +8,13 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network on compute nodes
@@ -19,16 +23,36 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from bioner_grid import identity  # noqa: E402
+from bioner_grid import identity, redact  # noqa: E402
 
 log = logging.getLogger(__name__)
 TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME, written last in a checkpoint
 
 PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
+CHECK_TIMEOUT = 5  # seconds for the one request that tells whether a tracking server answers
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message is one line naming the URI or path."""
+
+
+def split_credentials(uri: str) -> str:
+    """``uri`` without ``user:pass@``; those go to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
+    (which MLflow reads), unless already set, so that no URI the project writes carries them."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.username and not parts.password:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", urllib.parse.unquote(parts.username or ""))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", urllib.parse.unquote(parts.password))
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
 def resolve_uri(uri: str) -> str:
-    """Make a relative ``sqlite:///path`` absolute (against the launch directory)."""
+    """Make a relative ``sqlite:///path`` absolute (against the launch directory); credentials in
+    an http(s) URI move to MLflow's environment variables (``split_credentials``)."""
+    uri = split_credentials(uri) if uri.startswith(("http://", "https://")) else uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         path = Path(uri[len(prefix):]).resolve()
@@ -53,6 +77,51 @@ def _store_lock(uri: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` (a file or folder, existing or to be created) can be written."""
+    while not path.exists():
+        path = path.parent
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
+
+def check_sqlite(path: Path) -> None:
+    if not path.exists():
+        if not _writable(path.parent):
+            raise TrackingError(f"{path}: cannot create the tracking store here (folder not writable)")
+        return
+    if not os.access(path, os.R_OK | os.W_OK) or not _writable(path.parent):
+        raise TrackingError(f"{path}: tracking store is read-only (SQLite needs the file and its folder writable)")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CHECK_TIMEOUT)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as e:
+        raise TrackingError(f"{path}: tracking store unreadable ({e})") from None
+
+
+def check_server(uri: str) -> None:
+    """One quick request: any HTTP answer means the server is there."""
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CHECK_TIMEOUT).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(f"tracking.uri={redact.text(uri)}: server not reachable ({reason})") from None
+
+
+def check_store(tcfg) -> None:
+    """Fail in seconds, with one line naming the URI or path, when the tracking store cannot be
+    used: server not answering, SQLite file corrupt or read-only, artifact folder not writable."""
+    uri = split_credentials(tcfg.uri) if tcfg.uri.startswith(("http://", "https://")) else tcfg.uri
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        check_sqlite(Path(uri[len("sqlite:///"):]).resolve())
+    location = tcfg.get("artifact_location")
+    if location and "://" not in location and not _writable(Path(location).resolve()):
+        raise TrackingError(f"{Path(location).resolve()}: artifact folder not writable (tracking.artifact_location)")
 
 
 def setup(tcfg) -> str:
@@ -86,7 +155,7 @@ def flatten_params(cfg) -> dict[str, str]:
             for k, v in node.items():
                 walk(v, f"{prefix}{k}.")
         else:
-            value = str(node)
+            value = str(redact.value(prefix[:-1], node))
             if len(value) > PARAM_LIMIT:
                 value = value[: PARAM_LIMIT - 14] + "...[truncated]"
             out[prefix[:-1]] = value

@@ -21,6 +21,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from bioner_grid import preempt
 from bioner_grid.align import Window, by_length, predictions_to_tags
 from bioner_grid.evaluate import score
 
@@ -186,6 +187,8 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
     or the last)."""
     dev_windows = by_length(dev_windows)
     callbacks = [EpochLog(sink)]
+    if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
+        callbacks.append(preempt.StopAtSignal())
     if patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
     trainer = WeightedLossTrainer(
@@ -201,6 +204,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
         class_weights=class_weights,
     )
     trainer.train(resume_from_checkpoint=resume_from)
+    preempt.requeue_if_signalled()
     return trainer
 
 

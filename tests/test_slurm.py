@@ -144,3 +144,50 @@ def test_job_that_hits_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
         assert row[f"metrics.{m}"] == ref[f"metrics.{m}"], m
     print(f"job {job_id} hit its 1-minute limit {timeouts} times, was requeued and resumed each time: "
           f"test strict F1 {row['metrics.test_strict_f1']:.4f} = uninterrupted {ref['metrics.test_strict_f1']:.4f}")
+
+
+def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_under_load(slurm, tmp_path, data_root):
+    """A 2-minute limit (SLURM's USR2 30 s before it) on a job of 40 steps whose schedule never
+    checkpoints before step 40 (one epoch is 125 steps), with a CPU-bound process running beside it
+    all along. Each attempt signalled while training finishes its step, writes checkpoint-N and
+    is requeued; the next resumes from exactly that step, until the run has finished with the
+    metrics of an uninterrupted run."""
+    import sys
+
+    sweep = tmp_path / "sweep"
+    overrides = ["model=minilm", "data.max_train_sentences=2000", "data.max_eval_sentences=64", "train.batch_size=16",
+                 "train.max_steps=40", "train.patience=null", "train.lr=5e-4"]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        started = time.time()
+        r = cli(tmp_path, data_root, *overrides, *ON_CLUSTER, "hydra.launcher.timeout_min=2",
+                "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=15", "grid.wait=false",
+                f"hydra.sweep.dir={sweep}", multirun=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        (job_id,) = re.findall(r"submitted as SLURM job (\S+)", r.stdout + r.stderr)
+        end = time.time() + 1500
+        while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+            assert time.time() < end, "job still queued after 1500 s"
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            time.sleep(2)
+        wall = time.time() - started
+    finally:
+        hog.kill()
+        hog.wait()
+
+    log = "\n".join(p.read_text() for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+    written = [int(n) for n in re.findall(r"step (\d+) done: writing checkpoint-\1, then exiting for requeue", log)]
+    resumed = [int(n) for n in re.findall(r"resuming MLflow run \S+ from \S+checkpoint-(\d+)", log)]
+    timeouts = len(set(re.findall(r"^submitit WARNING .* Caught signal SIGUSR2 on \S+: this job is timed-out", log, re.M)))
+    assert written, log[-3000:]
+    # every checkpoint written at a signal is where the next attempt goes on: nothing after it is lost
+    assert sorted(set(written)) == sorted(set(resumed)), (written, resumed)
+    df = runs(tmp_path)
+    assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.train_steps"] == 40
+    row = df.iloc[0]
+    ref = uninterrupted(tmp_path, data_root, overrides)
+    for m in ("test_strict_f1", "test_strict_precision", "test_f1", "dev_strict_f1", "test_fair_f1"):
+        assert row[f"metrics.{m}"] == ref[f"metrics.{m}"], m
+    print(f"job {job_id}: {timeouts} time-outs, checkpoints at the signal {sorted(set(written))}, resumed from "
+          f"{sorted(set(resumed))}, {wall:.0f} s with a CPU hog beside it; test strict F1 "
+          f"{row['metrics.test_strict_f1']:.4f} = uninterrupted {ref['metrics.test_strict_f1']:.4f}")

@@ -1,14 +1,17 @@
 """Hydra launchers for bioner-grid sweeps.
 
-They are Hydra's own launchers (basic; submitit local and SLURM) with three additions before
-anything is started, all driven by the top-level ``grid`` config:
+They are Hydra's own launchers (basic; submitit local and SLURM) with these additions, all driven
+by the top-level ``grid`` config:
 - ``grid.preflight``: every model resolves offline and every dataset file exists, else nothing is
   launched and every missing thing is listed;
 - ``grid.skip_finished``: configurations whose run key is FINISHED in the tracking store are not
   launched again (the log says how many were skipped);
 - submitit only: jobs are grouped by their model's ``resources`` (memory, time, GPUs), one SLURM
   job array per group; ``grid.wait=false`` submits and returns without waiting for results
-  (read them from MLflow).
+  (read them from MLflow);
+- basic launcher: ``grid.on_error: continue`` (default) runs the remaining jobs after one fails,
+  ``stop`` stops at the first failure; either way the sweep ends with a summary of the failed jobs
+  and their one-line reasons, and exits 1.
 
 Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
@@ -18,12 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+from pathlib import Path
 from typing import Sequence
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
+
+from bioner_grid import redact, schema
+
+schema.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,18 @@ def create_experiments(configs) -> None:
         tracking.setup(tcfg)
 
 
+def check_stores(configs) -> None:
+    """Each tracking store answers, in seconds (before skip-finished asks it anything); else one
+    line naming it, exit 1."""
+    from bioner_grid import guard, tracking
+
+    for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
+        try:
+            tracking.check_store(tcfg)
+        except tracking.TrackingError as e:
+            raise guard.fail(e) from None
+
+
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
@@ -45,18 +66,78 @@ class GridLauncherMixin:
         from bioner_grid.grid import select_jobs
 
         grid = self.config.get("grid") or {}
+        redact.install_log_filter()
+        redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
+        check_stores(configs)
         todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
         create_experiments(configs[i] for i in todo)
         return [(list(job_overrides[i]), configs[i]) for i in todo]
 
 
 class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
-    """Hydra's basic launcher (one job after another, in this process)."""
+    """Hydra's basic launcher (one job after another, in this process), going on past a failed job
+    (``grid.on_error``)."""
 
     def launch(self, job_overrides, initial_job_idx):
         jobs = self._select(job_overrides)
-        return super().launch([o for o, _ in jobs], initial_job_idx) if jobs else []
+        if not jobs:
+            return []
+        on_error = (self.config.get("grid") or {}).get("on_error", "continue")
+        setup_globals()
+        self._configure_log()
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(jobs)} jobs locally")
+        runs, failures, not_run = [], [], 0
+        shared = set.intersection(*(set(o) for o, _ in jobs)) if len(jobs) > 1 else set()
+        for n, (overrides, _) in enumerate(jobs):
+            idx = initial_job_idx + n
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            ret, reason = self._run_one(overrides, idx)
+            self._configure_log()
+            if reason is None:
+                runs.append(ret)
+                continue
+            swept = [o for o in filter_overrides(overrides) if o not in shared]  # what tells this job apart
+            failures.append(f"#{idx} {' '.join(swept)}: {reason}")
+            if on_error == "stop":
+                not_run = len(jobs) - n - 1
+                break
+        if failures:
+            self._fail(failures, len(jobs), on_error, not_run)
+        return runs
+
+    def _configure_log(self) -> None:
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        redact.install_log_filter()
+
+    def _run_one(self, overrides, idx) -> tuple[JobReturn | None, str | None]:
+        """Run one job; returns (its JobReturn, None) or (None, the one-line reason it failed)."""
+        from bioner_grid.guard import JobFailed, one_line
+
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = idx
+            config.hydra.job.num = idx
+        try:
+            ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        except JobFailed as e:  # bad input or environment: already printed in one line
+            return None, e.reason
+        if ret.status == JobStatus.FAILED:  # an unexpected error: keep its traceback in the log
+            error = ret._return_value
+            log.error("job #%d failed", idx, exc_info=(type(error), error, error.__traceback__))
+            return None, redact.text(f"{type(error).__name__}: {one_line(error)}")
+        return ret, None
+
+    @staticmethod
+    def _fail(failures: list[str], n_jobs: int, on_error: str, not_run: int) -> None:
+        """The end-of-sweep summary on stderr, then exit 1."""
+        lines = [f"sweep: {len(failures)} of {n_jobs} jobs failed (grid.on_error={on_error}):", *(f"  {f}" for f in failures)]
+        if not_run:
+            lines.append(f"  stopped at the first failure: {not_run} job(s) not run")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,82 @@
+"""Secrets never written or printed: ``user:pass@`` in URIs and values of keys that look like
+tokens or passwords are replaced by ``REDACTED`` in params, artifacts, result.json, Hydra's saved
+configs and log lines. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` (``tracking.split_credentials`` moves them there from a URI).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+MASK = "REDACTED"  # a plain YAML scalar, unlike ***
+USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
+SECRET_WORDS = r"(?:password|passwd|secret|token|api_?key|access_?key|credentials?)"
+SECRET_KEY = re.compile(rf"(?:^|[._-]){SECRET_WORDS}$", re.IGNORECASE)
+# key=value (overrides, log lines) and key: value (YAML) where the key looks like a secret
+SECRET_PAIR = re.compile(rf"(?<![A-Za-z0-9])(?P<key>(?:[A-Za-z0-9_.-]*[._-])?{SECRET_WORDS})(?![A-Za-z0-9])"
+                         r"(?P<sep>\s*[:=]\s*)(?P<value>[^\s'\",}\]]+)", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """``password``, ``hf_token``, ``tracking.api_key`` ... (the last dotted part); not ``tokenizer``."""
+    return bool(SECRET_KEY.search(str(key).rsplit(".", 1)[-1]))
+
+
+def text(s: str) -> str:
+    """``s`` with URI credentials and ``secret_key=value`` / ``secret_key: value`` masked."""
+    s = USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", s)
+    return SECRET_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{MASK}" if m["value"] not in ("null", "None", MASK) else m[0], s)
+
+
+def value(key: str, v):
+    """A config leaf as it may be written: masked when its key looks secret, URIs cleaned."""
+    if v is not None and v != "" and is_secret_key(key):
+        return MASK
+    return text(v) if isinstance(v, str) else v
+
+
+def container(obj, key: str = ""):
+    """A plain dict/list (e.g. a resolved config) with every secret masked."""
+    if isinstance(obj, dict):
+        return {k: container(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [container(v, key) for v in obj]
+    return value(key, obj)
+
+
+def config_yaml(cfg) -> str:
+    """The resolved config as YAML, secrets masked (the ``config.yaml`` artifact)."""
+    return OmegaConf.to_yaml(OmegaConf.create(container(OmegaConf.to_container(cfg, resolve=True))))
+
+
+def rewrite(path: str | Path) -> None:
+    """Mask secrets in a text file in place (Hydra's ``.hydra/*.yaml``, ``multirun.yaml``)."""
+    path = Path(path)
+    if path.is_file():
+        old = path.read_text(encoding="utf-8")
+        new = text(old)
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+
+
+class RedactFilter(logging.Filter):
+    """Masks secrets in every log record passing a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def install_log_filter() -> None:
+    """Add ``RedactFilter`` to the handlers of the root and ``mlflow`` loggers (once each)."""
+    for logger in (logging.getLogger(), logging.getLogger("mlflow")):
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactFilter) for f in handler.filters):
+                handler.addFilter(RedactFilter())

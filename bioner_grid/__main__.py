@@ -1,4 +1,4 @@
-"""`python -m bioner_grid [overrides]`: compose the config, run the pipeline (or a sweep with -m)."""
+"""`bioner-grid [overrides]` (or `python -m bioner_grid`): compose the config, run the pipeline (or a sweep with -m)."""
 
 import logging
 import sys
@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra_plugins.bioner_grid_launcher import grid_launcher
 
+from bioner_grid.config import CONF_DIR
 from bioner_grid.data import DataError
 
 # Hydra finds plugins by walking hydra_plugins.__path__, which an editable install does not
@@ -18,7 +19,8 @@ for _launcher in (grid_launcher.GridBasicLauncher, grid_launcher.GridSlurmLaunch
 log = logging.getLogger("bioner_grid")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# conf/ of the clone, or the copy an installed wheel carries inside the package (bioner_grid.config)
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg) -> float:
     from bioner_grid import pipeline  # heavy imports after Hydra has parsed the command line
 

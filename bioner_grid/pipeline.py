@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import aio, faireval, identity, tracking
+from bioner_grid import aio, faireval, identity, sweep, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -135,6 +135,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
     tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, p.args.output_dir]))
     tags.update(tracking.job_tags())
+    tags.update(sweep.child_tags())  # under the sweep's parent run, when a sweep launched this job
     run_name = "-".join(identity.grid_values(cfg)[k] for k in identity.GRID_KEYS)
     active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
                               run_name=None if resume_id else run_name, tags=tags)

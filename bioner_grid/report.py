@@ -1,7 +1,7 @@
 """Comparison tables and figures from MLflow runs: what goes into a paper.
 
 ``python -m bioner_grid.report tracking.uri=URI report.experiment=NAME report.out=DIR
-[report.filter="tags.sweep = 'x'"] [report.mode=strict|default] [report.split=test|dev]``
+[report.filter="tags.sweep = 'SWEEP_ID'"] [report.mode=strict|default] [report.split=test|dev]``
 
 Reads the runs of one or more MLflow experiments into a pandas DataFrame (one row per run: grid
 keys and metrics), writes Markdown, LaTeX (booktabs) and CSV tables, PNG figures and one
@@ -58,8 +58,8 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     df = mlflow.search_runs(experiment_names=experiments, filter_string=filter_string or "")
     if df.empty:
         return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs"])
-    if "tags.kind" in df:
-        df = df[df["tags.kind"].fillna("") != "report"]
+    if "tags.kind" in df:  # report runs (older stores kept them beside the training runs) and sweep parents
+        df = df[~df["tags.kind"].fillna("").isin(["report", "sweep"])]
     columns = {"run_id": df["run_id"], "status": df["status"]}
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
@@ -455,13 +455,16 @@ def main(argv: list[str]) -> int:
     out = Path(r.out)
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}")
     mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))
-    experiment = mlflow.get_experiment_by_name(experiments[0])
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="report",
-                          tags={"kind": "report", "filter": r.filter or ""}):
+    # Report runs go to their own experiment, not among the training runs they summarise.
+    experiment = mlflow.set_experiment(f"{experiments[0]}-reports")
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"report {', '.join(experiments)}",
+                          tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):
         mlflow.log_artifacts(str(out))
     print(f"{len(df)} runs -> {page}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("report"))

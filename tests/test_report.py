@@ -127,7 +127,8 @@ def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root):
     md = (out / "report.md").read_text()
     assert "±" in md  # two seeds per configuration
     assert "| bc5cdr_chem | " in md and "Sentences per split" in md
-    report_runs = mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'", output_format="list")
+    assert mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'").empty
+    report_runs = mlflow.search_runs(experiment_names=["bioner-grid-reports"], filter_string="tags.kind = 'report'", output_format="list")
     assert len(report_runs) == 1
     assert "report.html" in {a.path for a in MlflowClient().list_artifacts(report_runs[0].info.run_id)}
 

@@ -8,7 +8,10 @@ anything is started, all driven by the top-level ``grid`` config:
   launched again (the log says how many were skipped);
 - submitit only: jobs are grouped by their model's ``resources`` (memory, time, GPUs), one SLURM
   job array per group; ``grid.wait=false`` submits and returns without waiting for results
-  (read them from MLflow).
+  (read them from MLflow);
+- SLURM only: a sweep asking for GPUs on a partition without GPU GRES stops before sbatch.
+Each launch is one MLflow parent run with the jobs as its children (``bioner_grid.sweep``).
+A preflight failure prints its list and exits 2, as bad input to a single run does.
 
 Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from typing import Sequence
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
@@ -36,19 +40,42 @@ def create_experiments(configs) -> None:
         tracking.setup(tcfg)
 
 
+def fail(message: str) -> None:
+    """Bad input to a sweep: the message on stderr and exit 2 (no traceback), before anything starts."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
         """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
-        from bioner_grid.grid import select_jobs
+        from bioner_grid.grid import PreflightError, select_jobs
 
         grid = self.config.get("grid") or {}
         configs = self._job_configs(job_overrides)
-        todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
-        create_experiments(configs[i] for i in todo)
+        counts: dict = {}
+        try:
+            todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True),
+                               counts=counts)
+        except PreflightError as e:
+            fail(str(e))
+        self._sweep = (configs, counts, len(todo))
         return [(list(job_overrides[i]), configs[i]) for i in todo]
+
+    def _sweep_run(self):
+        """The MLflow parent run of this launch (``bioner_grid.sweep``), around the jobs."""
+        from bioner_grid.sweep import SweepRun
+
+        configs, counts, launched = self._sweep
+        if not configs or not launched:
+            return contextlib.nullcontext()
+        grid = self.config.get("grid") or {}
+        wait = grid.get("wait", True) if isinstance(self, GridSubmititMixin) else True
+        return SweepRun(configs[0].tracking, str(grid.get("name", "adhoc")), len(configs), counts.get("FINISHED", 0),
+                        counts.get("IN FLIGHT", 0), launched, wait)
 
 
 class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
@@ -56,7 +83,11 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
 
     def launch(self, job_overrides, initial_job_idx):
         jobs = self._select(job_overrides)
-        return super().launch([o for o, _ in jobs], initial_job_idx) if jobs else []
+        if not jobs:
+            return []
+        create_experiments(cfg for _, cfg in jobs)
+        with self._sweep_run():
+            return super().launch([o for o, _ in jobs], initial_job_idx)
 
 
 @contextlib.contextmanager
@@ -78,6 +109,9 @@ def _submitted_only():
 
 
 class GridSubmititMixin(GridLauncherMixin):
+    def _check_resources(self, params: dict) -> None:
+        """Things the cluster cannot give, found before anything is submitted (SLURM only)."""
+
     def launch(self, job_overrides, initial_job_idx):
         jobs = self._select(job_overrides)
         groups: dict[str, list] = {}
@@ -85,15 +119,21 @@ class GridSubmititMixin(GridLauncherMixin):
             resources = cfg.model.get("resources")
             resources = OmegaConf.to_container(resources, resolve=True) if resources else {}
             groups.setdefault(repr(sorted(resources.items())), []).append((overrides, resources))
-        wait = (self.config.get("grid") or {}).get("wait", True)
         base, results, idx = dict(self.params), [], initial_job_idx
+        for members in groups.values():
+            self._check_resources({**base, **members[0][1]})
+        wait = (self.config.get("grid") or {}).get("wait", True)
+        if not jobs:
+            return []
+        create_experiments(cfg for _, cfg in jobs)
         try:
-            for members in groups.values():
-                self.params = {**base, **members[0][1]}
-                log.info("job array of %d with %s", len(members), members[0][1] or "the launcher's resources")
-                with contextlib.nullcontext() if wait else _submitted_only():
-                    results += super().launch([o for o, _ in members], idx)
-                idx += len(members)
+            with self._sweep_run():
+                for members in groups.values():
+                    self.params = {**base, **members[0][1]}
+                    log.info("job array of %d with %s", len(members), members[0][1] or "the launcher's resources")
+                    with contextlib.nullcontext() if wait else _submitted_only():
+                        results += super().launch([o for o, _ in members], idx)
+                    idx += len(members)
         finally:
             self.params = base
         return results
@@ -101,6 +141,13 @@ class GridSubmititMixin(GridLauncherMixin):
 
 class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
     """submitit SLURM launcher: sbatch job arrays."""
+
+    def _check_resources(self, params: dict) -> None:
+        from bioner_grid.grid import gpu_problem
+
+        problem = gpu_problem(params.get("partition"), int(params.get("gpus_per_node") or 0))
+        if problem:
+            fail(problem)
 
 
 class GridSubmititLocalLauncher(GridSubmititMixin, LocalLauncher):

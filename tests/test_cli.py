@@ -135,3 +135,25 @@ def test_built_wheel_runs_the_tiny_model_outside_the_clone(tmp_path, data_root):
                        capture_output=True, text=True, env=env, cwd=work, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(runs(work)) == 1 and runs(work).iloc[0]["status"] == "FINISHED"
+
+
+def test_terminal_shows_one_line_per_evaluation_and_plain_progress_lines_without_a_tty(caplog):
+    import logging
+    from types import SimpleNamespace as State
+
+    from bioner_grid.train import TerminalProgress
+
+    cb = TerminalProgress(tty=False, period=0)
+    state = State(num_train_epochs=5, max_steps=100, global_step=0, epoch=0.0)
+    with caplog.at_level(logging.INFO, logger="bioner_grid.train"):
+        cb.on_train_begin(None, state, None)
+        cb.on_epoch_begin(None, state, None)
+        state.global_step, state.epoch = 40, 2.0
+        cb.on_step_end(None, state, None)
+        cb.on_log(None, state, None, logs={"loss": 0.10812})
+        cb.on_evaluate(None, state, None, metrics={"eval_strict_f1": 0.7391, "eval_strict_precision": 0.6993,
+                                                   "eval_strict_recall": 0.7842})
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("epoch 2.00/5  step 40/100  elapsed 0m00s  eta ")
+    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4"
+    assert not any("\r" in line for line in lines)

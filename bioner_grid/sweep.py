@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PARENT_ENV = "BIONER_GRID_PARENT_RUN_ID"
 SWEEP_ENV = "BIONER_GRID_SWEEP_ID"
+VARYING_ENV = "BIONER_GRID_VARYING"  # the grid keys whose values differ between the sweep's jobs
 KIND = "sweep"
 UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address (`make ui`)
 
@@ -34,6 +35,26 @@ def child_tags() -> dict[str, str]:
     if not parent:
         return {}
     return {"mlflow.parentRunId": parent, "sweep": os.environ.get(SWEEP_ENV, "")}
+
+
+def run_name(values: dict[str, str]) -> str:
+    """A job's run name: the grid values that vary within its sweep first (what tells the runs of
+    one sweep apart stays visible in the UI's narrow name column), the rest after a ``·``:
+    ``welt-42 · tiny_bert-ncbi_disease-0.0003-16``. Outside a sweep, all six in grid order."""
+    from bioner_grid.identity import GRID_KEYS
+
+    varying = [k for k in os.environ.get(VARYING_ENV, "").split(",") if k in values]
+    rest = [k for k in GRID_KEYS if k not in varying]
+    if not varying:
+        return "-".join(values[k] for k in GRID_KEYS)
+    return "-".join(values[k] for k in varying) + (" · " + "-".join(values[k] for k in rest) if rest else "")
+
+
+def varying_keys(configs) -> list[str]:
+    from bioner_grid.identity import GRID_KEYS, grid_values
+
+    values = [grid_values(c) for c in configs]
+    return [k for k in GRID_KEYS if len({v[k] for v in values}) > 1]
 
 
 def new_sweep_id(name: str) -> str:
@@ -49,8 +70,9 @@ def ui_address(uri: str, experiment_id: str) -> str:
 class SweepRun:
     """The parent run of one launch of a sweep (a context manager around the launch)."""
 
-    def __init__(self, tcfg, name: str, planned: int, skipped: int, in_flight: int, launched: int, wait: bool):
-        self.tcfg, self.wait = tcfg, wait
+    def __init__(self, tcfg, name: str, planned: int, skipped: int, in_flight: int, launched: int, wait: bool,
+                 varying: list[str] = ()):
+        self.tcfg, self.wait, self.varying = tcfg, wait, list(varying)
         self.sweep_id = new_sweep_id(name)
         self.counts = {"jobs_planned": planned, "jobs_skipped": skipped, "jobs_in_flight": in_flight,
                        "jobs_launched": launched}
@@ -66,10 +88,12 @@ class SweepRun:
         prog = os.path.basename(sys.argv[0])
         command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
+                "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
         run = MlflowClient().create_run(self.experiment_id, run_name=f"sweep {self.sweep_id}", tags=tags)
         self.run_id = run.info.run_id
         os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, self.sweep_id
+        os.environ[VARYING_ENV] = ",".join(self.varying)
         log.info("sweep %s: MLflow parent run %s (%d planned, %d skipped, %d in flight, %d launched)", self.sweep_id,
                  self.run_id, *self.counts.values())
         return self
@@ -77,8 +101,8 @@ class SweepRun:
     def __exit__(self, exc_type, exc, tb):
         from mlflow import MlflowClient
 
-        os.environ.pop(PARENT_ENV, None)
-        os.environ.pop(SWEEP_ENV, None)
+        for name in (PARENT_ENV, SWEEP_ENV, VARYING_ENV):
+            os.environ.pop(name, None)
         client = MlflowClient()
         if not self.wait and exc is None:  # submitted: the jobs run on, and so does the sweep
             client.set_tag(self.run_id, "state", "submitted")

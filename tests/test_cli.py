@@ -74,8 +74,7 @@ def test_slurm_sweep_asking_for_gpus_on_this_cluster_stops_before_sbatch(tmp_pat
 
 
 def test_a_sweep_is_one_parent_run_with_its_jobs_as_children(tmp_path, data_root):
-    r = cli(tmp_path, data_root, *SLICE, "train.epochs=1", "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep",
-            multirun=True)
+    r = cli(tmp_path, data_root, *SLICE, "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(tmp_path, parents=True)
     parent = df[df["tags.kind"] == "sweep"]
@@ -88,18 +87,33 @@ def test_a_sweep_is_one_parent_run_with_its_jobs_as_children(tmp_path, data_root
     assert set(children["tags.mlflow.parentRunId"]) == {p["run_id"]}
     assert set(children["tags.sweep"]) == {p["tags.sweep"]}
     summary = Path(mlflow.artifacts.download_artifacts(run_id=p["run_id"], artifact_path="summary.md")).read_text()
-    assert summary.count("| tiny_bert-ncbi_disease-") == 2
+    assert summary.count(" · tiny_bert-ncbi_disease-0.0003-16-42 | ") == 2
+    # a child reads well in the UI: the varying part of its name first, only result-defining params,
+    # its corpora as dataset inputs, system metrics, predictions the artifact viewer previews
+    assert sorted(children["tags.mlflow.runName"]) == ["vanilla · tiny_bert-ncbi_disease-0.0003-16-42",
+                                                      "welt · tiny_bert-ncbi_disease-0.0003-16-42"]
+    params = [c[len("params."):] for c in children.columns if c.startswith("params.")]
+    assert "train.lr" in params and "scheme.name" in params and "model.family" in params
+    assert not [k for k in params if k.split(".")[0] in ("report", "grid", "tracking") or k.startswith("data.root")
+                or k.startswith("dataset.download") or k in ("dataset.train", "dataset.test")], params
+    client = mlflow.MlflowClient()
+    child = client.get_run(children.iloc[0]["run_id"])
+    inputs = {(d.dataset.name, d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+              for d in child.inputs.dataset_inputs}
+    assert {c for _, _, c in inputs} == {"train", "dev", "test"} and {n for n, _, _ in inputs} == {"ncbi_disease"}
+    assert {d for _, d, c in inputs if c == "train"} == {child.data.tags["data_sha256.train"][:16]}
+    assert any(k.startswith("system/cpu_utilization") for k in child.data.metrics), sorted(child.data.metrics)
+    assert {"predictions_test.tsv", "predictions_test.conll"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     # the terminal: a table of the jobs, best first, and where to look in the UI
     out = r.stdout
     assert f"sweep {p['tags.sweep']}: 2 job(s)" in out
     assert "MLflow: http://127.0.0.1:5000/#/experiments/" in out
     table = out[out.index(f"sweep {p['tags.sweep']}: 2 job(s)"):].splitlines()[2:4]
-    f1 = [float(line.split()[2]) for line in table]
+    f1 = [float(line.split()[-3]) for line in table]  # columns: run, status, test F1, dev F1, time
     assert f1 == sorted(f1, reverse=True)
 
     # relaunched: everything is FINISHED, nothing is launched and no second parent is made
-    r = cli(tmp_path, data_root, *SLICE, "train.epochs=1", "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep2",
-            multirun=True)
+    r = cli(tmp_path, data_root, *SLICE, "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep2", multirun=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(runs(tmp_path, parents=True)) == 3
 

@@ -67,7 +67,7 @@ class GridLauncherMixin:
 
     def _sweep_run(self):
         """The MLflow parent run of this launch (``bioner_grid.sweep``), around the jobs."""
-        from bioner_grid.sweep import SweepRun
+        from bioner_grid.sweep import SweepRun, varying_keys
 
         configs, counts, launched = self._sweep
         if not configs or not launched:
@@ -75,7 +75,7 @@ class GridLauncherMixin:
         grid = self.config.get("grid") or {}
         wait = grid.get("wait", True) if isinstance(self, GridSubmititMixin) else True
         return SweepRun(configs[0].tracking, str(grid.get("name", "adhoc")), len(configs), counts.get("FINISHED", 0),
-                        counts.get("IN FLIGHT", 0), launched, wait)
+                        counts.get("IN FLIGHT", 0), launched, wait, varying_keys(configs))
 
 
 class GridBasicLauncher(GridLauncherMixin, BasicLauncher):

@@ -447,6 +447,11 @@ def main(argv: list[str]) -> int:
     cfg = compose(argv)
     r = cfg.report
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
+    from bioner_grid.sweep import settle_submitted
+
+    for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
+        for line in settle_submitted(cfg.tracking.uri, name):
+            print(line)
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
         print(f"error: no runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}"

@@ -108,19 +108,54 @@ class SweepRun:
             client.set_tag(self.run_id, "state", "submitted")
             return False
         rows = children(client, self.experiment_id, self.run_id)
-        ok = exc is None and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= self.counts["jobs_launched"]
-        client.log_text(self.run_id, summary_markdown(rows, self.sweep_id), "summary.md")
-        client.log_dict(self.run_id, {"sweep": self.sweep_id, **self.counts, "jobs": rows}, "summary.json")
-        finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
-        if finished:
-            client.log_metric(self.run_id, "best_test_strict_f1", max(finished))
-        client.log_metric(self.run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
-        client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+        close(client, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
         print(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
               + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui --backend-store-uri "
                                                              f"{tracking_uri(self.tcfg)})"), flush=True)
         return False
+
+
+def close(client, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
+    """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
+    and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
+    ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
+    client.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
+    client.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
+    finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
+    if finished:
+        client.log_metric(run_id, "best_test_strict_f1", max(finished))
+    client.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
+    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    return "FINISHED" if ok else "FAILED"
+
+
+def settle_submitted(uri: str, experiment_name: str) -> list[str]:
+    """Close the parents of submitted sweeps (``grid.wait=false``) whose jobs have all ended, as a
+    waiting launch would have; ``plan`` and ``report`` call this. Returns one line per sweep closed."""
+    from mlflow import MlflowClient
+
+    from bioner_grid.tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return []
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    closed = []
+    for parent in client.search_runs([experiment.experiment_id], f"tags.kind = '{KIND}' AND tags.state = 'submitted' "
+                                                                  "AND attributes.status = 'RUNNING'"):
+        tags = parent.data.tags
+        rows = children(client, experiment.experiment_id, parent.info.run_id)
+        launched = int(tags.get("jobs_launched", 0))
+        if len(rows) < launched or any(r["status"] == "RUNNING" for r in rows):
+            continue
+        counts = {k: tags.get(k, "0") for k in ("jobs_planned", "jobs_skipped", "jobs_in_flight", "jobs_launched")}
+        status = close(client, parent.info.run_id, tags.get("sweep", ""), counts, rows)
+        closed.append(f"sweep {tags.get('sweep')}: all {len(rows)} job(s) ended; parent run {parent.info.run_id} {status}")
+    return closed
 
 
 def tracking_uri(tcfg) -> str:

@@ -171,3 +171,36 @@ def test_terminal_shows_one_line_per_evaluation_and_plain_progress_lines_without
     assert lines[0].startswith("epoch 2.00/5  step 40/100  elapsed 0m00s  eta ")
     assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4"
     assert not any("\r" in line for line in lines)
+
+
+def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(tmp_path):
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from bioner_grid import sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tcfg = SimpleNamespace(uri=uri, experiment="bioner-grid", artifact_location=str(tmp_path / "art"),
+                           get=lambda k, d=None: str(tmp_path / "art") if k == "artifact_location" else d)
+    with sweep.SweepRun(tcfg, "smoke_grid", 3, 1, 0, 2, wait=False, varying=["scheme"]) as parent:
+        assert os.environ[sweep.PARENT_ENV] == parent.run_id and sweep.child_tags()["sweep"] == parent.sweep_id
+    assert sweep.PARENT_ENV not in os.environ and sweep.child_tags() == {}
+    client = MlflowClient(uri)
+    jobs = []
+    for scheme, f1 in (("vanilla", 0.61), ("welt", 0.64)):
+        run = client.create_run(parent.experiment_id, run_name=scheme,
+                                tags={"mlflow.parentRunId": parent.run_id, "sweep": parent.sweep_id, "scheme": scheme})
+        jobs.append((run.info.run_id, f1))
+    client.log_metric(jobs[0][0], "test_strict_f1", jobs[0][1])
+    client.set_terminated(jobs[0][0], "FINISHED")
+    assert sweep.settle_submitted(uri, "bioner-grid") == []  # one job still running
+    client.log_metric(jobs[1][0], "test_strict_f1", jobs[1][1])
+    client.set_terminated(jobs[1][0], "FINISHED")
+    assert sweep.settle_submitted(uri, "bioner-grid") == [
+        f"sweep {parent.sweep_id}: all 2 job(s) ended; parent run {parent.run_id} FINISHED"]
+    closed = client.get_run(parent.run_id)
+    assert closed.info.status == "FINISHED" and closed.data.metrics["best_test_strict_f1"] == 0.64
+    summary = Path(client.download_artifacts(parent.run_id, "summary.md", str(tmp_path))).read_text()
+    assert summary.index("| welt |") < summary.index("| vanilla |")
+    assert sweep.settle_submitted(uri, "bioner-grid") == []

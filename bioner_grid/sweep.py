@@ -90,7 +90,10 @@ class SweepRun:
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
-        run = MlflowClient().create_run(self.experiment_id, run_name=f"sweep {self.sweep_id}", tags=tags)
+        self.name = name
+        # short: the UI's name column shows ~20 characters; the sweep id is the `sweep` tag
+        run_name = f"{name} sweep ({self.counts['jobs_launched']} jobs)"
+        run = MlflowClient().create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, self.sweep_id
         os.environ[VARYING_ENV] = ",".join(self.varying)

@@ -72,7 +72,7 @@ class SweepRun:
 
     def __init__(self, tcfg, name: str, planned: int, skipped: int, in_flight: int, launched: int, wait: bool,
                  varying: list[str] = ()):
-        self.tcfg, self.wait, self.varying = tcfg, wait, list(varying)
+        self.tcfg, self.name, self.wait, self.varying = tcfg, name, wait, list(varying)
         self.sweep_id = new_sweep_id(name)
         self.counts = {"jobs_planned": planned, "jobs_skipped": skipped, "jobs_in_flight": in_flight,
                        "jobs_launched": launched}
@@ -90,9 +90,8 @@ class SweepRun:
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
-        self.name = name
         # short: the UI's name column shows ~20 characters; the sweep id is the `sweep` tag
-        run_name = f"{name} sweep ({self.counts['jobs_launched']} jobs)"
+        run_name = f"{self.name} sweep ({self.counts['jobs_launched']} jobs)"
         run = MlflowClient().create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, self.sweep_id

@@ -73,6 +73,21 @@ def close_assistant(driver) -> None:
         button.click()
 
 
+def show_columns(driver, names) -> None:
+    """Tick metric (or param, tag) columns in the runs table's Columns menu: one click each for a user."""
+    from selenium.webdriver.common.keys import Keys
+
+    menu = next(b for b in driver.find_elements("css selector", "button") if b.text.strip() == "Columns")
+    menu.click()
+    time.sleep(2)
+    for name in names:
+        item = driver.find_element("xpath", f"//span[@class='du-bois-light-tree-title' and text()='{name}']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", item)
+        time.sleep(1)
+    driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
+    time.sleep(1)
+
+
 def make_store(tmp_path: Path) -> tuple[str, str, list[str]]:
     """A store with one sweep: a parent (kind=sweep) and two children with their test strict F1."""
     from mlflow import MlflowClient
@@ -131,6 +146,10 @@ def screenshots(uri: str, out: Path) -> None:
         expand_parents(driver)
         time.sleep(3)
         driver.save_screenshot(str(out / "runs-sweep-expanded.png"))
+        driver.set_window_size(2100, 700)
+        show_columns(driver, ["dev_strict_f1", "test_strict_f1"])
+        time.sleep(2)
+        driver.save_screenshot(str(out / "runs-sweep-f1-column.png"))
         driver.set_window_size(1500, 1100)
         driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}")
         wait_for_text(driver, "test_strict_f1")

@@ -442,7 +442,6 @@ def main(argv: list[str]) -> int:
     import mlflow
 
     from bioner_grid.config import compose
-    from bioner_grid.tracking import resolve_uri
 
     cfg = compose(argv)
     r = cfg.report
@@ -459,10 +458,14 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(r.out)
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}")
-    mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))
-    # Report runs go to their own experiment, not among the training runs they summarise.
-    experiment = mlflow.set_experiment(f"{experiments[0]}-reports")
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"report {', '.join(experiments)}",
+    # Report runs go to their own experiment, not among the training runs they summarise (its
+    # artifacts under the configured tracking.artifact_location, as the training runs').
+    from omegaconf import OmegaConf
+
+    from bioner_grid import tracking
+
+    experiment_id = tracking.setup(OmegaConf.merge(cfg.tracking, {"experiment": f"{experiments[0]}-reports"}))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
                           tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):
         mlflow.log_artifacts(str(out))
     print(f"{len(df)} runs -> {page}")

@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast run bench clean
+.PHONY: install test test-fast run bench ui clean
 
 # torch is pinned here: torch==2.13.0 is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 install:
@@ -22,6 +22,10 @@ test-fast:
 # The main job: the default run (model=minilm dataset=ncbi_disease scheme=welt).
 run:
 	$(BIN)/python -m bioner_grid
+
+# The MLflow UI on the default store (conf/tracking/sqlite.yaml): http://127.0.0.1:5000
+ui:
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --default-artifact-root outputs/mlartifacts --host 127.0.0.1 --port 5000
 
 bench:
 	$(BIN)/python bench/throughput.py

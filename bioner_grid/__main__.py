@@ -1,4 +1,4 @@
-"""`python -m bioner_grid [overrides]`: compose the config, run the pipeline (or a sweep with -m)."""
+"""`bioner-grid [overrides]` (or `python -m bioner_grid`): compose the config, run the pipeline (or a sweep with -m)."""
 
 import logging
 
@@ -7,9 +7,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra_plugins.bioner_grid_launcher import grid_launcher
 
-from bioner_grid import guard, preempt, schema
-
-schema.register()  # the train schema and ${safe_name:} before Hydra composes
+from bioner_grid import guard, preempt
+from bioner_grid.config import CONF_DIR  # also registers the train schema and ${safe_name:}
 
 # Hydra finds plugins by walking hydra_plugins.__path__, which an editable install does not
 # expose for launchers/; register our launchers (conf/hydra/launcher/*) by hand.
@@ -19,7 +18,8 @@ for _launcher in (grid_launcher.GridBasicLauncher, grid_launcher.GridSlurmLaunch
 log = logging.getLogger("bioner_grid")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# conf/ of the clone, or the copy an installed wheel carries inside the package (bioner_grid.config)
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg) -> float:
     from bioner_grid import pipeline  # heavy imports after Hydra has parsed the command line
 

@@ -12,7 +12,15 @@ from bioner_grid import schema
 
 schema.register()  # conf/train/*.yaml name the train/schema node; hydra.run.dir uses ${safe_name:}
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def _conf_dir() -> Path:
+    """``conf/``: inside the package in an installed wheel (``bioner_grid/conf``), else the
+    repository's top-level ``conf/`` (a clone, an editable install)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return packaged if (packaged / "config.yaml").is_file() else here.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:

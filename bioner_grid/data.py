@@ -328,8 +328,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy's: the readers (pubtator.py) raise
-    # bioner_grid.data.DataError, a different class from a DataError defined in __main__.
-    from bioner_grid import data
+    from bioner_grid.cli import run
 
-    sys.exit(data.main(sys.argv[1:]))
+    sys.exit(run("data"))

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bioner_grid.data import DataError
 
-    ap = argparse.ArgumentParser(prog="python -m bioner_grid.evaluate", description=(
+    ap = argparse.ArgumentParser(prog="bioner-grid-evaluate", description=(  # or python -m bioner_grid.evaluate
         "Score any tagger's output: seqeval default/strict and FairEval traditional/fair/weighted. "
         "Inputs: GOLD PRED as two BIO files (token tag) with the same tokens, two FairEval span files, "
         "or one file with columns token gold pred."))

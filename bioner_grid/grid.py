@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import subprocess
 from pathlib import Path
 
 from bioner_grid import identity
@@ -19,6 +20,34 @@ log = logging.getLogger(__name__)
 
 class PreflightError(RuntimeError):
     """Things a sweep needs that are not there; the message lists every one."""
+
+
+def partition_gres(partition: str | None) -> list[str] | None:
+    """The generic resources (``gpu:a100:4``, ``(null)``) of a SLURM partition's nodes, from
+    ``sinfo -h -p PARTITION -o %G`` (the default partition when None); None when sinfo cannot tell."""
+    try:
+        r = subprocess.run(["sinfo", "-h", *(["-p", partition] if partition else []), "-o", "%P %G"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rows = [line.split(None, 1) for line in r.stdout.splitlines() if line.strip()]
+    if r.returncode != 0 or not rows:
+        return None
+    if not partition:  # sinfo marks the default partition with a '*'
+        rows = [row for row in rows if row[0].endswith("*")] or rows
+    return [row[1] if len(row) > 1 else "(null)" for row in rows]
+
+
+def gpu_problem(partition: str | None, gpus: int) -> str | None:
+    """Why a SLURM job asking for ``gpus`` GPUs per node cannot run on ``partition``, or None."""
+    if not gpus:
+        return None
+    gres = partition_gres(partition)
+    if gres is None or any("gpu" in g for g in gres):
+        return None  # no sinfo answer: let sbatch decide
+    where = f"partition {partition}" if partition else "the default partition"
+    return (f"hydra.launcher.gpus_per_node={gpus} but {where} has no GPU (sinfo GRES: {', '.join(sorted(set(gres)))}); "
+            f"pass hydra.launcher.gpus_per_node=0 or hydra.launcher.partition=<a GPU partition>")
 
 
 def model_problem(mcfg) -> str | None:
@@ -80,8 +109,9 @@ def decisions(configs) -> list:
     return out
 
 
-def select_jobs(configs, check: bool = True, skip_finished: bool = True) -> list[int]:
-    """Preflight (raises ``PreflightError``) and skip-finished / in-flight; the indices to launch."""
+def select_jobs(configs, check: bool = True, skip_finished: bool = True, counts: dict | None = None) -> list[int]:
+    """Preflight (raises ``PreflightError``) and skip-finished / in-flight; the indices to launch.
+    ``counts``, when given, receives how many were FINISHED, IN FLIGHT and STALE."""
     if check:
         problems = preflight(configs)
         if problems:
@@ -90,7 +120,8 @@ def select_jobs(configs, check: bool = True, skip_finished: bool = True) -> list
         return list(range(len(configs)))
     verdicts = decisions(configs)
     todo = [i for i, d in enumerate(verdicts) if d.action not in ("finished", "in_flight")]
-    counts = {s: sum(d.status == s for d in verdicts) for s in ("FINISHED", "IN FLIGHT", "STALE")}
+    counts = counts if counts is not None else {}
+    counts.update({s: sum(d.status == s for d in verdicts) for s in ("FINISHED", "IN FLIGHT", "STALE")})
     log.info("skipping %d of %d runs already FINISHED in the tracking store and %d in flight; launching %d "
              "(%d of them continue a stopped run)", counts["FINISHED"], len(configs), counts["IN FLIGHT"], len(todo),
              counts["STALE"])

@@ -18,7 +18,7 @@ import mlflow
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import aio, export, faireval, identity, redact, schema, tracking
+from bioner_grid import aio, export, faireval, identity, redact, schema, sweep, tracking
 from bioner_grid.align import make_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
@@ -30,9 +30,12 @@ from bioner_grid.weights import count_classes, is_degenerate, label_weights, sch
 log = logging.getLogger(__name__)
 
 
-def write_conll(path: Path, sentences, predicted) -> None:
-    """Predictions as CoNLL columns ``token<TAB>gold<TAB>pred``, a blank line between sentences."""
+def write_conll(path: Path, sentences, predicted, header: bool = False) -> None:
+    """Predictions as CoNLL columns ``token<TAB>gold<TAB>pred``, a blank line between sentences
+    (``header``: a ``token gold pred`` first line, for the ``.tsv`` copy MLflow's UI shows as a table)."""
     with open(path, "w", encoding="utf-8") as f:
+        if header:
+            f.write("token\tgold\tpred\n")
         for sent, pred in zip(sentences, predicted, strict=True):
             for token, gold, p in zip(sent.tokens, sent.tags, pred, strict=True):
                 f.write(f"{token}\t{gold}\t{p}\n")
@@ -153,9 +156,11 @@ def run(cfg, output_dir: str | Path) -> dict:
     earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
     tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, p.args.output_dir]))
     tags.update(tracking.job_tags())
-    run_name = "-".join(identity.grid_values(cfg)[k] for k in identity.GRID_KEYS)
+    tags.update(sweep.child_tags())  # under the sweep's parent run, when a sweep launched this job
+    run_name = sweep.run_name(identity.grid_values(cfg))
     active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
-                              run_name=None if resume_id else run_name, tags=tags)
+                              run_name=None if resume_id else run_name, tags=tags,
+                              log_system_metrics=bool(cfg.tracking.get("system_metrics", True)))
     if not resume_id:
         twin = tracking.live_twin(mlflow.get_run(active.info.run_id), time.time(), float(cfg.grid.heartbeat_s))
         if twin:  # the same configuration started at the same moment: the older run trains, this one goes
@@ -185,9 +190,10 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
     corpus, id2label, device, weights = p.corpus, p.id2label, p.device, p.weights
     active = mlflow.active_run()
     if not mlflow.get_run(active.info.run_id).data.params:  # a continued run has them already
-        mlflow.log_params(tracking.flatten_params(cfg))
+        mlflow.log_params(tracking.run_params(cfg))
         if weights:
             mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
+        tracking.log_corpora(cfg)
     mlflow.log_text(redact.config_yaml(cfg), "config.yaml")
     mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": weights, "labels": corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
@@ -214,6 +220,7 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
         metrics[f"{name}_seconds_per_1000_sentences"] = 1000 * metrics[f"{name}_seconds"] / len(sents)
         tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
         write_conll(out / f"predictions_{name}.conll", sents, predicted)
+        write_conll(out / f"predictions_{name}.tsv", sents, predicted, header=True)  # previewed by the MLflow UI
         if corpus.members:  # AIO: each member on its own task, then all without the task tags
             for member in corpus.members:
                 m = score(*aio.member_view(corpus, name, member, tokens, gold, predicted)[1:])["strict"]
@@ -227,6 +234,7 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
         mlflow.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples),
                         f"error_analysis_{name}.json")
         mlflow.log_artifact(str(out / f"predictions_{name}.conll"))
+        mlflow.log_artifact(str(out / f"predictions_{name}.tsv"))
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -60,8 +60,15 @@ def main(argv: list[str]) -> int:
         print(f"not in this grid yet (no reader for their format): {', '.join(unavailable)}")
     problems = preflight(configs)
     print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
+    if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
+        from bioner_grid.sweep import settle_submitted
+
+        for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):
+            print(line)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("plan"))

@@ -92,4 +92,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("prefetch"))

@@ -1,7 +1,7 @@
 """Comparison tables and figures from MLflow runs: what goes into a paper.
 
 ``python -m bioner_grid.report tracking.uri=URI report.experiment=NAME report.out=DIR
-[report.filter="tags.sweep = 'x'"] [report.mode=strict|default] [report.split=test|dev]``
+[report.filter="tags.sweep = 'SWEEP_ID'"] [report.mode=strict|default] [report.split=test|dev]``
 
 Reads the runs of one or more MLflow experiments into a pandas DataFrame (one row per run: grid
 keys and metrics), writes Markdown, LaTeX (booktabs) and CSV tables, PNG figures and one
@@ -61,8 +61,8 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     df = mlflow.search_runs(experiment_names=experiments, filter_string=filter_string or "")
     if df.empty:
         return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs"])
-    if "tags.kind" in df:
-        df = df[df["tags.kind"].fillna("") != "report"]
+    if "tags.kind" in df:  # report runs (older stores kept them beside the training runs) and sweep parents
+        df = df[~df["tags.kind"].fillna("").isin(["report", "sweep"])]
     columns = {"run_id": df["run_id"], "status": df["status"]}
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
@@ -738,11 +738,15 @@ def main(argv: list[str]) -> int:
     import mlflow
 
     from bioner_grid.config import compose
-    from bioner_grid.tracking import resolve_uri
 
     cfg = compose(argv)
     r = cfg.report
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
+    from bioner_grid.sweep import settle_submitted
+
+    for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
+        for line in settle_submitted(cfg.tracking.uri, name):
+            print(line)
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
         print(f"error: no runs in experiment(s) {', '.join(experiments)} at {redact.text(cfg.tracking.uri)}"
@@ -751,14 +755,21 @@ def main(argv: list[str]) -> int:
     out = Path(r.out)
     cache = Path(cfg.data.cache) / "run_artifacts"  # outside report.out: not logged with the report
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
-    mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))
-    experiment = mlflow.get_experiment_by_name(experiments[0])
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="report",
-                          tags={"kind": "report", "filter": r.filter or ""}):
+    # Report runs go to their own experiment, not among the training runs they summarise (its
+    # artifacts under the configured tracking.artifact_location, as the training runs').
+    from omegaconf import OmegaConf
+
+    from bioner_grid import tracking
+
+    experiment_id = tracking.setup(OmegaConf.merge(cfg.tracking, {"experiment": f"{experiments[0]}-reports"}))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
+                          tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):
         mlflow.log_artifacts(str(out))
     print(f"{len(df)} runs -> {page}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("report"))

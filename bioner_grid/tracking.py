@@ -164,6 +164,39 @@ def flatten_params(cfg) -> dict[str, str]:
     return out
 
 
+SHOWN_PARAMS = ("scheme.name", "scheme.label")  # grid key and display name the report reads, besides the include list
+
+
+def run_params(cfg) -> dict[str, str]:
+    """The MLflow params of a run: the settings that define its result (``identity.defines_result``)
+    and the grid keys, nothing operational (report, grid, tracking, paths, URLs)."""
+    return {k: v for k, v in flatten_params(cfg).items() if identity.defines_result(k) or k in SHOWN_PARAMS}
+
+
+def log_corpora(cfg) -> None:
+    """Every input file of the run as an MLflow dataset input (name, SHA256 digest, context
+    train/dev/test), so the runs table's Dataset column shows what a run was trained and scored on."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    digests = identity.corpus_digests(cfg)
+    nodes = [(dataset["name"], dataset, "")] + [(m.get("name"), m, f"{m.get('name')}.")
+                                                for m in dataset.get("members") or []]
+    for name, node, prefix in nodes:
+        for split in identity.FILE_KEYS:
+            path, digest = node.get(split), digests.get(prefix + split)
+            if not isinstance(path, str) or not digest:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                source = resolve_dataset_source(str(Path(path).resolve()))
+            # MLflow keeps 36 characters of a digest; the whole SHA256 is the run's data_sha256.* tag
+            mlflow.log_input(MetaDataset(source, name=name, digest=digest[:16]), context=split)
+
+
 def git_state() -> dict[str, str]:
     """Commit and dirty flag of the project checkout ('unknown' outside git)."""
     root = Path(__file__).resolve().parent.parent

@@ -42,6 +42,10 @@ def cli(tmp_path: Path, data_root, *overrides, multirun=False):
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
-def runs(tmp_path):
+def runs(tmp_path, parents=False):
+    """The training runs of the store (``parents=True``: with the sweeps' parent runs)."""
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    return mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])
+    df = mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])
+    if not parents and "tags.kind" in df:
+        df = df[df["tags.kind"].fillna("") != "sweep"].reset_index(drop=True)
+    return df

@@ -122,15 +122,18 @@ def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root):
     assert len(runs(tmp_path)) == 8
     out = tmp_path / "report"
     r = subprocess.run([sys.executable, "-m", "bioner_grid.report", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                        "report.experiment=bioner-grid", f"report.out={out}"], capture_output=True, text=True, cwd=ROOT)
+                        f"tracking.artifact_location={tmp_path}/artifacts", "report.experiment=bioner-grid",
+                        f"report.out={out}"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert {"report.html", "report.md", "table01.tex", "table01.csv", "schemes_ncbi_disease.png"} <= {p.name for p in out.iterdir()}
     md = (out / "report.md").read_text()
     assert "±" in md  # two seeds per configuration
     assert "| bc5cdr_chem | " in md and "Sentences per split" in md
-    report_runs = mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'", output_format="list")
+    assert mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'").empty
+    report_runs = mlflow.search_runs(experiment_names=["bioner-grid-reports"], filter_string="tags.kind = 'report'", output_format="list")
     assert len(report_runs) == 1
     assert "report.html" in {a.path for a in MlflowClient().list_artifacts(report_runs[0].info.run_id)}
+    assert report_runs[0].info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
 
     driver = browser()
     try:

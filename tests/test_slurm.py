@@ -56,6 +56,10 @@ def test_smoke_grid_through_sbatch_job_arrays(slurm, tmp_path, data_root):
     tasks = sorted(p.name for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.is_dir() and "_" in p.name)
     assert len(tasks) == 6 and len({t.split("_")[0] for t in tasks}) == 1, tasks
     print(f"smoke grid on SLURM: 6 jobs in {wall:.0f} s")
+    # one sweep: a parent run, the six jobs (separate sbatch processes) its children
+    parents = runs(tmp_path, parents=True).query("`tags.kind` == 'sweep'")
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    assert set(df["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
 
     # relaunching the same sweep skips all six and records nothing new
     r = cli(tmp_path, data_root, "experiment=smoke_grid", *ON_CLUSTER, f"hydra.sweep.dir={tmp_path}/sweep2", multirun=True)

@@ -12,6 +12,9 @@ by the top-level ``grid`` config:
 - basic launcher: ``grid.on_error: continue`` (default) runs the remaining jobs after one fails,
   ``stop`` stops at the first failure; either way the sweep ends with a summary of the failed jobs
   and their one-line reasons, and exits 1.
+- SLURM only: a sweep asking for GPUs on a partition without GPU GRES stops before sbatch.
+Each launch is one MLflow parent run with the jobs as its children (``bioner_grid.sweep``).
+A preflight failure prints its list and exits 2, as bad input to a single run does.
 
 Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
@@ -57,22 +60,45 @@ def check_stores(configs) -> None:
             raise guard.fail(e) from None
 
 
+def fail(message: str) -> None:
+    """Bad input to a sweep: the message on stderr and exit 2 (no traceback), before anything starts."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
         """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
-        from bioner_grid.grid import select_jobs
+        from bioner_grid.grid import PreflightError, select_jobs
 
         grid = self.config.get("grid") or {}
         redact.install_log_filter()
         redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
         check_stores(configs)
-        todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True))
-        create_experiments(configs[i] for i in todo)
+        counts: dict = {}
+        try:
+            todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True),
+                               counts=counts)
+        except PreflightError as e:
+            fail(str(e))
+        self._sweep = (configs, counts, len(todo))
         return [(list(job_overrides[i]), configs[i]) for i in todo]
+
+    def _sweep_run(self):
+        """The MLflow parent run of this launch (``bioner_grid.sweep``), around the jobs."""
+        from bioner_grid.sweep import SweepRun, varying_keys
+
+        configs, counts, launched = self._sweep
+        if not configs or not launched:
+            return contextlib.nullcontext()
+        grid = self.config.get("grid") or {}
+        wait = grid.get("wait", True) if isinstance(self, GridSubmititMixin) else True
+        return SweepRun(configs[0].tracking, str(grid.get("name", "adhoc")), len(configs), counts.get("FINISHED", 0),
+                        counts.get("IN FLIGHT", 0), launched, wait, varying_keys(configs))
 
 
 class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
@@ -83,6 +109,15 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         jobs = self._select(job_overrides)
         if not jobs:
             return []
+        create_experiments(cfg for _, cfg in jobs)
+        with self._sweep_run():
+            runs, failures, not_run = self._run_all(jobs, initial_job_idx)
+        if failures:
+            self._fail(failures, len(jobs), (self.config.get("grid") or {}).get("on_error", "continue"), not_run)
+        return runs
+
+    def _run_all(self, jobs, initial_job_idx):
+        """Run the jobs one after another: (their JobReturns, one-line failures, jobs not run)."""
         on_error = (self.config.get("grid") or {}).get("on_error", "continue")
         setup_globals()
         self._configure_log()
@@ -103,9 +138,7 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
             if on_error == "stop":
                 not_run = len(jobs) - n - 1
                 break
-        if failures:
-            self._fail(failures, len(jobs), on_error, not_run)
-        return runs
+        return runs, failures, not_run
 
     def _configure_log(self) -> None:
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -159,6 +192,9 @@ def _submitted_only():
 
 
 class GridSubmititMixin(GridLauncherMixin):
+    def _check_resources(self, params: dict) -> None:
+        """Things the cluster cannot give, found before anything is submitted (SLURM only)."""
+
     def launch(self, job_overrides, initial_job_idx):
         jobs = self._select(job_overrides)
         groups: dict[str, list] = {}
@@ -166,15 +202,21 @@ class GridSubmititMixin(GridLauncherMixin):
             resources = cfg.model.get("resources")
             resources = OmegaConf.to_container(resources, resolve=True) if resources else {}
             groups.setdefault(repr(sorted(resources.items())), []).append((overrides, resources))
-        wait = (self.config.get("grid") or {}).get("wait", True)
         base, results, idx = dict(self.params), [], initial_job_idx
+        for members in groups.values():
+            self._check_resources({**base, **members[0][1]})
+        wait = (self.config.get("grid") or {}).get("wait", True)
+        if not jobs:
+            return []
+        create_experiments(cfg for _, cfg in jobs)
         try:
-            for members in groups.values():
-                self.params = {**base, **members[0][1]}
-                log.info("job array of %d with %s", len(members), members[0][1] or "the launcher's resources")
-                with contextlib.nullcontext() if wait else _submitted_only():
-                    results += super().launch([o for o, _ in members], idx)
-                idx += len(members)
+            with self._sweep_run():
+                for members in groups.values():
+                    self.params = {**base, **members[0][1]}
+                    log.info("job array of %d with %s", len(members), members[0][1] or "the launcher's resources")
+                    with contextlib.nullcontext() if wait else _submitted_only():
+                        results += super().launch([o for o, _ in members], idx)
+                    idx += len(members)
         finally:
             self.params = base
         return results
@@ -182,6 +224,13 @@ class GridSubmititMixin(GridLauncherMixin):
 
 class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
     """submitit SLURM launcher: sbatch job arrays."""
+
+    def _check_resources(self, params: dict) -> None:
+        from bioner_grid.grid import gpu_problem
+
+        problem = gpu_problem(params.get("partition"), int(params.get("gpus_per_node") or 0))
+        if problem:
+            fail(problem)
 
 
 class GridSubmititLocalLauncher(GridSubmititMixin, LocalLauncher):

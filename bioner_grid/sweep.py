@@ -1,0 +1,214 @@
+"""A sweep is one thing in MLflow: a parent run per launch, every job its child.
+
+The launcher opens the parent (``kind=sweep``; tags: sweep id, command line, jobs planned /
+skipped / in flight / launched) before the jobs fan out and hands its id to them through the
+environment (``BIONER_GRID_PARENT_RUN_ID``, ``BIONER_GRID_SWEEP_ID``): sbatch and submitit's local
+processes inherit it, and it is not part of the config, so the run key does not change. A job
+tags its run ``mlflow.parentRunId`` (the UI nests it under the parent) and ``sweep``. When the
+sweep has run (``grid.wait=true``), the parent gets ``summary.md`` / ``summary.json`` (its
+children, sorted by test strict F1) and ends FINISHED, or FAILED when a job did not finish; the
+same table is printed with the address of the experiment's runs view.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "BIONER_GRID_PARENT_RUN_ID"
+SWEEP_ENV = "BIONER_GRID_SWEEP_ID"
+VARYING_ENV = "BIONER_GRID_VARYING"  # the grid keys whose values differ between the sweep's jobs
+KIND = "sweep"
+UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address (`make ui`)
+
+
+def child_tags() -> dict[str, str]:
+    """The tags that put a job's run under its sweep's parent run (none outside a sweep)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return {}
+    return {"mlflow.parentRunId": parent, "sweep": os.environ.get(SWEEP_ENV, "")}
+
+
+def run_name(values: dict[str, str]) -> str:
+    """A job's run name: the grid values that vary within its sweep first (what tells the runs of
+    one sweep apart stays visible in the UI's narrow name column), the rest after a ``·``:
+    ``welt-42 · tiny_bert-ncbi_disease-0.0003-16``. Outside a sweep, all six in grid order."""
+    from bioner_grid.identity import GRID_KEYS
+
+    varying = [k for k in os.environ.get(VARYING_ENV, "").split(",") if k in values]
+    rest = [k for k in GRID_KEYS if k not in varying]
+    if not varying:
+        return "-".join(values[k] for k in GRID_KEYS)
+    return "-".join(values[k] for k in varying) + (" · " + "-".join(values[k] for k in rest) if rest else "")
+
+
+def varying_keys(configs) -> list[str]:
+    from bioner_grid.identity import GRID_KEYS, grid_values
+
+    values = [grid_values(c) for c in configs]
+    return [k for k in GRID_KEYS if len({v[k] for v in values}) > 1]
+
+
+def new_sweep_id(name: str) -> str:
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def ui_address(uri: str, experiment_id: str) -> str:
+    """The runs view of the experiment: on the tracking server itself, else on `mlflow ui` (`make ui`)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
+    return f"{base}/#/experiments/{experiment_id}/runs"
+
+
+class SweepRun:
+    """The parent run of one launch of a sweep (a context manager around the launch)."""
+
+    def __init__(self, tcfg, name: str, planned: int, skipped: int, in_flight: int, launched: int, wait: bool,
+                 varying: list[str] = ()):
+        self.tcfg, self.name, self.wait, self.varying = tcfg, name, wait, list(varying)
+        self.sweep_id = new_sweep_id(name)
+        self.counts = {"jobs_planned": planned, "jobs_skipped": skipped, "jobs_in_flight": in_flight,
+                       "jobs_launched": launched}
+        self.run_id = self.experiment_id = None
+        self.started = time.time()
+
+    def __enter__(self):
+        from mlflow import MlflowClient
+
+        from bioner_grid import tracking
+
+        self.experiment_id = tracking.setup(self.tcfg)
+        prog = os.path.basename(sys.argv[0])
+        command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
+        tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
+                "varying": ",".join(self.varying),
+                **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
+        # short: the UI's name column shows ~20 characters; the sweep id is the `sweep` tag
+        run_name = f"{self.name} sweep ({self.counts['jobs_launched']} jobs)"
+        run = MlflowClient().create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, self.sweep_id
+        os.environ[VARYING_ENV] = ",".join(self.varying)
+        log.info("sweep %s: MLflow parent run %s (%d planned, %d skipped, %d in flight, %d launched)", self.sweep_id,
+                 self.run_id, *self.counts.values())
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from mlflow import MlflowClient
+
+        for name in (PARENT_ENV, SWEEP_ENV, VARYING_ENV):
+            os.environ.pop(name, None)
+        client = MlflowClient()
+        if not self.wait and exc is None:  # submitted: the jobs run on, and so does the sweep
+            client.set_tag(self.run_id, "state", "submitted")
+            return False
+        rows = children(client, self.experiment_id, self.run_id)
+        close(client, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
+        print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
+        print(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
+              + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui --backend-store-uri "
+                                                             f"{tracking_uri(self.tcfg)})"), flush=True)
+        return False
+
+
+def close(client, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
+    """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
+    and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
+    ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
+    client.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
+    client.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
+    finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
+    if finished:
+        client.log_metric(run_id, "best_test_strict_f1", max(finished))
+    client.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
+    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    return "FINISHED" if ok else "FAILED"
+
+
+def settle_submitted(uri: str, experiment_name: str) -> list[str]:
+    """Close the parents of submitted sweeps (``grid.wait=false``) whose jobs have all ended, as a
+    waiting launch would have; ``plan`` and ``report`` call this. Returns one line per sweep closed."""
+    from mlflow import MlflowClient
+
+    from bioner_grid.tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return []
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    closed = []
+    for parent in client.search_runs([experiment.experiment_id], f"tags.kind = '{KIND}' AND tags.state = 'submitted' "
+                                                                  "AND attributes.status = 'RUNNING'"):
+        tags = parent.data.tags
+        rows = children(client, experiment.experiment_id, parent.info.run_id)
+        launched = int(tags.get("jobs_launched", 0))
+        if len(rows) < launched or any(r["status"] == "RUNNING" for r in rows):
+            continue
+        counts = {k: tags.get(k, "0") for k in ("jobs_planned", "jobs_skipped", "jobs_in_flight", "jobs_launched")}
+        status = close(client, parent.info.run_id, tags.get("sweep", ""), counts, rows)
+        closed.append(f"sweep {tags.get('sweep')}: all {len(rows)} job(s) ended; parent run {parent.info.run_id} {status}")
+    return closed
+
+
+def tracking_uri(tcfg) -> str:
+    from bioner_grid.tracking import resolve_uri
+
+    return resolve_uri(tcfg.uri)
+
+
+def children(client, experiment_id: str, parent_id: str) -> list[dict]:
+    """The parent's child runs as rows: name, status, grid keys, test/dev strict F1, train time."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              max_results=10000)
+    rows = []
+    for r in runs:
+        m, t = r.data.metrics, r.data.tags
+        end = r.info.end_time or int(time.time() * 1000)
+        rows.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+                     **{k: t.get(k) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
+                     "test_strict_f1": m.get("test_strict_f1"), "dev_strict_f1": m.get("dev_strict_f1"),
+                     "seconds": m.get("train_seconds", (end - r.info.start_time) / 1000)})
+    rows.sort(key=lambda r: (r["test_strict_f1"] is None, -(r["test_strict_f1"] or 0)))
+    return rows
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _secs(s) -> str:
+    s = int(round(s or 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) -> str:
+    """The terminal table of a sweep's jobs, best test strict F1 first."""
+    head = f"sweep {sweep_id}: {len(rows)} job(s)" + (f" in {_secs(wall_s)}" if wall_s is not None else "")
+    width = max([len(r["run_name"] or "") for r in rows] + [3])
+    lines = [head, f"  {'run':<{width}}  {'status':<8}  {'test F1':>7}  {'dev F1':>6}  {'time':>7}"]
+    for r in rows:
+        lines.append(f"  {r['run_name'] or '':<{width}}  {r['status']:<8}  {_pct(r['test_strict_f1']):>7}  "
+                     f"{_pct(r['dev_strict_f1']):>6}  {_secs(r['seconds']):>7}")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[dict], sweep_id: str) -> str:
+    """The parent run's ``summary.md``: one row per child, best test strict F1 (dev-selected model) first."""
+    lines = [f"# Sweep {sweep_id}", "", "Test strict F1 of the dev-selected checkpoint, in %.", "",
+             "| run | status | model | dataset | scheme | lr | batch | seed | test strict F1 | dev strict F1 | time |",
+             "|---|---|---|---|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['run_name']} | {r['status']} | {r['model']} | {r['dataset']} | {r['scheme']} | {r['lr']} | "
+                     f"{r['batch_size']} | {r['seed']} | {_pct(r['test_strict_f1'])} | {_pct(r['dev_strict_f1'])} | "
+                     f"{_secs(r['seconds'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,210 @@
+"""The command line as a tool: --help everywhere, one-line errors with exit 2, a sweep as one MLflow
+parent run with its jobs as children, and a wheel that runs without the clone."""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import ROOT
+from conftest import SLICE, cli, runs
+
+COMMANDS = ["plan", "report", "data", "prefetch", "evaluate"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_prints_its_usage_for_help(command):
+    r = subprocess.run([sys.executable, "-m", f"bioner_grid.{command}", "--help"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("usage: bioner-grid-") and "Traceback" not in r.stderr
+
+
+def test_main_app_help_names_the_tool():
+    r = subprocess.run([sys.executable, "-m", "bioner_grid", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("bioner-grid is powered by Hydra")
+
+
+def test_sweep_whose_preflight_fails_prints_the_list_and_exits_2(tmp_path):
+    r = cli(tmp_path, tmp_path / "nowhere", "model=tiny_bert", "dataset=ncbi_disease,bc2gm", multirun=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "error: preflight: 6 problem(s), nothing launched:"
+    assert lines[1].startswith("  - dataset ncbi_disease: ") and lines[1].endswith("train.tsv not found")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_gpu_request_on_a_partition_without_gpu_gres_is_one_line(monkeypatch):
+    from bioner_grid import grid
+
+    answers = {"debug": "debug* (null)\n", "gpu": "gpu gpu:a100:4\n"}
+
+    def sinfo(args, **kwargs):
+        part = args[args.index("-p") + 1] if "-p" in args else None
+        out = answers.get(part, "debug* (null)\ngpu gpu:a100:4\n")
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(grid.subprocess, "run", sinfo)
+    assert grid.gpu_problem("debug", 1) == (
+        "hydra.launcher.gpus_per_node=1 but partition debug has no GPU (sinfo GRES: (null)); "
+        "pass hydra.launcher.gpus_per_node=0 or hydra.launcher.partition=<a GPU partition>")
+    assert grid.gpu_problem(None, 2).startswith("hydra.launcher.gpus_per_node=2 but the default partition has no GPU")
+    assert grid.gpu_problem("gpu", 1) is None and grid.gpu_problem("debug", 0) is None
+
+
+@pytest.mark.slurm
+def test_slurm_sweep_asking_for_gpus_on_this_cluster_stops_before_sbatch(tmp_path, data_root):
+    from bioner_grid.grid import partition_gres
+
+    gres = partition_gres(None)
+    if gres is None:
+        pytest.skip("no SLURM cluster")
+    if any("gpu" in g for g in gres):
+        pytest.skip("this cluster has GPUs")
+    r = cli(tmp_path, data_root, "model=tiny_bert", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=1",
+            f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: hydra.launcher.gpus_per_node=1 but the default partition has no GPU")
+    assert not (tmp_path / "sweep" / ".submitit").exists()
+
+
+def test_a_sweep_is_one_parent_run_with_its_jobs_as_children(tmp_path, data_root, monkeypatch):
+    # system metrics every second (MLflow's default is 10 s, longer than a tiny run on an idle machine)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    r = cli(tmp_path, data_root, *SLICE, "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = runs(tmp_path, parents=True)
+    parent = df[df["tags.kind"] == "sweep"]
+    assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED"
+    p = parent.iloc[0]
+    assert p["tags.jobs_planned"] == "2" and p["tags.jobs_skipped"] == "0" and p["tags.jobs_launched"] == "2"
+    assert p["tags.command"].startswith("python -m bioner_grid -m ") and "scheme=vanilla,welt" in p["tags.command"]
+    children = df[df["tags.kind"] != "sweep"]
+    assert len(children) == 2
+    assert set(children["tags.mlflow.parentRunId"]) == {p["run_id"]}
+    assert set(children["tags.sweep"]) == {p["tags.sweep"]}
+    summary = Path(mlflow.artifacts.download_artifacts(run_id=p["run_id"], artifact_path="summary.md")).read_text()
+    assert summary.count(" · tiny_bert-ncbi_disease-0.0003-16-42 | ") == 2
+    # a child reads well in the UI: the varying part of its name first, only result-defining params,
+    # its corpora as dataset inputs, system metrics, predictions the artifact viewer previews
+    assert sorted(children["tags.mlflow.runName"]) == ["vanilla · tiny_bert-ncbi_disease-0.0003-16-42",
+                                                      "welt · tiny_bert-ncbi_disease-0.0003-16-42"]
+    params = [c[len("params."):] for c in children.columns if c.startswith("params.")]
+    assert "train.lr" in params and "scheme.name" in params and "model.family" in params
+    assert not [k for k in params if k.split(".")[0] in ("report", "grid", "tracking") or k.startswith("data.root")
+                or k.startswith("dataset.download") or k in ("dataset.train", "dataset.test")], params
+    client = mlflow.MlflowClient()
+    child = client.get_run(children.iloc[0]["run_id"])
+    inputs = {(d.dataset.name, d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+              for d in child.inputs.dataset_inputs}
+    assert {c for _, _, c in inputs} == {"train", "dev", "test"} and {n for n, _, _ in inputs} == {"ncbi_disease"}
+    assert {d for _, d, c in inputs if c == "train"} == {child.data.tags["data_sha256.train"][:16]}
+    assert any(k.startswith("system/cpu_utilization") for k in child.data.metrics), sorted(child.data.metrics)
+    assert {"predictions_test.tsv", "predictions_test.conll"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    # the terminal: a table of the jobs, best first, and where to look in the UI
+    out = r.stdout
+    assert f"sweep {p['tags.sweep']}: 2 job(s)" in out
+    assert "MLflow: http://127.0.0.1:5000/#/experiments/" in out
+    table = out[out.index(f"sweep {p['tags.sweep']}: 2 job(s)"):].splitlines()[2:4]
+    f1 = [float(line.split()[-3]) for line in table]  # columns: run, status, test F1, dev F1, time
+    assert f1 == sorted(f1, reverse=True)
+
+    # relaunched: everything is FINISHED, nothing is launched and no second parent is made
+    r = cli(tmp_path, data_root, *SLICE, "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep2", multirun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(runs(tmp_path, parents=True)) == 3
+
+
+@pytest.mark.slow
+def test_built_wheel_runs_the_tiny_model_outside_the_clone(tmp_path, data_root):
+    """pip wheel -> a fresh virtualenv (torch & co. borrowed from this interpreter's site-packages
+    through a .pth line, so nothing is downloaded) -> the console scripts, from another folder."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheels.glob("bioner_grid-*.whl"))
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "--no-deps",
+                    "-q", str(wheel)], check=True, capture_output=True, timeout=300, env=env)
+    # after the install (pip would take the borrowed editable install for this one)
+    site = next((env_dir / "lib").glob("python3*/site-packages"))
+    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "torch").is_dir())
+    (site / "borrowed.pth").write_text(f"{deps}\n")  # appended after the venv's own site-packages
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import bioner_grid.config as c; print(c.CONF_DIR)"],
+                           capture_output=True, text=True, env=env, cwd=work)
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    for script in ("bioner-grid-plan", "bioner-grid-report", "bioner-grid-data", "bioner-grid-prefetch",
+                   "bioner-grid-evaluate"):
+        r = subprocess.run([str(env_dir / "bin" / script), "--help"], capture_output=True, text=True, env=env, cwd=work)
+        assert r.returncode == 0 and r.stdout.startswith("usage: "), (script, r.stderr[-2000:])
+    r = subprocess.run([str(env_dir / "bin" / "bioner-grid"), *SLICE, "train.epochs=1", f"data.root={data_root}",
+                        f"tracking.uri=sqlite:///{work}/mlflow.db", f"tracking.artifact_location={work}/art"],
+                       capture_output=True, text=True, env=env, cwd=work, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(runs(work)) == 1 and runs(work).iloc[0]["status"] == "FINISHED"
+
+
+def test_terminal_shows_one_line_per_evaluation_and_plain_progress_lines_without_a_tty(caplog):
+    import logging
+    from types import SimpleNamespace as State
+
+    from bioner_grid.train import TerminalProgress
+
+    cb = TerminalProgress(tty=False, period=0)
+    state = State(num_train_epochs=5, max_steps=100, global_step=0, epoch=0.0)
+    with caplog.at_level(logging.INFO, logger="bioner_grid.train"):
+        cb.on_train_begin(None, state, None)
+        cb.on_epoch_begin(None, state, None)
+        state.global_step, state.epoch = 40, 2.0
+        cb.on_step_end(None, state, None)
+        cb.on_log(None, state, None, logs={"loss": 0.10812})
+        cb.on_evaluate(None, state, None, metrics={"eval_strict_f1": 0.7391, "eval_strict_precision": 0.6993,
+                                                   "eval_strict_recall": 0.7842})
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("epoch 2.00/5  step 40/100  elapsed 0m00s  eta ")
+    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4"
+    assert not any("\r" in line for line in lines)
+
+
+def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(tmp_path):
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from bioner_grid import sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tcfg = SimpleNamespace(uri=uri, experiment="bioner-grid", artifact_location=str(tmp_path / "art"),
+                           get=lambda k, d=None: str(tmp_path / "art") if k == "artifact_location" else d)
+    with sweep.SweepRun(tcfg, "smoke_grid", 3, 1, 0, 2, wait=False, varying=["scheme"]) as parent:
+        assert os.environ[sweep.PARENT_ENV] == parent.run_id and sweep.child_tags()["sweep"] == parent.sweep_id
+    assert sweep.PARENT_ENV not in os.environ and sweep.child_tags() == {}
+    client = MlflowClient(uri)
+    jobs = []
+    for scheme, f1 in (("vanilla", 0.61), ("welt", 0.64)):
+        run = client.create_run(parent.experiment_id, run_name=scheme,
+                                tags={"mlflow.parentRunId": parent.run_id, "sweep": parent.sweep_id, "scheme": scheme})
+        jobs.append((run.info.run_id, f1))
+    client.log_metric(jobs[0][0], "test_strict_f1", jobs[0][1])
+    client.set_terminated(jobs[0][0], "FINISHED")
+    assert sweep.settle_submitted(uri, "bioner-grid") == []  # one job still running
+    client.log_metric(jobs[1][0], "test_strict_f1", jobs[1][1])
+    client.set_terminated(jobs[1][0], "FINISHED")
+    assert sweep.settle_submitted(uri, "bioner-grid") == [
+        f"sweep {parent.sweep_id}: all 2 job(s) ended; parent run {parent.run_id} FINISHED"]
+    closed = client.get_run(parent.run_id)
+    assert closed.info.run_name == "smoke_grid sweep (2 jobs)" and closed.data.tags["varying"] == "scheme"
+    assert closed.info.status == "FINISHED" and closed.data.metrics["best_test_strict_f1"] == 0.64
+    summary = Path(client.download_artifacts(parent.run_id, "summary.md", str(tmp_path))).read_text()
+    assert summary.index("| welt |") < summary.index("| vanilla |")
+    assert sweep.settle_submitted(uri, "bioner-grid") == []

@@ -27,6 +27,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import OmegaConf
 
+from bioner_grid import redact
 from bioner_grid.tag import META
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def save(cfg, folder: Path, model, tokenizer, corpus) -> Path:
         "max_seq_length": int(cfg.train.max_seq_length),
         "head": head,
         "model": cfg.model.name, "dataset": cfg.dataset.name, "scheme": cfg.scheme.name,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": redact.container(OmegaConf.to_container(cfg, resolve=True)),  # no secret in a shared model
     }
     (folder / META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     return folder

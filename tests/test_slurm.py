@@ -116,40 +116,6 @@ def uninterrupted(tmp_path, data_root, overrides):
     return ref
 
 
-def test_job_that_hits_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, data_root):
-    """SLURM signals USR2 `signal_delay_s` before the time limit (submitit's --signal); submitit
-    counts a timeout and requeues the job (up to max_num_timeout times), which resumes from its
-    last whole checkpoint and continues the same MLflow run, until it has finished."""
-    sweep = tmp_path / "sweep"
-    overrides = [o for o in REQUEUE if not o.startswith("train.max_steps")] + ["train.max_steps=120"]
-    r = cli(tmp_path, data_root, *overrides, *ON_CLUSTER, "hydra.launcher.timeout_min=1",
-            "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10", "grid.wait=false",
-            f"hydra.sweep.dir={sweep}", multirun=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    (job_id,) = re.findall(r"submitted as SLURM job (\S+)", r.stdout + r.stderr)
-    end = time.time() + 900
-    while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
-        assert time.time() < end, "job still queued after 900 s"
-        # SLURM holds a requeued job for a while before it may start again; release it now
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
-        time.sleep(2)
-
-    # submitit's own log lines (time-stamped; its warnings are in both the .out and the .err file)
-    log = "\n".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.*"))
-    timeouts = len(set(re.findall(r"^submitit WARNING .* Caught signal SIGUSR2 on \S+: this job is timed-out", log, re.M)))
-    requeued = len(set(re.findall(r"^submitit INFO .* Requeued job .*", log, re.M)))
-    assert timeouts >= 1 and requeued == timeouts, log[-3000:]
-    df = runs(tmp_path)
-    assert len(df) == 1, df[["status", "run_id"]]  # one run per key, continued after every timeout
-    row = df.iloc[0]
-    assert row["status"] == "FINISHED" and row["metrics.resumed"] == 1.0 and row["metrics.train_steps"] == 120
-    ref = uninterrupted(tmp_path, data_root, overrides)
-    for m in ("test_strict_f1", "test_strict_precision", "test_f1", "dev_strict_f1", "test_fair_f1"):
-        assert row[f"metrics.{m}"] == ref[f"metrics.{m}"], m
-    print(f"job {job_id} hit its 1-minute limit {timeouts} times, was requeued and resumed each time: "
-          f"test strict F1 {row['metrics.test_strict_f1']:.4f} = uninterrupted {ref['metrics.test_strict_f1']:.4f}")
-
-
 def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_under_load(slurm, tmp_path, data_root):
     """A 2-minute limit (SLURM's USR2 30 s before it) on a job of 40 steps whose schedule never
     checkpoints before step 40 (one epoch is 125 steps), with a CPU-bound process running beside it

@@ -137,10 +137,10 @@ def settle_submitted(uri: str, experiment_name: str) -> list[str]:
     waiting launch would have; ``plan`` and ``report`` call this. Returns one line per sweep closed."""
     from mlflow import MlflowClient
 
-    from bioner_grid.tracking import resolve_uri
+    from bioner_grid.tracking import resolve_uri, store_missing
 
     uri = resolve_uri(uri)
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+    if store_missing(uri):
         return []
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(experiment_name)

@@ -49,15 +49,29 @@ def split_credentials(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
+SQLITE = "sqlite:///"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URI, or None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
+def store_missing(uri: str) -> bool:
+    """A SQLite store whose file does not exist yet: nothing recorded (and looking must not create it)."""
+    path = sqlite_path(uri)
+    return path is not None and not path.exists()
+
+
 def resolve_uri(uri: str) -> str:
     """Make a relative ``sqlite:///path`` absolute (against the launch directory); credentials in
     an http(s) URI move to MLflow's environment variables (``split_credentials``)."""
     uri = split_credentials(uri) if uri.startswith(("http://", "https://")) else uri
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(uri[len(prefix):]).resolve()
+    path = sqlite_path(uri)
+    if path is not None and not path.is_absolute():
+        path = path.resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
+        return SQLITE + str(path)
     return uri
 
 
@@ -66,10 +80,10 @@ def _store_lock(uri: str):
     """An exclusive lock around the first use of a SQLite store: MLflow creates (and migrates) its
     schema on first use, and jobs doing that at the same moment crash ("table latest_metrics already
     exists"). A tracking server serialises this itself."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         yield
         return
-    path = Path(uri[len("sqlite:///"):])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -117,8 +131,8 @@ def check_store(tcfg) -> None:
     uri = split_credentials(tcfg.uri) if tcfg.uri.startswith(("http://", "https://")) else tcfg.uri
     if uri.startswith(("http://", "https://")):
         check_server(uri)
-    elif uri.startswith("sqlite:///"):
-        check_sqlite(Path(uri[len("sqlite:///"):]).resolve())
+    elif sqlite_path(uri) is not None:
+        check_sqlite(sqlite_path(uri).resolve())
     location = tcfg.get("artifact_location")
     if location and "://" not in location and not _writable(Path(location).resolve()):
         raise TrackingError(f"{Path(location).resolve()}: artifact folder not writable (tracking.artifact_location)")
@@ -229,8 +243,8 @@ def run_tags(cfg) -> dict[str, str]:
 def runs_by_key(tcfg) -> dict[str, list]:
     """``run_key -> [MLflow Run, newest first]`` of the configured experiment (empty if it does not exist)."""
     uri = resolve_uri(tcfg.uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        return {}  # no store yet: nothing recorded (and looking must not create one)
+    if store_missing(uri):
+        return {}
     mlflow.set_tracking_uri(uri)
     with _store_lock(uri):
         experiment = mlflow.get_experiment_by_name(tcfg.experiment)

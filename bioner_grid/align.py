@@ -9,7 +9,13 @@ so every word gets a prediction. (A single word longer than a whole window keeps
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from bioner_grid.data import Sentence
 
@@ -84,6 +90,41 @@ def make_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int],
                 start, used = j, 0
             used += n
         windows.append(_encode(tokenizer, words[start:], sent.tags[start:], label2id, max_seq_length, i, start))
+    return windows
+
+
+def windows_digest(tokenizer, sentences: list[Sentence], label2id: dict[str, int], max_seq_length: int) -> str:
+    """SHA256 of everything ``make_windows`` reads: the tokenizer (its whole serialised vocabulary,
+    normaliser and special tokens), the labels, the window length and the sentences themselves (so
+    a corpus edit, a cap or ``data.train_on`` give another digest)."""
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    h.update((backend.to_str() if backend is not None else repr(tokenizer)).encode())
+    h.update(json.dumps([type(tokenizer).__name__, sorted(label2id.items()), int(max_seq_length)]).encode())
+    for s in sentences:
+        h.update(json.dumps([s.tokens, s.tags]).encode())
+    return h.hexdigest()
+
+
+def cached_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int], max_seq_length: int,
+                   cache_dir: str | Path | None) -> list[Window]:
+    """``make_windows``, kept in ``<cache_dir>/windows/<digest>.pkl``: the schemes and seeds of a
+    grid cell tokenise their corpus once. Written atomically (rename), so concurrent jobs never
+    read half a file; an unreadable entry is rebuilt."""
+    if not cache_dir:
+        return make_windows(tokenizer, sentences, label2id, max_seq_length)
+    path = Path(cache_dir) / "windows" / f"{windows_digest(tokenizer, sentences, label2id, max_seq_length)}.pkl"
+    if path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())  # our own cache folder, written by this function
+        except Exception:  # noqa: BLE001 - a truncated or foreign file: rebuild it
+            pass
+    windows = make_windows(tokenizer, sentences, label2id, max_seq_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(windows, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
     return windows
 
 

@@ -46,7 +46,7 @@ INPUT_EXAMPLE = pd.DataFrame({
 })
 
 
-def save(cfg, folder: Path, model, tokenizer, corpus) -> Path:
+def save(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -> Path:
     """Model, tokenizer and ``bioner_grid.json`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     head = cfg.model.get("head", "softmax")
@@ -67,6 +67,7 @@ def save(cfg, folder: Path, model, tokenizer, corpus) -> Path:
         "tasks": tasks,  # task -> entity types it tags (all-in-one models only)
         "max_seq_length": int(cfg.train.max_seq_length),
         "head": head,
+        "precision": precision,  # what the run was trained and scored in: the tagger predicts in it too
         "model": cfg.model.name, "dataset": cfg.dataset.name, "scheme": cfg.scheme.name,
         "config": redact.container(OmegaConf.to_container(cfg, resolve=True)),  # no secret in a shared model
     }
@@ -119,10 +120,10 @@ def folder_size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
-def save_and_log(cfg, folder: Path, model, tokenizer, corpus) -> None:
+def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -> None:
     """``save`` then ``log_model``; the model URI and the folder's size (a tag, not a metric: it is
     no result of the run) are set as tags ``model_uri`` and ``model_size_mb``."""
-    save(cfg, folder, model, tokenizer, corpus)
+    save(cfg, folder, model, tokenizer, corpus, precision)
     size = folder_size_mb(folder)
     info = log_model(folder)
     mlflow.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})

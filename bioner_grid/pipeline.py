@@ -19,12 +19,12 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from bioner_grid import aio, export, faireval, identity, redact, schema, sweep, tracking
-from bioner_grid.align import make_windows
+from bioner_grid.align import cached_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
 from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer
-from bioner_grid.train import pick_device, predict, train, training_arguments
+from bioner_grid.train import pick_device, pick_precision, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Prepared:
     label_weights: list[float] | None  # indexed like corpus.labels
     degenerate: bool
     device: str
+    precision: str  # as resolved on this machine (train.precision=auto: bf16 where native, else fp32)
     args: TrainingArguments
 
     @property
@@ -98,7 +99,8 @@ def prepare(cfg, out: Path) -> Prepared:
                          "softmax head only; use scheme=vanilla with the CRF head")
     device = pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
-                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
+                    degenerate, device, pick_precision(cfg.train.precision, device),
+                    training_arguments(cfg.train, str(out / "checkpoints"), device))
 
 
 def build(cfg, p: Prepared):
@@ -109,10 +111,11 @@ def build(cfg, p: Prepared):
     if corpus.special_tokens:  # AIONER's task tags
         tokenizer.add_special_tokens({"additional_special_tokens": corpus.special_tokens})
     label2id = {label: i for i, label in p.id2label.items()}
-    windows = {n: make_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length) for n in SPLITS}
+    windows = {n: cached_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length,
+                                 cfg.data.cache) for n in SPLITS}
     model = build_model(cfg.model, labels, tokenizer)
-    log.info("%s on %s (%s): %d labels, windows %s, device %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
-             len(labels), {n: len(w) for n, w in windows.items()}, p.device)
+    log.info("%s on %s (%s): %d labels, windows %s, device %s, %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
+             len(labels), {n: len(w) for n, w in windows.items()}, p.device, p.precision)
     return tokenizer, windows, model
 
 
@@ -129,7 +132,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     p = prepare(cfg, out)
 
     # Has this configuration run before, or is it running now?
-    tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(),
+    tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
             **({"aio_members": ",".join(p.corpus.members)} if p.corpus.members else {}),
             "output_dir": str(out.resolve())}
     key = tags["run_key"]
@@ -240,7 +243,7 @@ def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, res
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     mlflow.log_metrics(metrics)
     if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
-        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, corpus)
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, corpus, p.precision)
 
     result = {
         "run_id": active.info.run_id,

@@ -38,7 +38,7 @@ class TrainSchema:
     weight_decay: float = 0.01
     grad_accum: int = 1
     patience: Optional[int] = 2
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str = "auto"
     length_grouped: bool = True
     checkpoint_steps: Optional[int] = None

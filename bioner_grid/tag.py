@@ -186,7 +186,7 @@ class Tagger:
         import torch
         from transformers import AutoTokenizer
 
-        from bioner_grid.train import pick_device
+        from bioner_grid.train import bf16_native, pick_device
 
         folder = Path(folder)
         self.meta = read_meta(folder)
@@ -195,6 +195,9 @@ class Tagger:
         self.max_seq_length = int(self.meta["max_seq_length"])
         self.batch_size = int(batch_size)
         self.device = pick_device(device)
+        # Predict in the precision the run was scored in (bf16 autocast where it trained so and the
+        # hardware has it), so that tagging reproduces the run's scores.
+        self.bf16 = self.meta.get("precision") == "bf16" and bf16_native(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.crf = self.meta.get("head") == "crf"
         self.model = load_model(folder, self.labels, self.crf).to(self.device).eval()
@@ -259,7 +262,8 @@ class Tagger:
         windows = by_length(make_windows(self.tokenizer, sentences, label2id, self.max_seq_length))
         collate = DataCollatorForTokenClassification(self.tokenizer)
         rows = []
-        with self._torch.inference_mode(), tqdm(total=len(windows), unit="window", disable=not progress,
+        autocast = self._torch.autocast(self.device, dtype=self._torch.bfloat16, enabled=self.bf16)
+        with self._torch.inference_mode(), autocast, tqdm(total=len(windows), unit="window", disable=not progress,
                                                 file=sys.stderr) as bar:
             for i in range(0, len(windows), self.batch_size):
                 chunk = windows[i:i + self.batch_size]

@@ -53,3 +53,21 @@ def test_word_the_tokenizer_drops_still_gets_a_label(minilm_tokenizer):
     (w,) = make_windows(minilm_tokenizer, [sent], L2I, 16)
     assert w.n_words == 3 and len(w.first_positions) == 3
     assert predictions_to_tags([w], oracle([w]), I2L, 1) == [sent.tags]
+
+
+def test_window_cache_returns_what_make_windows_makes_and_keys_on_every_input(minilm_tokenizer, tmp_path):
+    from bioner_grid.align import cached_windows, windows_digest
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:200]
+    fresh = make_windows(minilm_tokenizer, sents, L2I, 32)
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh  # miss: writes the entry
+    (entry,) = (tmp_path / "windows").iterdir()
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh  # hit
+    digest = windows_digest(minilm_tokenizer, sents, L2I, 32)
+    i = next(i for i, s in enumerate(sents) if "B-Disease" in s.tags)  # one annotation removed
+    edited = [*sents[:i], Sentence(sents[i].tokens, ["O"] * len(sents[i].tokens)), *sents[i + 1:]]
+    assert len({digest, windows_digest(minilm_tokenizer, sents, L2I, 64), windows_digest(minilm_tokenizer, sents[:100], L2I, 32),
+                windows_digest(minilm_tokenizer, edited, L2I, 32)}) == 4
+    entry.write_bytes(b"truncated")  # a damaged entry is rebuilt, not trusted
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh
+    assert entry.read_bytes() != b"truncated"

@@ -89,3 +89,22 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
         assert best_loss != pytest.approx(last_loss)
     with pytest.raises(ValueError, match="train.select must be best_dev or last"):
         training_arguments(OmegaConf.create({**OmegaConf.to_container(t), "select": "best"}), str(tmp_path), "cpu")
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import pytest
+
+    from bioner_grid import train as t
+
+    monkeypatch.setattr(t, "bf16_native", lambda device: True)
+    assert t.pick_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(t, "bf16_native", lambda device: False)
+    assert t.pick_precision("auto", "cpu") == "fp32"
+    assert t.pick_precision("fp32", "cpu") == "fp32" and t.pick_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        t.pick_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="must be one of"):
+        t.pick_precision("fp8", "cpu")
+    args = t.training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
+                                "/tmp/unused", "cpu")
+    assert args.bf16 and not args.fp16

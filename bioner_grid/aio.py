@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from bioner_grid.data import Corpus, DataError, Sentence, Split, seeded_split
 from bioner_grid.pubtator import cached_convert
+from bioner_grid.scoring import score
 
 
 def task_tags(task: str) -> tuple[str, str]:
@@ -82,3 +83,20 @@ def member_view(corpus: Corpus, split: str, member: str, tokens, gold, pred):
         out[1].append(g)
         out[2].append(p)
     return out
+
+
+def member_scores(corpus: Corpus, split: str, tokens, gold, pred) -> dict[str, float]:
+    """Strict P/R/F1 of each member on its own sentences and task (``{split}_{member}_strict_f1``):
+    AIONER's per-corpus results."""
+    metrics = {}
+    for member in corpus.members:
+        m = score(*member_view(corpus, split, member, tokens, gold, pred)[1:])["strict"]
+        metrics.update({f"{split}_{member}_strict_{k}": m[k] for k in ("precision", "recall", "f1")})
+    return metrics
+
+
+def without_tasks(tokens, gold, pred) -> tuple[list, list, list]:
+    """Every sentence with its task tags removed (``O-Task`` -> ``O``): the merged set scored as one."""
+    views = [plain(t, g) + plain(t, p)[1:] for t, g, p in zip(tokens, gold, pred)]
+    return tuple(list(x) for x in zip(*views))
+

@@ -18,11 +18,10 @@ import mlflow
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import aio, export, faireval, identity, redact, schema, sweep, tracking
+from bioner_grid import aio, export, identity, redact, schema, scoring, sweep, tracking
 from bioner_grid.align import cached_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
-from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
-from bioner_grid.faireval import spans_from_bio
+from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
 from bioner_grid.train import pick_device, pick_precision, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
@@ -122,58 +121,34 @@ def build(cfg, p: Prepared):
 def run(cfg, output_dir: str | Path) -> dict:
     """Run one configuration; returns the content of ``result.json``.
 
-    What happens to a configuration that was recorded before is ``identity.decide``'s rule: a
-    FINISHED run key is skipped (unless ``train.force``), a live job's run is never taken over, and
-    an unfinished run (preempted, requeued, killed) is continued from its last checkpoint.
+    prepare (every input check) -> has it run before? -> tokenise and build -> open the MLflow run
+    -> train -> score dev and test -> record. What happens to a configuration recorded before is
+    ``identity.decide``'s rule: a FINISHED run key is skipped (unless ``train.force``), a live
+    job's run is never taken over, an unfinished one is continued from its last checkpoint.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-
     p = prepare(cfg, out)
-
-    # Has this configuration run before, or is it running now?
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
             **({"aio_members": ",".join(p.corpus.members)} if p.corpus.members else {}),
             "output_dir": str(out.resolve())}
-    key = tags["run_key"]
     experiment_id = tracking.setup(cfg.tracking)
-    runs = tracking.runs_with_key(experiment_id, key)
-    decision = tracking.decide(cfg, runs)
-    if decision.action == "continue" and not tracking.claim(decision.run_id):
-        decision = identity.Decision("in_flight", decision.run_id)  # another job claimed it at the same moment
+    runs = tracking.runs_with_key(experiment_id, tags["run_key"])
+    decision = decide(cfg, runs, tags["run_key"])
     if decision.action in ("finished", "in_flight"):
-        if decision.action == "finished":
-            log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, decision.run_id)
-        else:
-            log.info("run key %s is in flight as MLflow run %s (a live job trains it); skipping", key, decision.run_id)
-        return {"skipped": True, "status": decision.status, "run_key": key, "run_id": decision.run_id}
-    resume_id, resume_from = decision.run_id, decision.checkpoint
-    if resume_from:
-        log.info("resuming MLflow run %s from %s", resume_id, resume_from)
-    elif resume_id:
-        log.info("continuing MLflow run %s from the start: it was stopped before its first checkpoint", resume_id)
+        return {"skipped": True, "status": decision.status, "run_key": tags["run_key"], "run_id": decision.run_id}
 
     tokenizer, windows, model = build(cfg, p)
-
-    # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
-    earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
-    tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, p.args.output_dir]))
-    tags.update(tracking.job_tags())
-    tags.update(sweep.child_tags())  # under the sweep's parent run, when a sweep launched this job
-    run_name = sweep.run_name(identity.grid_values(cfg))
-    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
-                              run_name=None if resume_id else run_name, tags=tags,
-                              log_system_metrics=bool(cfg.tracking.get("system_metrics", True)))
-    if not resume_id:
-        twin = tracking.live_twin(mlflow.get_run(active.info.run_id), time.time(), float(cfg.grid.heartbeat_s))
-        if twin:  # the same configuration started at the same moment: the older run trains, this one goes
-            mlflow.end_run("KILLED")
-            mlflow.MlflowClient().delete_run(active.info.run_id)
-            log.info("run key %s is in flight as MLflow run %s (started at the same moment); skipping", key, twin)
-            return {"skipped": True, "status": "IN FLIGHT", "run_key": key, "run_id": twin}
+    active = open_run(cfg, experiment_id, runs, decision, tags, p.args.output_dir)
+    if active is None:  # the same configuration started at the same moment: the older run trains it
+        return {"skipped": True, "status": "IN FLIGHT", "run_key": tags["run_key"]}
     try:
         with tracking.Heartbeat(active.info.run_id, float(cfg.grid.heartbeat_s)):
-            result = _train_and_score(cfg, out, p, tokenizer, windows, model, resume_from, tags)
+            record_inputs(cfg, p)
+            trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint)
+            for split in ("dev", "test"):
+                metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split))
+            result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint)
     except (KeyboardInterrupt, SystemExit):
         mlflow.end_run("KILLED")  # preempted or requeued: the next attempt resumes this run
         raise
@@ -184,67 +159,112 @@ def run(cfg, output_dir: str | Path) -> dict:
     if not cfg.train.keep_checkpoints:
         for folder in tags["checkpoint_dirs"].split("\n"):
             shutil.rmtree(folder, ignore_errors=True)
-    log.info("test F1 %.4f (strict %.4f), train %.0f s, run %s", result["metrics"]["test_f1"],
-             result["metrics"]["test_strict_f1"], result["metrics"]["train_seconds"], result["run_id"])
+    log.info("test strict F1 %.4f (default %.4f), train %.0f s, run %s", result["metrics"]["test_strict_f1"],
+             result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
     return result
 
 
-def _train_and_score(cfg, out: Path, p: Prepared, tokenizer, windows, model, resume_from, tags) -> dict:
-    corpus, id2label, device, weights = p.corpus, p.id2label, p.device, p.weights
-    active = mlflow.active_run()
-    if not mlflow.get_run(active.info.run_id).data.params:  # a continued run has them already
+def decide(cfg, runs, key: str) -> identity.Decision:
+    """Has this configuration run before, or is it running now? (``identity.decide``, and a claim
+    on a stopped run before it is continued.)"""
+    decision = tracking.decide(cfg, runs)
+    if decision.action == "continue" and not tracking.claim(decision.run_id):
+        decision = identity.Decision("in_flight", decision.run_id)  # another job claimed it at the same moment
+    if decision.action == "finished":
+        log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, decision.run_id)
+    elif decision.action == "in_flight":
+        log.info("run key %s is in flight as MLflow run %s (a live job trains it); skipping", key, decision.run_id)
+    elif decision.checkpoint:
+        log.info("resuming MLflow run %s from %s", decision.run_id, decision.checkpoint)
+    elif decision.run_id:
+        log.info("continuing MLflow run %s from the start: it was stopped before its first checkpoint", decision.run_id)
+    return decision
+
+
+def open_run(cfg, experiment_id: str, runs, decision: identity.Decision, tags: dict, checkpoint_dir: str):
+    """Start (or continue) the MLflow run, under the sweep's parent when a sweep launched this job.
+    Returns None, having deleted its own run, when a twin started the same configuration first."""
+    resume_id = decision.run_id
+    # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
+    earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
+    tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, checkpoint_dir]))
+    tags.update(tracking.job_tags())
+    tags.update(sweep.child_tags())
+    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
+                              run_name=None if resume_id else sweep.run_name(identity.grid_values(cfg)), tags=tags,
+                              log_system_metrics=bool(cfg.tracking.get("system_metrics", True)))
+    if not resume_id:
+        twin = tracking.live_twin(mlflow.get_run(active.info.run_id), time.time(), float(cfg.grid.heartbeat_s))
+        if twin:
+            mlflow.end_run("KILLED")
+            mlflow.MlflowClient().delete_run(active.info.run_id)
+            log.info("run key %s is in flight as MLflow run %s (started at the same moment); skipping", tags["run_key"], twin)
+            return None
+    return active
+
+
+def record_inputs(cfg, p: Prepared) -> None:
+    """The run's params (only what defines its result), class weights, corpora (MLflow dataset
+    inputs) and its whole config, secrets masked. A continued run has its params already."""
+    if not mlflow.get_run(mlflow.active_run().info.run_id).data.params:
         mlflow.log_params(tracking.run_params(cfg))
-        if weights:
-            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in weights.items()})
+        if p.weights:
+            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in p.weights.items()})
         tracking.log_corpora(cfg)
     mlflow.log_text(redact.config_yaml(cfg), "config.yaml")
-    mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": weights, "labels": corpus.labels,
+    mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": p.weights, "labels": p.corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 
-    if device == "cuda":
+
+def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None):
+    """Fine-tune (train loss and dev scores logged per epoch); returns the Trainer holding the model
+    ``train.select`` chose, and the training metrics with the corpus sizes (WeLT Tables 1 and 11)."""
+    if p.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    dev_gold = [s.tags for s in corpus.splits["dev"].sentences]
-    trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, id2label, p.label_weights,
-                    cfg.train.patience, lambda m, step: mlflow.log_metrics(m, step=step), resume_from)
-    train_seconds = time.perf_counter() - started
-
-    metrics = {"train_seconds": train_seconds, "train_steps": trainer.state.global_step,
+    dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
+    trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
+                    cfg.train.patience, tracking.log_metrics, resume_from)
+    metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
-    for name, split in corpus.splits.items():  # the corpus tables of a report (WeLT Tables 1 and 11)
+    for name, split in p.corpus.splits.items():
         stats = split_stats(split)
         metrics.update({f"data_{name}_sentences": stats["sentences"], f"data_{name}_tokens": stats["tokens"]})
         metrics.update({f"data_{name}_n_{c}": n for c, n in stats["classes"].items()})
-    for name in ("dev", "test"):
-        sents = corpus.splits[name].sentences
-        t0 = time.perf_counter()
-        predicted = predict(trainer, windows[name], id2label, len(sents))
-        metrics[f"{name}_seconds"] = time.perf_counter() - t0
-        metrics[f"{name}_seconds_per_1000_sentences"] = 1000 * metrics[f"{name}_seconds"] / len(sents)
-        tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
-        write_conll(out / f"predictions_{name}.conll", sents, predicted)
-        write_conll(out / f"predictions_{name}.tsv", sents, predicted, header=True)  # previewed by the MLflow UI
-        if corpus.members:  # AIO: each member on its own task, then all without the task tags
-            for member in corpus.members:
-                m = score(*aio.member_view(corpus, name, member, tokens, gold, predicted)[1:])["strict"]
-                metrics.update({f"{name}_{member}_strict_{k}": m[k] for k in ("precision", "recall", "f1")})
-            views = [aio.plain(t, g) + aio.plain(t, p)[1:] for t, g, p in zip(tokens, gold, predicted)]
-            tokens, gold, predicted = (list(x) for x in zip(*views))
-        metrics.update(flat_metrics(score(gold, predicted), name))
-        fair = faireval.evaluate([spans_from_bio(t) for t in gold], [spans_from_bio(t) for t in predicted],
-                                 cfg.evaluation.faireval_focus)
-        metrics.update(faireval.metrics(fair, name))
-        mlflow.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples),
-                        f"error_analysis_{name}.json")
-        mlflow.log_artifact(str(out / f"predictions_{name}.conll"))
-        mlflow.log_artifact(str(out / f"predictions_{name}.tsv"))
-    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device == "cuda":
-        metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    mlflow.log_metrics(metrics)
-    if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
-        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, corpus, p.precision)
+    return trainer, metrics
 
+
+def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str) -> dict[str, float]:
+    """Predict one split with the selected model, keep the predictions (``.conll``, and ``.tsv``
+    that MLflow's UI shows as a table) and its error analysis, and score it (``scoring.score_split``;
+    an all-in-one corpus: each member on its task, then all without the task tags)."""
+    sents = corpus.splits[name].sentences
+    t0 = time.perf_counter()
+    predicted = predict(trainer, windows, dict(enumerate(corpus.labels)), len(sents))
+    seconds = time.perf_counter() - t0
+    metrics = {f"{name}_seconds": seconds, f"{name}_seconds_per_1000_sentences": 1000 * seconds / len(sents)}
+    for suffix, header in ((".conll", False), (".tsv", True)):
+        write_conll(out / f"predictions_{name}{suffix}", sents, predicted, header=header)
+        mlflow.log_artifact(str(out / f"predictions_{name}{suffix}"))
+    tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
+    if corpus.members:
+        metrics.update(aio.member_scores(corpus, name, tokens, gold, predicted))
+        tokens, gold, predicted = aio.without_tasks(tokens, gold, predicted)
+    metrics.update(scoring.score_split(name, gold, predicted, cfg.evaluation.faireval_focus))
+    mlflow.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples), f"error_analysis_{name}.json")
+    return metrics
+
+
+def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from) -> dict:
+    """Log the metrics (with peak memory), save and log the model (``train.save_model``), and
+    write ``result.json``; returns its content."""
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if p.device == "cuda":
+        metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    tracking.log_metrics(metrics)
+    if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision)
+    active = mlflow.active_run()
     result = {
         "run_id": active.info.run_id,
         "experiment_id": active.info.experiment_id,

@@ -52,6 +52,8 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
     """Register each dataset's best model; returns one line per dataset (registered, or the command to run)."""
     import mlflow
 
+    from bioner_grid.tracking import run_metrics
+
     lines = []
     for cell in best_configurations(df).itertuples(index=False):
         same = (df["dataset"] == cell.dataset) & (df["status"] == "FINISHED")
@@ -70,8 +72,7 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
                 "batch_size": f"{cell.batch_size:g}", "seeds": str(cell.seeds), "run_id": run.info.run_id,
                 "run_key": run.data.tags.get("run_key", ""),
                 **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
-                "run_dev_strict_f1": f"{run.data.metrics['dev_strict_f1']:.4f}",
-                "run_test_strict_f1": f"{run.data.metrics['test_strict_f1']:.4f}"}
+                **{f"run_{k}": f"{run_metrics(run)[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
         version = mlflow.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
         lines.append(f"{what}: registered models:/{version.name}/{version.version} (run {run.info.run_id})")
     return lines

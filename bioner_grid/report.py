@@ -55,7 +55,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     the bare name; ``model_lr_bs`` leaves lr and batch size out, for the views that compare them)."""
     import mlflow
 
-    from bioner_grid.tracking import resolve_uri
+    from bioner_grid.tracking import flat_metric, resolve_uri
 
     mlflow.set_tracking_uri(resolve_uri(uri))
     df = mlflow.search_runs(experiment_names=experiments, filter_string=filter_string or "")
@@ -67,7 +67,9 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
-    columns.update({c[len("metrics."):]: df[c] for c in df.columns if c.startswith("metrics.")})
+    for c in (c for c in df.columns if c.startswith("metrics.")):  # grouped (test/strict_f1) or older flat names
+        name = flat_metric(c[len("metrics."):])
+        columns[name] = df[c] if name not in columns else columns[name].combine_first(df[c])
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
         out[key] = pd.to_numeric(out[key], errors="coerce")

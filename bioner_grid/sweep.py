@@ -121,13 +121,15 @@ class SweepRun:
 def close(client, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
     """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
     and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
+    from bioner_grid.tracking import mlflow_metric
+
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
     client.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
     client.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
     finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
     if finished:
-        client.log_metric(run_id, "best_test_strict_f1", max(finished))
-    client.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
+        client.log_metric(run_id, mlflow_metric("best_test_strict_f1"), max(finished))
+    client.log_metric(run_id, mlflow_metric("jobs_finished"), sum(r["status"] == "FINISHED" for r in rows))
     client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
     return "FINISHED" if ok else "FAILED"
 
@@ -168,11 +170,13 @@ def tracking_uri(tcfg) -> str:
 
 def children(client, experiment_id: str, parent_id: str) -> list[dict]:
     """The parent's child runs as rows: name, status, grid keys, test/dev strict F1, train time."""
+    from bioner_grid.tracking import run_metrics
+
     runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
                               max_results=10000)
     rows = []
     for r in runs:
-        m, t = r.data.metrics, r.data.tags
+        m, t = run_metrics(r), r.data.tags
         end = r.info.end_time or int(time.time() * 1000)
         rows.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
                      **{k: t.get(k) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},

@@ -160,6 +160,64 @@ def _experiment_id(tcfg) -> str:
         return mlflow.get_experiment_by_name(tcfg.experiment).experiment_id
 
 
+# Metric names. Inside the code (result.json, reports, the sweep summary) a metric is a flat name,
+# ``test_strict_f1``; in MLflow it is logged grouped by stage, ``test/strict_f1``, because MLflow's
+# UI sections a run's charts and the runs table's metric columns by the part before the first "/"
+# (beside its own ``system/`` metrics). The conlleval-style lenient scores, flat ``test_f1``, are
+# ``test/default_f1`` there, so that strict F1 is the plainly named headline.
+METRIC_GROUPS = ("train", "dev", "test", "data", "time", "memory", "sweep")
+
+
+def mlflow_metric(name: str) -> str:
+    """The MLflow name of a flat metric name (``test_strict_f1`` -> ``test/strict_f1``,
+    ``test_f1`` -> ``test/default_f1``, ``train_seconds`` -> ``time/train_seconds``)."""
+    if name.startswith("data_"):
+        return f"data/{name[5:]}"
+    if name in ("peak_rss_mb", "cuda_peak_mb"):
+        return f"memory/{name}"
+    if name.endswith("_seconds") or "_seconds_per_" in name:
+        return f"time/{name}"
+    if name.startswith(("best_", "jobs_")):
+        return f"sweep/{name}"
+    if name == "resumed":
+        return "train/resumed"
+    stage, _, rest = name.partition("_")
+    if stage == "train" and rest:
+        return f"train/{rest}"
+    if stage in ("dev", "test") and rest:
+        epoch = "epoch_" if rest.startswith("epoch_") else ""
+        rest = rest[len(epoch):]
+        scored = rest not in ("loss",) and not rest.startswith(("strict_", "fair_", "weighted_")) and "_strict_" not in rest
+        return f"{stage}/{epoch}{'default_' if scored else ''}{rest}"
+    return name
+
+
+def flat_metric(name: str) -> str:
+    """The flat name of an MLflow metric name, old (flat) or new (grouped): ``mlflow_metric``'s inverse."""
+    group, sep, rest = name.partition("/")
+    if not sep or group not in METRIC_GROUPS:
+        return name  # flat already (a store written before the grouping), or MLflow's system/ metrics
+    if group in ("time", "memory", "sweep"):
+        return rest
+    if group == "data":
+        return f"data_{rest}"
+    if group == "train":
+        return "resumed" if rest == "resumed" else f"train_{rest}"
+    epoch = "epoch_" if rest.startswith("epoch_") else ""
+    rest = rest[len(epoch):]
+    return f"{group}_{epoch}{rest[len('default_'):] if rest.startswith('default_') else rest}"
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """``mlflow.log_metrics`` under the grouped names."""
+    mlflow.log_metrics({mlflow_metric(k): v for k, v in metrics.items()}, step=step)
+
+
+def run_metrics(run) -> dict[str, float]:
+    """A run's latest metrics under their flat names, whichever way they were logged."""
+    return {flat_metric(k): v for k, v in run.data.metrics.items()}
+
+
 def flatten_params(cfg) -> dict[str, str]:
     """Every leaf of the resolved config as ``a.b.c -> value``, values cut to MLflow's limit."""
     out: dict[str, str] = {}

@@ -28,7 +28,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from bioner_grid import preempt
 from bioner_grid.align import Window, by_length, predictions_to_tags
-from bioner_grid.evaluate import score
+from bioner_grid.scoring import score
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import mlflow
 from bioner_grid import report
 from bioner_grid.aio import plain, tag_sentence
 from bioner_grid.data import Sentence
-from bioner_grid.evaluate import score
+from bioner_grid.scoring import score
 from conftest import cli, runs
 
 MEMBERS = ["BioRED", "NCBIdisease", "BC5CDR_Chemical", "BC5CDR_Disease", "Linnaeus", "GNormPlus", "NLMgene", "tmVar3", "BioID"]

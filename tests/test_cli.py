@@ -204,7 +204,7 @@ def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(t
         f"sweep {parent.sweep_id}: all 2 job(s) ended; parent run {parent.run_id} FINISHED"]
     closed = client.get_run(parent.run_id)
     assert closed.info.run_name == "smoke_grid sweep (2 jobs)" and closed.data.tags["varying"] == "scheme"
-    assert closed.info.status == "FINISHED" and closed.data.metrics["best_test_strict_f1"] == 0.64
+    assert closed.info.status == "FINISHED" and closed.data.metrics["sweep/best_test_strict_f1"] == 0.64
     summary = Path(client.download_artifacts(parent.run_id, "summary.md", str(tmp_path))).read_text()
     assert summary.index("| welt |") < summary.index("| vanilla |")
     assert sweep.settle_submitted(uri, "bioner-grid") == []

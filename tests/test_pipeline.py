@@ -36,8 +36,13 @@ def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
         assert 0 <= row[f"metrics.{m}"] < float("inf"), m
     client = MlflowClient()
     run_id = row["run_id"]
-    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [6, 12]  # 96 sentences / 16, 2 epochs
-    assert len(client.get_metric_history(run_id, "dev_epoch_strict_f1")) == 2
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [6, 12]  # 96 sentences / 16, 2 epochs
+    assert len(client.get_metric_history(run_id, "dev/epoch_strict_f1")) == 2
+    # In MLflow every metric is grouped by stage (the UI's sections); strict F1 is the plain name.
+    logged = set(client.get_run(run_id).data.metrics)
+    assert {"test/strict_f1", "test/default_f1", "dev/strict_f1", "test/fair_f1", "time/train_seconds",
+            "memory/peak_rss_mb", "data/train_sentences"} <= logged
+    assert {m.split("/")[0] for m in logged} <= {"train", "dev", "test", "data", "time", "memory", "system"}, logged
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "class_weights.json", "predictions_dev.conll", "predictions_test.conll", "result.json",
             "error_analysis_dev.json", "error_analysis_test.json"} <= artifacts
@@ -85,7 +90,8 @@ def test_finished_configuration_is_skipped_and_force_reruns_it_identically(singl
     df = runs(single_run)
     assert len(df) == 2  # the first run is kept, not overwritten
     assert df.iloc[0]["tags.run_key"] == df.iloc[1]["tags.run_key"]
-    metrics = [c for c in df.columns if c.startswith("metrics.") and "seconds" not in c and "rss" not in c]
+    metrics = [c for c in df.columns if c.startswith("metrics.") and "seconds" not in c and "rss" not in c
+               and not c.startswith("metrics.system/")]  # time and the machine's load are no result
     assert df.iloc[0][metrics].tolist() == df.iloc[1][metrics].tolist()  # same command, same metrics
 
 

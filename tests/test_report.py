@@ -284,7 +284,7 @@ def test_wilcoxon_says_what_few_pairs_can_reach(store):
 
 def test_bootstrap_and_error_profile_tables_from_logged_artifacts(store, tmp_path):
     from bioner_grid.data import read_conll
-    from bioner_grid.evaluate import mismatch_examples, score
+    from bioner_grid.scoring import mismatch_examples, score
     from conftest import NCBI
     from test_significance import drop_entities, write
 

@@ -5,7 +5,7 @@ import pytest
 
 from bioner_grid import significance as sig
 from bioner_grid.data import DataError, read_conll
-from bioner_grid.evaluate import score
+from bioner_grid.scoring import score
 from conftest import NCBI
 
 

@@ -16,8 +16,9 @@ import pytest
 
 from bioner_grid import tag
 from bioner_grid.data import read_rows
-from bioner_grid.evaluate import score
+from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
+from bioner_grid.tracking import run_metrics
 
 NCBI_TYPES = {"Disease": ["DiseaseClass", "SpecificDisease", "CompositeMention", "Modifier"]}
 N_DOCS = 12  # first NCBI test documents: ~110 sentences
@@ -77,7 +78,7 @@ def test_tagging_the_raw_documents_reproduces_the_runs_test_scores_and_offsets(t
     gold, pred = [[r[1] for r in s] for s in run_rows], [[r[1] for r in s] for s in our_rows]
     assert pred == [[r[2] for r in s] for s in run_rows]
     scores = score(gold, pred)
-    m = run.data.metrics
+    m = run_metrics(run)
     assert m["test_f1"] > 0.1  # the model finds entities: the equalities below are not 0 = 0
     assert scores["default"]["f1"] == pytest.approx(m["test_f1"])
     assert scores["strict"]["f1"] == pytest.approx(m["test_strict_f1"])
@@ -221,8 +222,8 @@ def test_register_picks_the_best_dev_configuration_or_says_how_to_save_it(traine
     assert "pubtator_files: tiny_bert welt lr 0.001 bs 16" in out and "registered models:/best-pubtator_files/1" in out
     version = MlflowClient().get_model_version("best-pubtator_files", "1")
     assert version.tags["run_id"] == result["run_id"]
-    assert float(version.tags["dev_strict_f1"]) == pytest.approx(run.data.metrics["dev_strict_f1"], abs=1e-4)
-    assert float(version.tags["test_strict_f1"]) == pytest.approx(run.data.metrics["test_strict_f1"], abs=1e-4)
+    assert float(version.tags["dev_strict_f1"]) == pytest.approx(run.data.metrics["dev/strict_f1"], abs=1e-4)
+    assert float(version.tags["test_strict_f1"]) == pytest.approx(run.data.metrics["test/strict_f1"], abs=1e-4)
 
     MlflowClient().delete_tag(result["run_id"], "model_uri")  # as if the grid ran with train.save_model=false
     try:

@@ -29,3 +29,37 @@ def test_settings_added_later_keep_the_earlier_keys_at_their_defaults():
         del old.data["train_on"]
     assert run_key(cfg) == run_key(old)
     assert run_key(cfg) != run_key(compose(["train.select=last"]))
+
+
+def test_metric_names_are_grouped_by_stage_in_mlflow_and_read_back_flat():
+    from bioner_grid.tracking import flat_metric, mlflow_metric
+
+    expected = {"test_strict_f1": "test/strict_f1", "test_f1": "test/default_f1", "test_strict_Disease_f1": "test/strict_Disease_f1",
+                "test_Disease_f1": "test/default_Disease_f1", "dev_epoch_strict_f1": "dev/epoch_strict_f1",
+                "dev_epoch_f1": "dev/epoch_default_f1", "dev_epoch_loss": "dev/epoch_loss", "train_loss": "train/loss",
+                "train_seconds": "time/train_seconds", "test_seconds_per_1000_sentences": "time/test_seconds_per_1000_sentences",
+                "data_train_n_B": "data/train_n_B", "peak_rss_mb": "memory/peak_rss_mb", "test_fair_LBE": "test/fair_LBE",
+                "test_weighted_f1": "test/weighted_f1", "test_NCBIdisease_strict_f1": "test/NCBIdisease_strict_f1",
+                "resumed": "train/resumed", "best_test_strict_f1": "sweep/best_test_strict_f1"}
+    for flat, grouped in expected.items():
+        assert mlflow_metric(flat) == grouped and flat_metric(grouped) == flat
+        assert flat_metric(flat) == flat  # a store written before the grouping reads the same
+    assert flat_metric("system/cpu_utilization_percentage") == "system/cpu_utilization_percentage"
+
+
+def test_report_reads_old_flat_and_new_grouped_runs_into_the_same_columns(tmp_path):
+    import mlflow
+
+    from bioner_grid.report import load_runs
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("mixed")
+    tags = {"model": "minilm", "dataset": "ncbi_disease", "scheme": "welt", "lr": "0.0001", "batch_size": "32"}
+    with mlflow.start_run(tags={**tags, "seed": "1"}):
+        mlflow.log_metrics({"test_strict_f1": 0.5, "dev_strict_f1": 0.4})  # logged before the grouping
+    with mlflow.start_run(tags={**tags, "seed": "2"}):
+        mlflow.log_metrics({"test/strict_f1": 0.7, "dev/strict_f1": 0.6})
+    df = load_runs(uri, ["mixed"]).sort_values("seed")
+    assert list(df["test_strict_f1"]) == [0.5, 0.7] and list(df["dev_strict_f1"]) == [0.4, 0.6]
+    assert "test/strict_f1" not in df

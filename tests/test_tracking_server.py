@@ -82,5 +82,5 @@ def test_a_real_run_logs_to_the_server(server, tmp_path, data_root):
     assert r.returncode == 0, r.stderr[-3000:]
     mlflow.set_tracking_uri(server)
     (run,) = mlflow.search_runs(experiment_names=["pipeline"], output_format="list")
-    assert run.info.status == "FINISHED" and run.data.metrics["test_strict_f1"] >= 0
+    assert run.info.status == "FINISHED" and run.data.metrics["test/strict_f1"] >= 0
     assert "predictions_test.conll" in {a.path for a in MlflowClient(server).list_artifacts(run.info.run_id)}

@@ -99,7 +99,7 @@ def make_store(tmp_path: Path) -> tuple[str, str, list[str]]:
     children = []
     for name, f1 in (("vanilla · tiny_bert-ncbi_disease-0.0003-16-42", 0.612), ("welt · tiny_bert-ncbi_disease-0.0003-16-42", 0.645)):
         run = client.create_run(experiment, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id, "sweep": "demo-1"})
-        client.log_metric(run.info.run_id, "test_strict_f1", f1)
+        client.log_metric(run.info.run_id, "test/strict_f1", f1)
         client.set_terminated(run.info.run_id, "FINISHED")
         children.append(run.info.run_id)
     client.set_terminated(parent.info.run_id, "FINISHED")
@@ -119,7 +119,7 @@ def test_runs_view_lists_the_sweep_parent_with_its_children_and_a_child_shows_it
         wait_for_text(driver, "vanilla · tiny_bert")
         wait_for_text(driver, "welt · tiny_bert")
         driver.get(f"{base}/#/experiments/{experiment}/runs/{children[1]}")
-        body = wait_for_text(driver, "test_strict_f1")
+        body = wait_for_text(driver, "test/strict_f1")
         assert "0.645" in body
     finally:
         driver.quit()
@@ -147,12 +147,12 @@ def screenshots(uri: str, out: Path) -> None:
         time.sleep(3)
         driver.save_screenshot(str(out / "runs-sweep-expanded.png"))
         driver.set_window_size(2100, 700)
-        show_columns(driver, ["dev_strict_f1", "test_strict_f1"])
+        show_columns(driver, ["dev/strict_f1", "test/strict_f1"])
         time.sleep(2)
         driver.save_screenshot(str(out / "runs-sweep-f1-column.png"))
         driver.set_window_size(1500, 1100)
         driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}")
-        wait_for_text(driver, "test_strict_f1")
+        wait_for_text(driver, "test/strict_f1")
         time.sleep(3)
         driver.save_screenshot(str(out / "run-overview.png"))
     finally:

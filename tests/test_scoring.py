@@ -1,4 +1,4 @@
-from bioner_grid.evaluate import flat_metrics, score
+from bioner_grid.scoring import flat_metrics, score
 
 
 def test_strict_mode_really_is_strict():

@@ -56,8 +56,10 @@ Tag text with a model saved by a run (train.save_model=true).
   out_format  pubtator | bioc | conll; default: bioc for bioc input, conll for conll, else pubtator
   tag.types   entity types to keep (an all-in-one model is asked for these with its task tags);
               all (default) = every type the model knows
-  tag.part    I/N: only the shards I, I+N, I+2N, ... of a folder (0-based), for N jobs of an array:
-              sbatch --array=0-9 ... tag.part=$SLURM_ARRAY_TASK_ID/10
+  tag.part    I/N: only the shards I, I+N, I+2N, ... of a folder (0-based), for N jobs
+  -m          Hydra multirun over comma-separated values, one job each, on any Hydra launcher:
+              python -m bioner_grid.tag -m model=... input=abstracts/ out=tagged/ \
+                  tag.part=0/4,1/4,2/4,3/4 hydra/launcher=submitit_slurm hydra.launcher.partition=gpu
   tracking.uri  where run ids and models:/ URIs are looked up
 
 Existing output shards are skipped; outputs are written atomically. Bad input stops with
@@ -496,10 +498,36 @@ def _stem(name: str) -> str:
     return name[: -len(".bioc.xml")] if name.endswith(".bioc.xml") else Path(name).stem
 
 
+def sweep(argv: list[str]) -> int:
+    """``-m``: the same command swept by Hydra, one job per combination of values, on any Hydra
+    launcher (``hydra/launcher=submitit_slurm``: SLURM job arrays, as the grid uses). Each job
+    runs ``main`` on its own overrides, so it checks, skips written shards and writes atomically
+    exactly as a single call does; the submitting process waits for the jobs (submitit)."""
+    import hydra
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.hydra_config import HydraConfig
+
+    stamp = "${now:%Y-%m-%d}/${now:%H-%M-%S}"
+    ConfigStore.instance().store(name="bioner_grid_tag", node={
+        **DEFAULTS, "hydra": {"run": {"dir": f"outputs/tag/{stamp}"}, "sweep": {"dir": f"outputs/tag-multirun/{stamp}"}}})
+
+    @hydra.main(version_base=None, config_name="bioner_grid_tag")
+    def job(_cfg) -> None:
+        code = main([o for o in HydraConfig.get().overrides.task])
+        if code:
+            raise SystemExit(code)
+
+    sys.argv = [sys.argv[0], *argv]
+    job()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE)
         return 0
+    if "-m" in argv or "--multirun" in argv:
+        return sweep(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = parse_args(argv)

@@ -168,6 +168,28 @@ def test_a_folder_of_shards_skips_those_written(trained, tmp_path):
     assert len(read_pubtator(tmp_path / "out" / "part2.pubtator")[0]) == 4
 
 
+def test_shards_sweep_over_hydra_launcher_jobs(trained, tmp_path):
+    """``-m tag.part=0/2,1/2`` on hydra-submitit's local launcher: two jobs (separate processes, as
+    SLURM array tasks are) share a folder's shards, and a second sweep skips them all."""
+    tmp, result, run = trained
+    blocks = (tmp / "test.PubTator").read_text().split("\n\n")
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"part{i}.PubTator").write_text("\n\n".join(blocks[4 * i:4 * i + 4]) + "\n")
+    args = ["-m", f"model={tmp / 'run' / 'model'}", f"input={tmp_path}/in", f"out={tmp_path}/out", "tag.progress=false",
+            "tag.part=0/2,1/2", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep",
+            "hydra.launcher.timeout_min=10"]
+    r = cli(tmp_path, "bioner_grid.tag", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part0.pubtator", "part1.pubtator", "part2.pubtator"]
+    jobs = [" ".join(p.read_text() for p in folder.glob("*_log.*")) for folder in (tmp_path / "sweep" / ".submitit").iterdir()]
+    assert sum("documents" in text for text in jobs) == 2  # each of the two jobs tagged its own shards
+    written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    r = cli(tmp_path, "bioner_grid.tag", *args[:-2], f"hydra.sweep.dir={tmp_path}/sweep2", "hydra.launcher.timeout_min=10")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == written
+
+
 @pytest.mark.parametrize("name, content, fmt, problem", [
     ("bad.PubTator", "1|t|A title\n1|a|An abstract.\n1\tx\t5\tabc\tDisease\n", "pubtator", "bad.PubTator:3: not a title"),
     ("bad.xml", "<collection><document>\n<id>1</passage></collection>\n", "bioc", "bad.xml:2: XML parse error"),

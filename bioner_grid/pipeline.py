@@ -23,7 +23,7 @@ from bioner_grid.align import cached_windows
 from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
-from bioner_grid.train import pick_device, pick_precision, predict, train, training_arguments
+from bioner_grid.train import limit_threads, pick_device, pick_precision, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def prepare(cfg, out: Path) -> Prepared:
 def build(cfg, p: Prepared):
     """Tokenizer (with an all-in-one corpus's task tags), windows of every split, and the model."""
     set_seed(int(cfg.train.seed))
+    limit_threads()
     corpus, labels = p.corpus, p.corpus.labels
     tokenizer = load_tokenizer(cfg.model)
     if corpus.special_tokens:  # AIONER's task tags

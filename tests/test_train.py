@@ -108,3 +108,18 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
     args = t.training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
                                 "/tmp/unused", "cpu")
     assert args.bf16 and not args.fp16
+
+
+def test_a_slurm_job_uses_at_most_the_cpus_it_was_given(monkeypatch):
+    from bioner_grid.train import limit_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        assert limit_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")  # more than the node has: torch's own choice stays
+        torch.set_num_threads(2)
+        assert limit_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -8,10 +8,18 @@ Two modes, as in the WeLT paper:
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import warnings
+from pathlib import Path
 
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
+
+from bioner_grid import faireval
+from bioner_grid.corpus import DataError, read_rows, typed_tag
+from bioner_grid.faireval import overlap_type, read_span_file, spans_from_bio
 
 MODES = ("default", "strict")
 
@@ -66,8 +74,6 @@ MISMATCH_TYPES = {
 def mismatch_examples(tokens: list[list[str]], gold: list[list[str]], pred: list[list[str]], limit: int) -> dict:
     """The WeLT paper's three mismatch types, counted over all sentences, with up to ``limit``
     examples each (sentence text, gold and predicted spans as ``[label, text, first, last]``)."""
-    from bioner_grid.faireval import overlap_type, spans_from_bio
-
     out = {k: {"description": d, "count": 0, "examples": []} for k, d in MISMATCH_TYPES.items()}
 
     def show(words, spans):
@@ -99,8 +105,6 @@ def mismatch_examples(tokens: list[list[str]], gold: list[list[str]], pred: list
 def _is_span_file(path) -> bool:
     """Whether the first non-empty line is a span (LABEL, BEGIN, END, TOKENS); a missing file is
     not, and the reader that follows reports it."""
-    from pathlib import Path
-
     if not Path(path).is_file():
         return False
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -114,8 +118,6 @@ def _is_span_file(path) -> bool:
 def _bio_column(path, column: str) -> tuple[list[list[str]], list[list[str]], list[list[int]]]:
     """Tokens, typed tags and line numbers of a CoNLL file: ``token tag`` or ``token gold pred``
     (``column`` picks gold or pred from the latter)."""
-    from bioner_grid.data import DataError, read_rows, typed_tag
-
     try:
         sentences = read_rows(path, 3)
         index = 1 if column == "gold" else 2
@@ -131,9 +133,6 @@ def _bio_column(path, column: str) -> tuple[list[list[str]], list[list[str]], li
 def load_pair(gold_path, pred_path=None):
     """Gold and predicted input: two span files, two BIO files with the same tokens, or one
     ``token gold pred`` file. Returns ``(kind, gold, pred)`` with kind "bio" (tag lists) or "spans"."""
-    from bioner_grid.data import DataError
-    from bioner_grid.faireval import read_span_file
-
     if pred_path is not None and _is_span_file(gold_path) and _is_span_file(pred_path):
         gold, pred = read_span_file(gold_path), read_span_file(pred_path)
         if len(gold) != len(pred):
@@ -160,8 +159,6 @@ def _fmt(value) -> str:
 
 def render(sections: dict[str, list[dict]], fmt: str) -> str:
     """Tables as the FairEval reference prints them (tsv), as Markdown, or as JSON."""
-    import json
-
     if fmt == "json":
         return json.dumps(sections, indent=2)
     out = []
@@ -180,8 +177,6 @@ def render(sections: dict[str, list[dict]], fmt: str) -> str:
 
 def all_tables(kind: str, gold, pred, focus: str = "target") -> dict[str, list[dict]]:
     """seqeval (BIO input only) and FairEval tables, percentages with two decimals."""
-    from bioner_grid import faireval
-
     sections = {}
     if kind == "bio":
         for mode, s in score(gold, pred).items():
@@ -198,11 +193,6 @@ def all_tables(kind: str, gold, pred, focus: str = "target") -> dict[str, list[d
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    from bioner_grid.data import DataError
-
     ap = argparse.ArgumentParser(prog="bioner-grid-evaluate", description=(  # or python -m bioner_grid.evaluate
         "Score any tagger's output: seqeval default/strict and FairEval traditional/fair/weighted. "
         "Inputs: GOLD PRED as two BIO files (token tag) with the same tokens, two FairEval span files, "

@@ -20,7 +20,8 @@ from transformers import TrainingArguments, set_seed
 
 from bioner_grid import aio, export, faireval, identity, redact, schema, sweep, tracking
 from bioner_grid.align import cached_windows
-from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
+from bioner_grid.corpus import SPLITS, Corpus, Split
+from bioner_grid.data import check_root, load_corpus, split_stats
 from bioner_grid.evaluate import flat_metrics, mismatch_examples, score
 from bioner_grid.faireval import spans_from_bio
 from bioner_grid.modeling import build_model, load_tokenizer

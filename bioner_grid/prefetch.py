@@ -18,7 +18,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bioner_grid.data import DataError
+from bioner_grid.corpus import DataError
 
 
 def sha256_of(path: Path) -> str:

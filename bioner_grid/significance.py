@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bioner_grid.data import DataError, read_rows, typed_tag
+from bioner_grid.corpus import DataError, read_rows, typed_tag
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioner_grid.data import DataError, Sentence, entity_spans, read_rows
+from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows
 
 log = logging.getLogger("bioner_grid.tag")
 

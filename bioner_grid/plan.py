@@ -8,12 +8,16 @@ problems (models not resolvable offline, missing data files). Launches nothing.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from bioner_grid import identity
 from bioner_grid.config import CONF_DIR
+from bioner_grid.grid import decisions, preflight
+from bioner_grid.sweep import settle_submitted
 
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -39,11 +43,6 @@ def job_configs(fixed: list[str], jobs: list[list[str]]):
 
 
 def main(argv: list[str]) -> int:
-    from collections import Counter
-
-    from bioner_grid import identity
-    from bioner_grid.grid import decisions, preflight
-
     fixed, jobs = sweep_jobs(argv)
     configs = job_configs(fixed, jobs)
     verdicts = decisions(configs)
@@ -61,8 +60,6 @@ def main(argv: list[str]) -> int:
     problems = preflight(configs)
     print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
-        from bioner_grid.sweep import settle_submitted
-
         for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):
             print(line)
     return 0

@@ -8,6 +8,9 @@ keys and metrics), writes Markdown, LaTeX (booktabs) and CSV tables, PNG figures
 self-contained ``report.html`` into ``report.out``, and logs them all as artifacts of a ``report``
 run. Seeds of one configuration are averaged (mean ± sample std); runs that did not finish are
 counted and left out; configurations without a finished run show as "—" and are listed.
+
+mlflow (~1.3 s, also through ``bioner_grid.tracking``) and matplotlib (``report_figures``) are
+imported where used: ``bioner-grid-report --help`` and ``register`` import this module without them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import logging
 import math
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,9 +31,11 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
+from omegaconf import OmegaConf
 from scipy import stats
 
 from bioner_grid import redact
+from bioner_grid.config import compose
 from bioner_grid.identity import GRID_KEYS, defines_result
 from bioner_grid.runtable import (
     SCHEME_NAMES,
@@ -41,6 +48,8 @@ from bioner_grid.runtable import (
     scheme_names,
     schemes_of,
 )
+from bioner_grid.significance import cached_predictions, compare
+from bioner_grid.sweep import settle_submitted
 
 log = logging.getLogger(__name__)
 
@@ -402,8 +411,6 @@ class RunFiles:
         return None
 
     def predictions(self, run_id: str, split: str = "test"):
-        from bioner_grid.significance import cached_predictions
-
         npz = self.cache / run_id / f"predictions_{split}.npz"
         if npz.is_file():
             return cached_predictions(npz, npz)
@@ -418,8 +425,6 @@ class RunFiles:
     def prefetch(self, run_ids, split: str = "test", workers: int = 8) -> None:
         """Fetch and parse the predictions and error analyses of many runs at once (the store's
         round trips overlap); what is cached already costs nothing."""
-        from concurrent.futures import ThreadPoolExecutor
-
         def one(run_id):
             self.predictions(run_id, split)
             self.error_counts(run_id, split)
@@ -428,8 +433,6 @@ class RunFiles:
             list(pool.map(one, run_ids))
 
     def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
-        import json
-
         kept = self.cache / run_id / f"error_counts_{split}.json"
         if kept.is_file():
             return json.loads(kept.read_text(encoding="utf-8"))
@@ -458,8 +461,6 @@ def bootstrap_vs_vanilla(df: pd.DataFrame, files: RunFiles, split: str = "test",
     """Paired bootstrap (``bioner_grid.significance``) of every scheme run against its Vanilla run on
     the same ``split`` sentences: one row per pair with ``delta``, ``low``, ``high`` (F1 points), ``p``
     and ``within_noise``; pairs without logged predictions are left out."""
-    from bioner_grid.significance import compare
-
     rows = []
     for r in vanilla_pairs(df).sort_values("dataset").itertuples(index=False):  # one corpus's resamples are drawn once
         a, b = files.predictions(r.vanilla_run_id, split), files.predictions(r.run_id, split)
@@ -654,7 +655,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
     """Write tables (md, tex, csv), figures (png) and report.html into ``out``; returns the HTML path.
     Per-run artifacts (predictions for the paired bootstrap, error analyses) are fetched once into
     ``cache`` (default ``out/cache``)."""
-    from bioner_grid.report_figures import figures  # matplotlib (~0.6 s) only when a report is written, not for register.py or the tables
+    from bioner_grid.report_figures import figures
 
     out.mkdir(parents=True, exist_ok=True)
     files = RunFiles(cache or out / "cache")
@@ -688,13 +689,11 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
 def main(argv: list[str]) -> int:
     import mlflow
 
-    from bioner_grid.config import compose
+    from bioner_grid import tracking
 
     cfg = compose(argv)
     r = cfg.report
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
-    from bioner_grid.sweep import settle_submitted
-
     for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
         for line in settle_submitted(cfg.tracking.uri, name):
             print(line)
@@ -708,10 +707,6 @@ def main(argv: list[str]) -> int:
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
     # Report runs go to their own experiment, not among the training runs they summarise (its
     # artifacts under the configured tracking.artifact_location, as the training runs').
-    from omegaconf import OmegaConf
-
-    from bioner_grid import tracking
-
     experiment_id = tracking.setup(OmegaConf.merge(cfg.tracking, {"experiment": f"{experiments[0]}-reports"}))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
                           tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):

@@ -17,8 +17,9 @@ log = logging.getLogger("bioner_grid")
 
 # conf/ of the clone, or the copy an installed wheel carries inside the package (bioner_grid.config)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg) -> float:
-    from bioner_grid import pipeline  # torch, transformers, mlflow: after Hydra has parsed the command line (--help, --cfg)
+def main(cfg) -> float | None:
+    # torch, transformers, mlflow (seconds): only once Hydra has parsed the command line (--help, --cfg stay fast)
+    from bioner_grid import pipeline
 
     out = HydraConfig.get().runtime.output_dir
     preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step
@@ -31,6 +32,7 @@ def main(cfg) -> float:
             e = OSError(28, f"no space left on device ({guard.one_line(e)})", out)
         raise guard.fail(e) from None
     preempt.done()
+    # Hydra's JobReturn.return_value (what an optimising sweeper reads); None for a skipped run
     return None if result.get("skipped") else result["metrics"]["test_strict_f1"]
 
 

@@ -1,7 +1,7 @@
 """``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
 
 Prints every job (its sweep overrides and run key), the count, what the tracking store says of
-each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), which corpora the experiment lists but cannot read yet, and the preflight
+each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), and the preflight
 problems (models not resolvable offline, missing data files). Launches nothing.
 """
 
@@ -54,9 +54,6 @@ def main(argv: list[str]) -> int:
     for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
         print(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}")
-    unavailable = list(configs[0].grid.unavailable) if configs else []
-    if unavailable:
-        print(f"not in this grid yet (no reader for their format): {', '.join(unavailable)}")
     problems = preflight(configs)
     print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now

@@ -157,7 +157,6 @@ def min_wilcoxon_p(n: int) -> float:
 class Cell:
     text: str
     mark: str | None = None  # "best" | "second"
-    value: float | None = None
 
 
 @dataclass
@@ -199,7 +198,7 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
             row = [Cell(model), Cell(short)]
             for s, mean, mark in zip(schemes, means, marks(chosen)):
                 std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
-                row.append(Cell(fmt(mean, std, n), mark, mean))
+                row.append(Cell(fmt(mean, std, n), mark))
             rows.append(row)
     return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme (mean ± sd over seeds; "
                  f"bold / underlined: best / second on {choose}, {split} shown)", ["Model", ""] + [names.get(s, s) for s in schemes], rows,
@@ -253,7 +252,7 @@ def paper_comparison(df: pd.DataFrame, split: str = "test", mode: str = "strict"
         rows.append([Cell(key[0]), Cell(key[1]), Cell(names.get(key[2], key[2]))]
                     + [Cell(fmt(ours[m].loc[key, "mean"], ours[m].loc[key, "std"], int(ours[m].loc[key, "n"]))) for m in MEASURES]
                     + [Cell(f"{p[m]:.2f}") for m in MEASURES]
-                    + [Cell(f"{f1['mean'] - p['f1']:+.2f}", value=f1["mean"] - p["f1"])])
+                    + [Cell(f"{f1['mean'] - p['f1']:+.2f}")])
     return Table(f"Ours ({split}, {mode}) versus the WeLT paper", ["Dataset", "Model", "Scheme", "P", "R", "F1",
                                                                    "paper P", "paper R", "paper F1", "ΔF1 (points)"], rows)
 
@@ -343,7 +342,7 @@ def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict"
                 row.append(Cell(MISSING))
                 continue
             r = r.iloc[0]
-            row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})", value=r["mean"]))
+            row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})"))
             if choose != split and r["split_lr"] != r["lr"]:
                 differ.append(f"{model} batch {int(bs)}: lr {r['split_lr']:g} ({r['split_best']:.2f}) instead of {r['lr']:g} ({r['mean']:.2f})")
         rows.append(row)
@@ -480,7 +479,7 @@ def significance_table(boot: pd.DataFrame, dataset: str, split: str = "test", re
     order = {s: i for i, s in enumerate(SCHEMES)}
     b = b.sort_values(["model", "seed", "scheme"], key=lambda c: c.map(order) if c.name == "scheme" else c)
     rows = [[Cell(r.model), Cell(SCHEME_NAMES.get(r.scheme, r.scheme)), Cell(f"{r.seed:g}"), Cell(f"{r.f1_vanilla:.2f}"),
-             Cell(f"{r.f1:.2f}"), Cell(f"{r.delta:+.2f}", value=r.delta), Cell(f"[{r.low:+.2f}, {r.high:+.2f}]"),
+             Cell(f"{r.f1:.2f}"), Cell(f"{r.delta:+.2f}"), Cell(f"[{r.low:+.2f}, {r.high:+.2f}]"),
              Cell(f"{r.p:.3f}"), Cell("within noise" if r.within_noise else ("better" if r.delta > 0 else "worse"))]
             for r in b.itertuples(index=False)]
     n = int(b["sentences"].iloc[0]) if len(b) else 0

@@ -5,7 +5,7 @@ import logging
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from bioner_grid import guard, preempt
+from bioner_grid import guard
 from bioner_grid.config import CONF_DIR  # also registers the train schema and ${safe_name:}
 
 # The launchers of conf/hydra/launcher/* (launchers/hydra_plugins/bioner_grid_launcher) are found by
@@ -18,8 +18,9 @@ log = logging.getLogger("bioner_grid")
 # conf/ of the clone, or the copy an installed wheel carries inside the package (bioner_grid.config)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg) -> float | None:
-    # torch, transformers, mlflow (seconds): only once Hydra has parsed the command line (--help, --cfg stay fast)
-    from bioner_grid import pipeline
+    # torch, transformers, mlflow (seconds; preempt imports transformers): only once Hydra has parsed the
+    # command line, so --help, --cfg and tab completion stay fast
+    from bioner_grid import pipeline, preempt
 
     out = HydraConfig.get().runtime.output_dir
     preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step

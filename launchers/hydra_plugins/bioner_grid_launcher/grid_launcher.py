@@ -78,15 +78,14 @@ class GridLauncherMixin:
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
         """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
-        grid = self.config.get("grid") or {}
+        grid = self.config.grid
         redact.install_log_filter()
         redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
         check_stores(configs)
         counts: dict = {}
         try:
-            todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True),
-                               counts=counts)
+            todo = select_jobs(configs, check=grid.preflight, skip_finished=grid.skip_finished, counts=counts)
         except PreflightError as e:
             fail(str(e))
         self._sweep = (configs, counts, len(todo))
@@ -97,9 +96,9 @@ class GridLauncherMixin:
         configs, counts, launched = self._sweep
         if not configs or not launched:
             return contextlib.nullcontext()
-        grid = self.config.get("grid") or {}
-        wait = grid.get("wait", True) if isinstance(self, GridSubmititMixin) else True
-        return SweepRun(configs[0].tracking, str(grid.get("name", "adhoc")), len(configs), counts.get("FINISHED", 0),
+        grid = self.config.grid
+        wait = grid.wait if isinstance(self, GridSubmititMixin) else True
+        return SweepRun(configs[0].tracking, grid.name, len(configs), counts.get("FINISHED", 0),
                         counts.get("IN FLIGHT", 0), launched, wait, varying_keys(configs))
 
 
@@ -115,12 +114,12 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         with self._sweep_run():
             runs, failures, not_run = self._run_all(jobs, initial_job_idx)
         if failures:
-            self._fail(failures, len(jobs), (self.config.get("grid") or {}).get("on_error", "continue"), not_run)
+            self._fail(failures, len(jobs), self.config.grid.on_error, not_run)
         return runs
 
     def _run_all(self, jobs, initial_job_idx):
         """Run the jobs one after another: (their JobReturns, one-line failures, jobs not run)."""
-        on_error = (self.config.get("grid") or {}).get("on_error", "continue")
+        on_error = self.config.grid.on_error
         setup_globals()
         self._configure_log()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -203,7 +202,7 @@ class GridSubmititMixin(GridLauncherMixin):
         base, results, idx = dict(self.params), [], initial_job_idx
         for members in groups.values():
             self._check_resources({**base, **members[0][1]})
-        wait = (self.config.get("grid") or {}).get("wait", True)
+        wait = self.config.grid.wait
         if not jobs:
             return []
         create_experiments(cfg for _, cfg in jobs)

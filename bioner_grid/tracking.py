@@ -22,8 +22,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network on compu
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
-from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from omegaconf import OmegaConf  # noqa: E402
 
 from bioner_grid import identity, redact  # noqa: E402

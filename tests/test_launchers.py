@@ -22,7 +22,8 @@ def test_hydra_discovers_the_launchers_that_the_launcher_configs_name():
     stay a namespace (no ``__init__.py``) so that hydra-submitit-launcher's plugins are found beside ours."""
     code = ("from hydra.core.plugins import Plugins; from hydra.plugins.launcher import Launcher; "
             "print(*sorted(f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Launcher)))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", timeout=120,
+                       check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     discovered = set(r.stdout.split())
     ours = "hydra_plugins.bioner_grid_launcher.grid_launcher."
@@ -75,7 +76,7 @@ def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended
     with open(log, "w") as out:  # not a pipe: the job's process inherits the launcher's output and outlives it
         r = subprocess.run([sys.executable, "-m", "bioner_grid", "-m", f"data.root={data_root}",
                             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
-                            *sweep], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=600)
+                            *sweep], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
     assert r.returncode == 0, log.read_text()[-3000:]
     assert "not waiting; results land in the tracking store" in log.read_text()
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -95,7 +96,8 @@ def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended
     assert client.get_run(parent_id).info.status == "RUNNING"  # nothing closes it but plan or report
 
     plan = subprocess.run([sys.executable, "-m", "bioner_grid.plan", *sweep, f"data.root={data_root}",
-                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True)
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert f"all 1 job(s) ended; parent run {parent_id} FINISHED" in plan.stdout
     assert client.get_run(parent_id).info.status == "FINISHED"

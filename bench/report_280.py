@@ -22,7 +22,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from bioner_grid import report
+from bioner_grid import report, runtable
 
 MODELS = ["biobert", "bluebert", "pubmedbert", "scibert", "bioelectra"]
 DATASETS = ["ncbi_disease", "bc5cdr_disease", "bc5cdr_chem", "bc2gm", "linnaeus", "bc4chemd", "biored_chem", "biored_disease"]
@@ -65,7 +65,7 @@ def populate(uri: str, seeds: int, artifacts: bool = True, folder: Path | None =
         for dataset in DATASETS:
             base = rng.uniform(0.75, 0.92)
             gold = gold_tags(dataset)
-            for scheme in report.SCHEMES:
+            for scheme in runtable.SCHEMES:
                 for seed in range(1, seeds + 1):
                     run = client.create_run(exp, tags={"model": model, "dataset": dataset, "scheme": scheme, "lr": "5e-05",
                                                        "batch_size": "32", "seed": str(seed)})

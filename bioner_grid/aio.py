@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from bioner_grid.data import Corpus, DataError, Sentence, Split, seeded_split
+from bioner_grid.corpus import Corpus, DataError, Sentence, Split, seeded_split
 from bioner_grid.pubtator import cached_convert
 from bioner_grid.scoring import score
 

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioner_grid.data import Sentence
+from bioner_grid.corpus import Sentence
 
 IGNORE = -100
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bioner_grid import faireval
-from bioner_grid.data import DataError, read_rows, typed_tag
+from bioner_grid.corpus import DataError, read_rows, typed_tag
 from bioner_grid.faireval import read_span_file
 from bioner_grid.scoring import score
 

@@ -26,9 +26,10 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import OmegaConf
+from safetensors.torch import save_file
 
 from bioner_grid import redact
-from bioner_grid.tag import META
+from bioner_grid.tag import META, Document, Passage, Tagger
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def save(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -
     folder.mkdir(parents=True, exist_ok=True)
     head = cfg.model.get("head", "softmax")
     if head == "crf":  # our own module: its state dict (encoder + emissions + transitions) and the encoder config
-        from safetensors.torch import save_file
-
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
         model.config.save_pretrained(folder)
     else:
@@ -85,13 +84,9 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
     -> one row per entity (id, start, end, mention, type), offsets into each text."""
 
     def load_context(self, context):
-        from bioner_grid.tag import Tagger
-
         self.tagger = Tagger(context.artifacts["tagger"])
 
     def predict(self, context, model_input, params=None):
-        from bioner_grid.tag import Document, Passage
-
         df = pd.DataFrame(model_input)
         ids = df["id"].astype(str).tolist() if "id" in df else [str(i) for i in range(len(df))]
         types = (params or {}).get("types", "all")

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from bioner_grid.corpus import DataError
 
 BE_TYPES = ("BES", "BEL", "BEO")
 FAIR_TYPES = ("TP", "FP", "LE", "BE", "LBE", "FN")
@@ -268,10 +271,6 @@ def read_span_file(path) -> list[list[Span]]:
     """Read a FairEval span file: ``LABEL<TAB>BEGIN<TAB>END<TAB>TOKEN_INDICES`` per line (1-based,
     inclusive, indices comma-separated), an empty line between sentences; the placeholder labels
     NONE and EMPTY mark a sentence without spans. Problems raise ``DataError('file:line: problem')``."""
-    from pathlib import Path
-
-    from bioner_grid.data import DataError
-
     sentences: list[list[Span]] = []
     current: list[Span] | None = None
     try:

@@ -4,6 +4,9 @@
   valid (``schema.config_problems``), listing all that is missing or wrong at once (before 280 jobs queue, not after);
 - ``decisions``: what the tracking store says of each job (FINISHED, IN FLIGHT, STALE, TODO), by the
   same rule a job applies when it starts (``identity.decide``).
+
+huggingface_hub (its HTTP stack, ~0.4 s) and ``bioner_grid.tracking`` (mlflow, ~1.3 s) are imported
+where used: ``plan`` and ``prefetch`` import this module at start-up.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from bioner_grid import identity
+from bioner_grid.schema import config_problems
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ def gpu_problem(partition: str | None, gpus: int) -> str | None:
 
 def model_problem(mcfg) -> str | None:
     """Why ``mcfg`` cannot be loaded offline, or None when it can."""
-    from bioner_grid.modeling import resolve
-
     spec = mcfg.get("tokenizer") or mcfg
     for source, name, revision in {(mcfg.source, mcfg.get("name_or_path"), mcfg.get("revision")),
                                    (spec.source, spec.get("name_or_path"), spec.get("revision"))}:
@@ -63,7 +65,7 @@ def model_problem(mcfg) -> str | None:
             if importlib.util.find_spec(name) is None:
                 return f"model {mcfg.name}: package {name} is not installed"
         elif source == "path":
-            if not Path(resolve(source, name)).is_dir():
+            if not Path(name).is_dir():
                 return f"model {mcfg.name}: folder {name} not found"
             if (source, name) == (mcfg.source, mcfg.get("name_or_path")) and not any(Path(name).glob("*.safetensors")):
                 return f"model {mcfg.name}: folder {name} holds no *.safetensors weights (pickled weights are not loaded)"
@@ -85,8 +87,6 @@ def dataset_problems(cfg) -> list[str]:
 def preflight(configs) -> list[str]:
     """Every problem of every job's model and data, each listed once."""
     problems: dict[str, None] = {}
-    from bioner_grid.schema import config_problems
-
     for cfg in configs:
         for p in [model_problem(cfg.model), *dataset_problems(cfg), *config_problems(cfg)]:
             if p:

@@ -20,7 +20,8 @@ from transformers import TrainingArguments, set_seed
 
 from bioner_grid import aio, export, identity, redact, schema, scoring, sweep, tracking
 from bioner_grid.align import cached_windows
-from bioner_grid.data import SPLITS, Corpus, Split, check_root, load_corpus, split_stats
+from bioner_grid.corpus import SPLITS, Corpus, Split
+from bioner_grid.data import check_root, load_corpus, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
 from bioner_grid.train import limit_threads, pick_device, pick_precision, predict, train, training_arguments

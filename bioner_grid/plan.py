@@ -1,19 +1,23 @@
 """``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
 
 Prints every job (its sweep overrides and run key), the count, what the tracking store says of
-each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), which corpora the experiment lists but cannot read yet, and the preflight
+each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), and the preflight
 problems (models not resolvable offline, missing data files). Launches nothing.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from bioner_grid import identity
 from bioner_grid.config import CONF_DIR
+from bioner_grid.grid import decisions, preflight
+from bioner_grid.sweep import settle_submitted
 
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -39,11 +43,6 @@ def job_configs(fixed: list[str], jobs: list[list[str]]):
 
 
 def main(argv: list[str]) -> int:
-    from collections import Counter
-
-    from bioner_grid import identity
-    from bioner_grid.grid import decisions, preflight
-
     fixed, jobs = sweep_jobs(argv)
     configs = job_configs(fixed, jobs)
     verdicts = decisions(configs)
@@ -55,14 +54,9 @@ def main(argv: list[str]) -> int:
     for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
         print(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}")
-    unavailable = list(configs[0].grid.unavailable) if configs else []
-    if unavailable:
-        print(f"not in this grid yet (no reader for their format): {', '.join(unavailable)}")
     problems = preflight(configs)
     print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
-        from bioner_grid.sweep import settle_submitted
-
         for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):
             print(line)
     return 0

@@ -18,7 +18,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bioner_grid.data import DataError
+from bioner_grid.corpus import DataError
+from bioner_grid.plan import job_configs, sweep_jobs
 
 
 def sha256_of(path: Path) -> str:
@@ -60,6 +61,7 @@ def fetch(url: str, target: str | Path, sha256: str | None, timeout: float = 60.
 def fetch_model(mcfg) -> str:
     if mcfg.source != "hub":
         return f"model {mcfg.name}: {mcfg.source}, nothing to fetch"
+    # huggingface_hub's HTTP stack (~0.4 s) only when a hub model is fetched
     from huggingface_hub import snapshot_download
 
     path = snapshot_download(repo_id=mcfg.name_or_path, revision=mcfg.get("revision") or None)
@@ -67,8 +69,6 @@ def fetch_model(mcfg) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from bioner_grid.plan import job_configs, sweep_jobs
-
     configs = job_configs(*sweep_jobs(argv))
     models = {cfg.model.name: cfg.model for cfg in configs}
     files = {}

@@ -19,6 +19,9 @@ Bad input: a line that is neither a title, an abstract nor an annotation (with i
 stops the conversion with ``file:line: problem``. Problems that real corpora contain a few of are
 counted, reported with ``file:line`` and skipped: a repeated PMID (its second document), an
 annotation whose offsets lie beyond the text, a mention that differs from the text at its offsets.
+
+``load_pubtator`` reads a ``format: pubtator`` dataset config into a corpus (``bioner_grid.data.load_corpus``
+calls it).
 """
 
 from __future__ import annotations
@@ -31,7 +34,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioner_grid.data import DataError, Sentence, read_text
+from omegaconf import OmegaConf
+
+from bioner_grid.corpus import (
+    Corpus,
+    DataError,
+    Sentence,
+    Split,
+    read_text,
+    seeded_split,
+)
 
 CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
 TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
@@ -248,6 +260,46 @@ def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str
                    "report": conversion.report}, f)
     os.replace(tmp, cached)
     return conversion
+
+
+def load_pubtator(ds, cache_dir) -> Corpus:
+    """PubTator train/dev/test converted to BIO (cached); dev held out by document when not given:
+    the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents."""
+    types = OmegaConf.to_container(ds.types, resolve=True)
+    convert = lambda path: cached_convert(path, types, cache_dir)  # noqa: E731
+    train = convert(ds.train)
+    reports = [train.report]
+    train_docs = train.documents
+    if ds.get("test"):
+        test = convert(ds.test)
+        reports.append(test.report)
+        test_docs = test.documents
+    elif ds.get("split"):
+        train_docs, test_docs = seeded_split(train_docs, float(ds.split), int(ds.split_seed), ds.train, "documents")
+    else:
+        raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
+    if ds.get("dev"):
+        dev = convert(ds.dev)
+        reports.append(dev.report)
+        dev_docs = dev.documents
+    elif ds.get("dev_documents"):
+        n = int(ds.dev_documents)
+        if not 0 < n < len(train_docs):
+            raise DataError(f"{ds.train}:0: dev_documents={n} but the file has {len(train_docs)} documents")
+        train_docs, dev_docs = train_docs[:-n], train_docs[-n:]
+    else:
+        train_docs, dev_docs = seeded_split(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train, "documents")
+    flat = lambda docs, source: Split([s for d in docs for s in d], str(source))  # noqa: E731
+    return Corpus(ds.name, {"train": flat(train_docs, ds.train), "dev": flat(dev_docs, ds.get("dev") or ds.train),
+                            "test": flat(test_docs, ds.get("test") or ds.train)}, reports)
+
+
+def annotation_line(path, label_type: str, ds) -> int:
+    """Line of the first annotation in a PubTator file whose type the dataset config ``ds`` maps to
+    ``label_type`` (0 if none): where a converted sentence, which has no line numbers, came from."""
+    sources = set((ds.get("types") or {}).get(label_type) or [])
+    docs, _ = read_pubtator(path)
+    return next((a.line for d in docs for a in d.annotations if a.type in sources), 0)
 
 
 def format_report(report: dict, max_listed: int = 10) -> str:

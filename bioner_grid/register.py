@@ -18,6 +18,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
+
+from bioner_grid.config import compose
+from bioner_grid.report import load_runs
 
 CONFIG_KEYS = ["model", "scheme", "lr", "batch_size"]  # a configuration: the grid keys but dataset and seed
 
@@ -37,8 +41,6 @@ def reproduce_command(run) -> str:
     folder is readable here, else the grid keys from its tags (add the overrides it was launched with)."""
     overrides_file = Path(run.data.tags.get("output_dir", "")) / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
-        from omegaconf import OmegaConf
-
         overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith(("hydra", "grid."))]
     else:
         t, grid = run.data.tags, run.data.params.get("grid.name", "adhoc")
@@ -50,7 +52,7 @@ def reproduce_command(run) -> str:
 
 def register(df: pd.DataFrame, name: str) -> list[str]:
     """Register each dataset's best model; returns one line per dataset (registered, or the command to run)."""
-    import mlflow
+    import mlflow  # ~1.3 s: where the store is used, as in report.py
 
     from bioner_grid.tracking import run_metrics
 
@@ -79,9 +81,6 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from bioner_grid.config import compose
-    from bioner_grid.report import load_runs
-
     names = [a.split("=", 1)[1] for a in argv if a.startswith("name=")]
     if len(names) != 1 or not names[0]:
         print("usage: python -m bioner_grid.register tracking.uri=URI report.experiment=NAME name=NAME "

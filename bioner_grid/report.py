@@ -8,6 +8,9 @@ keys and metrics), writes Markdown, LaTeX (booktabs) and CSV tables, PNG figures
 self-contained ``report.html`` into ``report.out``, and logs them all as artifacts of a ``report``
 run. Seeds of one configuration are averaged (mean ± sample std); runs that did not finish are
 counted and left out; configurations without a finished run show as "—" and are listed.
+
+mlflow (~1.3 s, also through ``bioner_grid.tracking``) and matplotlib (``report_figures``) are
+imported where used: ``bioner-grid-report --help`` and ``register`` import this module without them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import logging
 import math
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,16 +31,28 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
+from omegaconf import OmegaConf
 from scipy import stats
 
 from bioner_grid import redact
+from bioner_grid.config import compose
 from bioner_grid.identity import GRID_KEYS, defines_result
+from bioner_grid.runtable import (
+    SCHEME_NAMES,
+    SCHEMES,
+    best_lr,
+    cell_stats,
+    chooser,
+    finished,
+    metric_column,
+    scheme_names,
+    schemes_of,
+)
+from bioner_grid.significance import cached_predictions, compare
+from bioner_grid.sweep import settle_submitted
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
-SCHEME_NAMES = {"ins": "INS", "isns": "ISNS", "ens_0.3": "ENS(0.3)", "ens_0.5": "ENS(0.5)", "ens_0.9": "ENS(0.9)",
-                "vanilla": "Vanilla", "welt": "WeLT"}  # for runs recorded before schemes had a `label`
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
@@ -113,43 +130,6 @@ def variant_labels(runs: pd.DataFrame, settings: pd.DataFrame, exclude=()) -> pd
     return labels
 
 
-def schemes_of(df: pd.DataFrame) -> list[str]:
-    """The schemes the runs used: the WeLT paper's in its column order, any other after them."""
-    present = set(df["scheme"].dropna())
-    return [s for s in SCHEMES if s in present] + sorted(present - set(SCHEMES))
-
-
-def scheme_names(df: pd.DataFrame) -> dict[str, str]:
-    """Display name of each scheme: its config's ``label`` (as the runs logged it), else the known name."""
-    names = dict(SCHEME_NAMES)
-    if "scheme_label" in df:
-        for scheme, label in df[["scheme", "scheme_label"]].dropna().drop_duplicates("scheme").values:
-            names[scheme] = label
-    return names
-
-
-def metric_column(split: str, mode: str, measure: str) -> str:
-    return f"{split}_{'strict_' if mode == 'strict' else ''}{measure}"
-
-
-def finished(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "FINISHED"]
-
-
-def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
-    """Mean, sample std (0 for one seed) and count of ``column`` (in %) per ``keys``."""
-    g = (100 * df[column]).groupby([df[k] for k in keys])
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()})
-    return out
-
-
-def chooser(df: pd.DataFrame, split: str, mode: str) -> str:
-    """The split every "best" is chosen on: dev when the runs logged its F1, else (older runs) the
-    shown split, which each caption then says."""
-    column = metric_column("dev", mode, "f1")
-    return "dev" if column in df and finished(df)[column].notna().any() else split
-
-
 def _means(df: pd.DataFrame, keys: list[str], column: str, order: list) -> list[float | None]:
     if column not in df:
         return [None] * len(order)
@@ -179,7 +159,6 @@ def min_wilcoxon_p(n: int) -> float:
 class Cell:
     text: str
     mark: str | None = None  # "best" | "second"
-    value: float | None = None
 
 
 @dataclass
@@ -221,7 +200,7 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
             row = [Cell(model), Cell(short)]
             for s, mean, mark in zip(schemes, means, marks(chosen)):
                 std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
-                row.append(Cell(fmt(mean, std, n), mark, mean))
+                row.append(Cell(fmt(mean, std, n), mark))
             rows.append(row)
     return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme (mean ± sd over seeds; "
                  f"bold / underlined: best / second on {choose}, {split} shown)", ["Model", ""] + [names.get(s, s) for s in schemes], rows,
@@ -275,7 +254,7 @@ def paper_comparison(df: pd.DataFrame, split: str = "test", mode: str = "strict"
         rows.append([Cell(key[0]), Cell(key[1]), Cell(names.get(key[2], key[2]))]
                     + [Cell(fmt(ours[m].loc[key, "mean"], ours[m].loc[key, "std"], int(ours[m].loc[key, "n"]))) for m in MEASURES]
                     + [Cell(f"{p[m]:.2f}") for m in MEASURES]
-                    + [Cell(f"{f1['mean'] - p['f1']:+.2f}", value=f1["mean"] - p["f1"])])
+                    + [Cell(f"{f1['mean'] - p['f1']:+.2f}")])
     return Table(f"Ours ({split}, {mode}) versus the WeLT paper", ["Dataset", "Model", "Scheme", "P", "R", "F1",
                                                                    "paper P", "paper R", "paper F1", "ΔF1 (points)"], rows)
 
@@ -350,26 +329,6 @@ def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
     return Table(f"All-in-one versus single-corpus training ({split} strict F1, %)", ["Corpus", "single corpus", "AIO", "ΔF1 (points)"], rows)
 
 
-def best_lr(df: pd.DataFrame, split: str = "test", mode: str = "strict", choose: str | None = None) -> pd.DataFrame:
-    """Per (model, batch size) the learning rate whose mean F1 on ``choose`` (default: dev when
-    logged) is highest, with the mean, sd and n of ``split`` F1 (%) at that learning rate, and the lr
-    that ``split`` itself would have picked (``split_lr``, for the record only)."""
-    ok = finished(df)
-    choose = choose or chooser(df, split, mode)
-    keys = ["model_lr_bs", "batch_size", "lr"]  # the model's label without lr and batch size
-    shown = cell_stats(ok, keys, metric_column(split, mode, "f1"))
-    by = cell_stats(ok, keys, metric_column(choose, mode, "f1"))["mean"].dropna()
-    rows = []
-    for (model, bs), values in by.groupby(level=[0, 1]):
-        lr = values.idxmax()[2]
-        own = shown["mean"].xs((model, bs), level=[0, 1]).dropna()
-        rows.append({"model": model, "batch_size": bs, "lr": lr, "chosen_on": choose,
-                     "mean": shown["mean"].get((model, bs, lr)), "std": shown["std"].get((model, bs, lr)),
-                     "n": int(shown["n"].get((model, bs, lr), 0)), "split_lr": own.idxmax() if len(own) else None,
-                     "split_best": own.max() if len(own) else None})
-    return pd.DataFrame(rows, columns=["model", "batch_size", "lr", "chosen_on", "mean", "std", "n", "split_lr", "split_best"])
-
-
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
     """F1 per model x batch size at the learning rate chosen on dev for that model and batch size
     (the foundation study's table); the note lists where choosing on the shown split would differ."""
@@ -385,7 +344,7 @@ def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict"
                 row.append(Cell(MISSING))
                 continue
             r = r.iloc[0]
-            row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})", value=r["mean"]))
+            row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})"))
             if choose != split and r["split_lr"] != r["lr"]:
                 differ.append(f"{model} batch {int(bs)}: lr {r['split_lr']:g} ({r['split_best']:.2f}) instead of {r['lr']:g} ({r['mean']:.2f})")
         rows.append(row)
@@ -453,8 +412,6 @@ class RunFiles:
         return None
 
     def predictions(self, run_id: str, split: str = "test"):
-        from bioner_grid.significance import cached_predictions
-
         npz = self.cache / run_id / f"predictions_{split}.npz"
         if npz.is_file():
             return cached_predictions(npz, npz)
@@ -469,8 +426,6 @@ class RunFiles:
     def prefetch(self, run_ids, split: str = "test", workers: int = 8) -> None:
         """Fetch and parse the predictions and error analyses of many runs at once (the store's
         round trips overlap); what is cached already costs nothing."""
-        from concurrent.futures import ThreadPoolExecutor
-
         def one(run_id):
             self.predictions(run_id, split)
             self.error_counts(run_id, split)
@@ -479,8 +434,6 @@ class RunFiles:
             list(pool.map(one, run_ids))
 
     def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
-        import json
-
         kept = self.cache / run_id / f"error_counts_{split}.json"
         if kept.is_file():
             return json.loads(kept.read_text(encoding="utf-8"))
@@ -509,8 +462,6 @@ def bootstrap_vs_vanilla(df: pd.DataFrame, files: RunFiles, split: str = "test",
     """Paired bootstrap (``bioner_grid.significance``) of every scheme run against its Vanilla run on
     the same ``split`` sentences: one row per pair with ``delta``, ``low``, ``high`` (F1 points), ``p``
     and ``within_noise``; pairs without logged predictions are left out."""
-    from bioner_grid.significance import compare
-
     rows = []
     for r in vanilla_pairs(df).sort_values("dataset").itertuples(index=False):  # one corpus's resamples are drawn once
         a, b = files.predictions(r.vanilla_run_id, split), files.predictions(r.run_id, split)
@@ -530,7 +481,7 @@ def significance_table(boot: pd.DataFrame, dataset: str, split: str = "test", re
     order = {s: i for i, s in enumerate(SCHEMES)}
     b = b.sort_values(["model", "seed", "scheme"], key=lambda c: c.map(order) if c.name == "scheme" else c)
     rows = [[Cell(r.model), Cell(SCHEME_NAMES.get(r.scheme, r.scheme)), Cell(f"{r.seed:g}"), Cell(f"{r.f1_vanilla:.2f}"),
-             Cell(f"{r.f1:.2f}"), Cell(f"{r.delta:+.2f}", value=r.delta), Cell(f"[{r.low:+.2f}, {r.high:+.2f}]"),
+             Cell(f"{r.f1:.2f}"), Cell(f"{r.delta:+.2f}"), Cell(f"[{r.low:+.2f}, {r.high:+.2f}]"),
              Cell(f"{r.p:.3f}"), Cell("within noise" if r.within_noise else ("better" if r.delta > 0 else "worse"))]
             for r in b.itertuples(index=False)]
     n = int(b["sentences"].iloc[0]) if len(b) else 0
@@ -739,13 +690,11 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
 def main(argv: list[str]) -> int:
     import mlflow
 
-    from bioner_grid.config import compose
+    from bioner_grid import tracking
 
     cfg = compose(argv)
     r = cfg.report
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
-    from bioner_grid.sweep import settle_submitted
-
     for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
         for line in settle_submitted(cfg.tracking.uri, name):
             print(line)
@@ -759,10 +708,6 @@ def main(argv: list[str]) -> int:
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
     # Report runs go to their own experiment, not among the training runs they summarise (its
     # artifacts under the configured tracking.artifact_location, as the training runs').
-    from omegaconf import OmegaConf
-
-    from bioner_grid import tracking
-
     experiment_id = tracking.setup(OmegaConf.merge(cfg.tracking, {"experiment": f"{experiments[0]}-reports"}))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
                           tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):

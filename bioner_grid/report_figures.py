@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioner_grid.report import (  # noqa: E402
+from bioner_grid.runtable import (  # noqa: E402
     best_lr,
     finished,
     metric_column,

@@ -7,6 +7,10 @@ Two layers:
   fails at compose time with the key named. The schema is *open*: keys it does not list are
   accepted untyped, so a new ``train`` key in a yaml file works without touching this file (add a
   field here to type it);
+- a structured schema for the top-level ``grid`` block (``GridSchema``, ``grid/schema``, named in
+  ``conf/config.yaml``'s defaults), so that code reads ``cfg.grid.wait`` with no default of its
+  own. It is *closed*: only code reads these keys, so one it does not list is a typo
+  (``grid.skip_finshed=false``) and fails at compose time, as does a value of the wrong type;
 - ``config_problems``: value checks on the composed config (positive sizes, fractions in (0, 1),
   names that are safe in file paths), each message naming the key.
 """
@@ -46,11 +50,26 @@ class TrainSchema:
     force: bool = False
 
 
+@dataclass
+class GridSchema:
+    """How a sweep launches (``conf/config.yaml`` documents each key): read by the launchers,
+    ``plan`` and every job."""
+
+    name: str = "adhoc"
+    preflight: bool = True
+    skip_finished: bool = True
+    wait: bool = True
+    heartbeat_s: float = 60.0
+    on_error: str = "continue"  # continue | stop (checked by grid_problems, naming the key)
+
+
 def register() -> None:
-    """Store the ``train`` schema (open to keys it does not list) in Hydra's ConfigStore."""
+    """Store the ``train`` schema (open to keys it does not list) and the ``grid`` schema (closed)
+    in Hydra's ConfigStore."""
     node = OmegaConf.structured(TrainSchema)
     OmegaConf.set_struct(node, False)  # typed where listed, open to new keys
     ConfigStore.instance().store(group="train", name="schema", node=node)
+    ConfigStore.instance().store(group="grid", name="schema", node=GridSchema)
     OmegaConf.register_new_resolver("safe_name", safe_name, replace=True)
 
 
@@ -105,8 +124,8 @@ def data_problems(cfg) -> list[str]:
 
 
 def grid_problems(cfg) -> list[str]:
-    value = OmegaConf.select(cfg, "grid.on_error")
-    return [] if value in (None, "continue", "stop") else [f"grid.on_error={value}: must be continue or stop"]
+    value = cfg.grid.on_error
+    return [] if value in ("continue", "stop") else [f"grid.on_error={value}: must be continue or stop"]
 
 
 def name_problems(cfg) -> list[str]:

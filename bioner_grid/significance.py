@@ -29,6 +29,8 @@ run ids with ``--uri TRACKING_URI [--split test]`` (their ``predictions_{split}.
 
 from __future__ import annotations
 
+import argparse
+import csv
 import hashlib
 import re
 import sys
@@ -37,8 +39,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from bioner_grid.data import DataError, read_rows, typed_tag
+from bioner_grid.corpus import DataError, read_rows, typed_tag
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,7 @@ def flat_counts(gold: list[str], pred: list[str], lengths: list[int]) -> np.ndar
 def _columns(path: Path) -> tuple[list[str], list[str], list[str], list[int]] | None:
     """Tokens, gold and predicted tags (flat) and sentence lengths of a well-formed file with typed
     tags, read with pandas' C parser; None for anything else (``read_predictions`` then reads it with
-    the checks of ``bioner_grid.data`` to name the file and line)."""
-    import csv
-
-    import pandas as pd
-
+    the checks of ``bioner_grid.corpus.read_rows`` to name the file and line)."""
     try:
         table = pd.read_csv(path, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, na_filter=False,
                             skip_blank_lines=False, encoding="utf-8", engine="c")
@@ -246,8 +245,6 @@ def describe(r: Result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m bioner_grid.significance",
                                  description="Paired bootstrap of strict F1: B against A on the same test sentences.")
     ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred), or its run id with --uri")
@@ -258,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     paths = [args.a, args.b]
-    if args.uri:
+    if args.uri:  # mlflow (~1.3 s) only for run ids
         import mlflow
 
         from bioner_grid.tracking import resolve_uri

@@ -8,6 +8,9 @@ tags its run ``mlflow.parentRunId`` (the UI nests it under the parent) and ``swe
 sweep has run (``grid.wait=true``), the parent gets ``summary.md`` / ``summary.json`` (its
 children, sorted by test strict F1) and ends FINISHED, or FAILED when a job did not finish; the
 same table is printed with the address of the experiment's runs view.
+
+mlflow (~1.3 s to import) and ``bioner_grid.tracking``, which imports it, are imported inside the
+functions that talk to the store: ``plan`` imports this module at start-up, and ``prefetch`` imports ``plan``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
+
+from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,6 @@ def run_name(values: dict[str, str]) -> str:
     """A job's run name: the grid values that vary within its sweep first (what tells the runs of
     one sweep apart stays visible in the UI's narrow name column), the rest after a ``·``:
     ``welt-42 · tiny_bert-ncbi_disease-0.0003-16``. Outside a sweep, all six in grid order."""
-    from bioner_grid.identity import GRID_KEYS
-
     varying = [k for k in os.environ.get(VARYING_ENV, "").split(",") if k in values]
     rest = [k for k in GRID_KEYS if k not in varying]
     if not varying:
@@ -51,8 +54,6 @@ def run_name(values: dict[str, str]) -> str:
 
 
 def varying_keys(configs) -> list[str]:
-    from bioner_grid.identity import GRID_KEYS, grid_values
-
     values = [grid_values(c) for c in configs]
     return [k for k in GRID_KEYS if len({v[k] for v in values}) > 1]
 

@@ -16,6 +16,10 @@ whose output exists is skipped, and every output is written to a temporary file 
 killed job leaves nothing half-written. Bad input (a malformed PubTator line, an XML parse error, a
 model folder without its label list) stops with ``file:line: problem``, exit 2, before anything is
 written.
+
+torch, transformers, safetensors (and ``heads`` and ``train``, which import them) and mlflow (and
+``tracking``) are imported where a model is loaded or looked up: reading and writing documents,
+``--help`` and ``export`` (which imports this module for ``META``) go without them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioner_grid.data import DataError, Sentence, entity_spans, read_rows
+import bioc
+from lxml import etree
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from tqdm.auto import tqdm
+
+from bioner_grid import aio
+from bioner_grid.align import by_length, make_windows, predictions_to_tags
+from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows
+from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
 
 log = logging.getLogger("bioner_grid.tag")
 
@@ -91,8 +104,6 @@ class Passage:
     def sentence_spans(self) -> list[list[tuple[int, int]]]:
         """Token character spans of each sentence, as the PubTator converter cuts them (no
         annotation cuts: there are no annotations to respect in new text)."""
-        from bioner_grid.pubtator import sentence_ranges, tokenize
-
         if self.words is not None:
             return [self.words] if self.words else []
         tokens = tokenize(self.text, set())
@@ -114,8 +125,6 @@ class Shard:
 
 
 def read_pubtator_docs(path: Path) -> list[Document]:
-    from bioner_grid.pubtator import read_pubtator
-
     docs, skipped = read_pubtator(path)
     for problem in skipped:
         log.warning("%s", problem)
@@ -152,9 +161,6 @@ def read_conll_docs(path: Path) -> list[Document]:
 
 
 def read_bioc(path: Path) -> Shard:
-    import bioc
-    from lxml import etree
-
     try:
         with open(path, "rb") as f:
             collection = bioc.biocxml.load(f)
@@ -233,8 +239,6 @@ class Tagger:
         """Predicted tags of every word of every sentence, types not asked set to ``O``. With several
         passes (an all-in-one model asked for types of different tasks) an entity of a later pass
         is kept where the earlier ones found nothing."""
-        from bioner_grid import aio
-
         merged = None
         for task, keep in self.plan(types):
             batch = [Sentence(words, ["O"] * len(words)) for words in sentences]
@@ -254,10 +258,7 @@ class Tagger:
         return merged
 
     def _predict(self, sentences: list[Sentence], progress: bool) -> list[list[str]]:
-        from tqdm.auto import tqdm
         from transformers import DataCollatorForTokenClassification
-
-        from bioner_grid.align import by_length, make_windows, predictions_to_tags
 
         label2id = {label: i for i, label in enumerate(self.labels)}
         sentences = [Sentence(s.tokens, [t if t in label2id else self.labels[0] for t in s.tags]) for s in sentences]
@@ -384,8 +385,6 @@ def write_bioc(shard: Shard, f) -> None:
     """The BioC input with our annotations added to its passages (ids ``bioner_grid-N``), or a new
     collection: a PubTator document as a title and an abstract passage, other input one passage
     per passage (CoNLL: per sentence). Locations are document offsets, as BioC defines them."""
-    import bioc
-
     collection = shard.collection
     if collection is None:
         collection = bioc.BioCCollection()
@@ -451,9 +450,6 @@ def write_atomic(path: Path, write, shard: Shard) -> None:
 
 def parse_args(argv: list[str]):
     """``key=value`` overrides (Hydra's syntax) on the defaults; unknown keys are an error."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     cfg = OmegaConf.create(DEFAULTS)
     OmegaConf.set_struct(cfg, True)
     try:

@@ -15,12 +15,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network on compute nodes
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from omegaconf import OmegaConf  # noqa: E402
 
 from bioner_grid import identity, redact  # noqa: E402
@@ -248,11 +251,6 @@ def run_params(cfg) -> dict[str, str]:
 def log_corpora(cfg) -> None:
     """Every input file of the run as an MLflow dataset input (name, SHA256 digest, context
     train/dev/test), so the runs table's Dataset column shows what a run was trained and scored on."""
-    import warnings
-
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     digests = identity.corpus_digests(cfg)
     nodes = [(dataset["name"], dataset, "")] + [(m.get("name"), m, f"{m.get('name')}.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from bioner_grid.data import Sentence
+from bioner_grid.corpus import Sentence
 
 WELT_CLASSES = ("O", "B", "I")
 

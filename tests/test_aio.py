@@ -7,7 +7,7 @@ import mlflow
 
 from bioner_grid import report
 from bioner_grid.aio import plain, tag_sentence
-from bioner_grid.data import Sentence
+from bioner_grid.corpus import Sentence
 from bioner_grid.scoring import score
 from conftest import cli, runs
 

@@ -3,7 +3,8 @@ import random
 import numpy as np
 
 from bioner_grid.align import IGNORE, by_length, make_windows, predictions_to_tags
-from bioner_grid.data import Sentence, read_conll
+from bioner_grid.corpus import Sentence
+from bioner_grid.data import read_conll
 from conftest import NCBI
 
 LABELS = ["O", "B-Disease", "I-Disease"]

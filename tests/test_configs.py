@@ -2,6 +2,7 @@
 through the plan machinery with a run key (as lightning-hydra-template's test_configs does)."""
 
 import pytest
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from bioner_grid.config import CONF_DIR, compose
@@ -31,6 +32,18 @@ def test_every_job_of_every_experiment_composes_with_its_own_run_key(experiment,
     for cfg in configs:
         OmegaConf.to_container(cfg, resolve=True)
     assert len(keys) == len(jobs)  # no two jobs of a grid are the same experiment
-    expected = {"welt_grid": 280, "welt_grid_dev": 280, "foundation_grid": 84, "smoke_grid": 6}.get(experiment)
-    if expected:
-        assert len(jobs) == expected
+    expected = {"welt_grid": 280, "welt_grid_dev": 280, "foundation_grid": 84, "smoke_grid": 6, "minilm_study": 60}
+    assert len(jobs) == expected[experiment]  # a new experiment names its size here
+    assert {cfg.grid.name for cfg in configs} == {experiment}
+
+
+def test_grid_block_is_typed_and_closed(data_root):
+    """``grid`` has a schema (``schema.GridSchema``): a value of the wrong type or a key it does not
+    list (a typo) fails at compose time; the defaults are the ones conf/config.yaml documents."""
+    cfg = compose([f"data.root={data_root}"])
+    assert OmegaConf.to_container(cfg.grid) == {"name": "adhoc", "preflight": True, "skip_finished": True, "wait": True,
+                                                "heartbeat_s": 60.0, "on_error": "continue"}
+    assert compose([f"data.root={data_root}", "grid.wait=false"]).grid.wait is False
+    for bad in ("grid.wait=maybe", "grid.heartbeat_s=soon", "grid.skip_finshed=false"):
+        with pytest.raises(ConfigCompositionException):
+            compose([f"data.root={data_root}", bad])

@@ -4,7 +4,8 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from bioner_grid.data import DataError, check_root, entity_spans, load_corpus, read_conll, split_stats
+from bioner_grid.corpus import DataError, entity_spans
+from bioner_grid.data import check_root, load_corpus, read_conll, split_stats
 from conftest import NCBI, ROOT
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bioner_grid.data import DataError
+from bioner_grid.corpus import DataError
 from bioner_grid.evaluate import load_pair, main
 from bioner_grid.scoring import mismatch_examples, score
 from bioner_grid.faireval import DEFAULT_WEIGHTS, Span, compare, evaluate, prf, read_span_file, spans_from_bio, tables

@@ -1,13 +1,37 @@
-"""The launcher plugin outside SLURM: submitit's local processes, skip-finished against a
-temporary store, and the preflight that stops a sweep before anything starts."""
+"""The launcher plugin outside SLURM: Hydra discovers it, submitit's local processes, skip-finished
+against a temporary store, submit-and-exit (``grid.wait=false``), and the preflight that stops a
+sweep before anything starts."""
 
 import subprocess
 import sys
+import time
 
-from conftest import cli, runs
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import ROOT, cli, runs
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=48", "data.max_eval_sentences=16", "train.max_steps=2",
         "train.batch_size=16"]
+
+
+def test_hydra_discovers_the_launchers_that_the_launcher_configs_name():
+    """As hydra-submitit-launcher tests its own: ``Plugins.discover(Launcher)`` lists our launcher
+    classes, in a fresh interpreter that imports nothing of bioner_grid first (no registration by
+    hand). pyproject.toml maps the ``hydra_plugins`` namespace to launchers/hydra_plugins, which must
+    stay a namespace (no ``__init__.py``) so that hydra-submitit-launcher's plugins are found beside ours."""
+    code = ("from hydra.core.plugins import Plugins; from hydra.plugins.launcher import Launcher; "
+            "print(*sorted(f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Launcher)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    discovered = set(r.stdout.split())
+    ours = "hydra_plugins.bioner_grid_launcher.grid_launcher."
+    assert {ours + c for c in ("GridBasicLauncher", "GridSubmititLocalLauncher", "GridSlurmLauncher")} <= discovered
+    assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in discovered
+    for yaml in (ROOT / "conf" / "hydra" / "launcher").glob("*.yaml"):
+        assert OmegaConf.load(yaml)._target_ in discovered, yaml.name
+    assert not (ROOT / "launchers" / "hydra_plugins" / "__init__.py").exists()
 
 
 def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_skips_them(tmp_path, data_root):
@@ -41,3 +65,39 @@ def test_preflight_lists_every_missing_input_and_launches_nothing(tmp_path, data
     assert "preflight: 2 problem(s), nothing launched" in out
     assert f"{tmp_path}/a.tsv not found" in out and f"{tmp_path}/b.tsv not found" in out
     assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path).empty
+
+
+def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended(tmp_path, data_root):
+    """``grid.wait=false`` with submitit's local processes: the launch returns without waiting, its
+    parent run stays RUNNING (``state=submitted``) while the job trains on in its own process, and
+    ``plan`` closes the parent once the job has ended."""
+    sweep = [*TINY, "scheme=vanilla", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", "grid.wait=false"]
+    log = tmp_path / "launch.log"
+    with open(log, "w") as out:  # not a pipe: the job's process inherits the launcher's output and outlives it
+        r = subprocess.run([sys.executable, "-m", "bioner_grid", "-m", f"data.root={data_root}",
+                            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+                            *sweep], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+    assert r.returncode == 0, log.read_text()[-3000:]
+    assert "not waiting; results land in the tracking store" in log.read_text()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = runs(tmp_path, parents=True).query("`tags.kind` == 'sweep'")
+    assert len(parent) == 1
+    parent_id = parent["run_id"].iloc[0]
+    assert client.get_run(parent_id).info.status == "RUNNING" and client.get_run(parent_id).data.tags["state"] == "submitted"
+
+    result = next((tmp_path / "sweep" / ".submitit").glob("*/"), None)
+    deadline = time.time() + 1200  # a minute on an idle machine; far longer beside a running study
+    while time.time() < deadline and not (result and list(result.glob("*_result.pkl"))):
+        time.sleep(2)
+        result = next((tmp_path / "sweep" / ".submitit").glob("*/"), None)
+    job = runs(tmp_path)
+    assert len(job) == 1 and job["status"].iloc[0] == "FINISHED", job.T
+    assert job["tags.mlflow.parentRunId"].iloc[0] == parent_id
+    assert client.get_run(parent_id).info.status == "RUNNING"  # nothing closes it but plan or report
+
+    plan = subprocess.run([sys.executable, "-m", "bioner_grid.plan", *sweep, f"data.root={data_root}",
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert f"all 1 job(s) ended; parent run {parent_id} FINISHED" in plan.stdout
+    assert client.get_run(parent_id).info.status == "FINISHED"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bioner_grid.data import DataError
+from bioner_grid.corpus import DataError
 from bioner_grid.prefetch import fetch, sha256_of
 from conftest import ROOT
 

@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from bioner_grid.data import DataError, entity_spans, load_corpus
+from bioner_grid.corpus import DataError, entity_spans
+from bioner_grid.data import load_corpus
 from bioner_grid.pubtator import cached_convert, convert, read_pubtator, tokenize
 from conftest import DATA
 

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from scipy import stats
 
-from bioner_grid import report
+from bioner_grid import report, runtable
 from conftest import ROOT
 from conftest import cli, runs
 
@@ -190,7 +190,7 @@ def test_foundation_views_choose_the_lr_on_dev_and_show_test(store, tmp_path):
     assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"bert": ["80.00 (lr 0.0001, n=1)", "82.00 (lr 0.0001, n=1)"],
                                                                     "gpt2": ["80.00 (lr 1e-05, n=1)", "82.00 (lr 1e-05, n=1)"]}
     assert "chosen on dev" in t.title and "Choosing on test would have picked: bert batch 8: lr 0.001 (85.00) instead of 0.0001 (80.00)." in t.note
-    best = report.best_lr(df)
+    best = runtable.best_lr(df)
     assert set(best["chosen_on"]) == {"dev"} and best.loc[(best["model"] == "bert") & (best["batch_size"] == 8), "split_lr"].item() == 1e-3
     out = tmp_path / "report"
     report.write(df, out)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bioner_grid import significance as sig
-from bioner_grid.data import DataError, read_conll
+from bioner_grid.corpus import DataError
+from bioner_grid.data import read_conll
 from bioner_grid.scoring import score
 from conftest import NCBI
 

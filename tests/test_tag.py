@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bioner_grid import tag
-from bioner_grid.data import read_rows
+from bioner_grid.corpus import read_rows
 from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
 from bioner_grid.tracking import run_metrics

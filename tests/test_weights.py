@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from bioner_grid.data import Sentence, read_conll
+from bioner_grid.corpus import Sentence
+from bioner_grid.data import read_conll
 from bioner_grid.weights import count_classes, ens, ins, is_degenerate, isns, label_weights, scheme_weights, welt
 from conftest import NCBI
 

@@ -18,6 +18,9 @@ A preflight failure prints its list and exits 2, as bad input to a single run do
 
 Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
+
+Hydra imports this module whenever it discovers plugins (any Hydra app in the environment), so
+``bioner_grid.tracking`` (mlflow, ~1.3 s) is imported only where a launch uses the store.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import submitit
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from bioner_grid import redact, schema
+from bioner_grid import guard, redact, schema
+from bioner_grid.grid import PreflightError, gpu_problem, select_jobs
+from bioner_grid.sweep import SweepRun, varying_keys
 
 schema.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
 
@@ -51,7 +57,7 @@ def create_experiments(configs) -> None:
 def check_stores(configs) -> None:
     """Each tracking store answers, in seconds (before skip-finished asks it anything); else one
     line naming it, exit 1."""
-    from bioner_grid import guard, tracking
+    from bioner_grid import tracking
 
     for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
         try:
@@ -72,17 +78,14 @@ class GridLauncherMixin:
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
         """(overrides, config) of the jobs to launch, after preflight and skip-finished."""
-        from bioner_grid.grid import PreflightError, select_jobs
-
-        grid = self.config.get("grid") or {}
+        grid = self.config.grid
         redact.install_log_filter()
         redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
         check_stores(configs)
         counts: dict = {}
         try:
-            todo = select_jobs(configs, check=grid.get("preflight", True), skip_finished=grid.get("skip_finished", True),
-                               counts=counts)
+            todo = select_jobs(configs, check=grid.preflight, skip_finished=grid.skip_finished, counts=counts)
         except PreflightError as e:
             fail(str(e))
         self._sweep = (configs, counts, len(todo))
@@ -90,14 +93,12 @@ class GridLauncherMixin:
 
     def _sweep_run(self):
         """The MLflow parent run of this launch (``bioner_grid.sweep``), around the jobs."""
-        from bioner_grid.sweep import SweepRun, varying_keys
-
         configs, counts, launched = self._sweep
         if not configs or not launched:
             return contextlib.nullcontext()
-        grid = self.config.get("grid") or {}
-        wait = grid.get("wait", True) if isinstance(self, GridSubmititMixin) else True
-        return SweepRun(configs[0].tracking, str(grid.get("name", "adhoc")), len(configs), counts.get("FINISHED", 0),
+        grid = self.config.grid
+        wait = grid.wait if isinstance(self, GridSubmititMixin) else True
+        return SweepRun(configs[0].tracking, grid.name, len(configs), counts.get("FINISHED", 0),
                         counts.get("IN FLIGHT", 0), launched, wait, varying_keys(configs))
 
 
@@ -113,12 +114,12 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         with self._sweep_run():
             runs, failures, not_run = self._run_all(jobs, initial_job_idx)
         if failures:
-            self._fail(failures, len(jobs), (self.config.get("grid") or {}).get("on_error", "continue"), not_run)
+            self._fail(failures, len(jobs), self.config.grid.on_error, not_run)
         return runs
 
     def _run_all(self, jobs, initial_job_idx):
         """Run the jobs one after another: (their JobReturns, one-line failures, jobs not run)."""
-        on_error = (self.config.get("grid") or {}).get("on_error", "continue")
+        on_error = self.config.grid.on_error
         setup_globals()
         self._configure_log()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -146,8 +147,6 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
 
     def _run_one(self, overrides, idx) -> tuple[JobReturn | None, str | None]:
         """Run one job; returns (its JobReturn, None) or (None, the one-line reason it failed)."""
-        from bioner_grid.guard import JobFailed, one_line
-
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = idx
@@ -155,12 +154,12 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         try:
             ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        except JobFailed as e:  # bad input or environment: already printed in one line
+        except guard.JobFailed as e:  # bad input or environment: already printed in one line
             return None, e.reason
         if ret.status == JobStatus.FAILED:  # an unexpected error: keep its traceback in the log
             error = ret._return_value
             log.error("job #%d failed", idx, exc_info=(type(error), error, error.__traceback__))
-            return None, redact.text(f"{type(error).__name__}: {one_line(error)}")
+            return None, redact.text(f"{type(error).__name__}: {guard.one_line(error)}")
         return ret, None
 
     @staticmethod
@@ -176,8 +175,6 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
 @contextlib.contextmanager
 def _submitted_only():
     """Make submitit's ``Job.results`` return at once: jobs are submitted, results come from MLflow."""
-    import submitit
-
     original = submitit.Job.results
 
     def submitted(job):
@@ -205,7 +202,7 @@ class GridSubmititMixin(GridLauncherMixin):
         base, results, idx = dict(self.params), [], initial_job_idx
         for members in groups.values():
             self._check_resources({**base, **members[0][1]})
-        wait = (self.config.get("grid") or {}).get("wait", True)
+        wait = self.config.grid.wait
         if not jobs:
             return []
         create_experiments(cfg for _, cfg in jobs)
@@ -226,8 +223,6 @@ class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
     """submitit SLURM launcher: sbatch job arrays."""
 
     def _check_resources(self, params: dict) -> None:
-        from bioner_grid.grid import gpu_problem
-
         problem = gpu_problem(params.get("partition"), int(params.get("gpus_per_node") or 0))
         if problem:
             fail(problem)

@@ -1,0 +1,150 @@
+"""The corpus types every reader produces and the small helpers the readers share.
+
+A corpus is train/dev/test ``Split``s of ``Sentence``s (tokens and typed IOB2 tags). The readers,
+peers that all import from here and never from each other's loader: ``data`` (BIO TSV, and
+``load_corpus``, which picks a reader by the dataset's ``format``), ``pubtator`` (PubTator to BIO)
+and ``aio`` (AIONER's all-in-one merge of PubTator corpora). Column files scored or tagged outside
+a corpus (``evaluate``, ``significance``, ``tag``) use ``read_rows`` and ``typed_tag`` too.
+
+Bad input stops with ``DataError("file:line: problem")`` before anything is trained or recorded.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "dev", "test")
+
+
+class DataError(ValueError):
+    """Bad input data; the message is one line: ``file:line: problem``."""
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    tags: list[str]
+    lines: list[int] = field(default_factory=list, compare=False, repr=False)  # file line of each token, if known
+
+
+@dataclass
+class Split:
+    sentences: list[Sentence]
+    source: str
+    # Lines holding an I-X tag that does not continue a B-X/I-X (a known annotation slip; kept as is).
+    iob_slips: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Corpus:
+    name: str
+    splits: dict[str, Split]
+    reports: list[dict] = field(default_factory=list)  # conversion reports (PubTator input)
+
+    # AIONER all-in-one corpora: test sentence indices per member corpus, its task and entity types
+    members: dict[str, dict] = field(default_factory=dict)
+    special_tokens: list[str] = field(default_factory=list)  # task tags such as <Disease>, </Disease>
+
+    @property
+    def labels(self) -> list[str]:
+        """All labels of all splits: ``O`` (and AIONER's ``O-Task`` labels) first, then ``B-T``/``I-T``
+        per type, sorted by type."""
+        tags = {tag for s in self.splits.values() for sent in s.sentences for tag in sent.tags}
+        outside = sorted(t for t in tags if t.startswith("O-"))
+        types = sorted({t[2:] for t in tags if t[:2] in ("B-", "I-")})
+        return (["O"] if "O" in tags or not outside else []) + outside + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+
+def _check_tag(tag: str, entity_type: str) -> str | None:
+    """Return the typed IOB2 tag, or None when ``tag`` is not one."""
+    if tag == "O" or (tag.startswith("O-") and len(tag) > 2):  # O-Task: AIONER's outside-of-this-task
+        return tag
+    if tag in ("B", "I"):
+        return f"{tag}-{entity_type}"
+    if len(tag) > 2 and tag[0] in "BI" and tag[1] == "-":
+        return tag
+    return None
+
+
+def typed_tag(path, lineno: int, tag: str, entity_type: str) -> str:
+    """The typed IOB2 tag, or ``DataError`` naming file and line."""
+    typed = _check_tag(tag, entity_type)
+    if typed is None:
+        raise DataError(f"{path}:{lineno}: tag {tag!r} is not IOB2 (expected O, B, I, B-<type> or I-<type>)")
+    return typed
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file without its byte-order mark, if any; ``DataError`` at the line of the
+    first byte that is not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}:0: file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_rows(path: str | Path, n_fields: int) -> list[list[tuple[int, list[str]]]]:
+    """Sentences of a column file as rows ``(line number, fields)``; a blank line ends a sentence.
+
+    Fields are tab-separated, or whitespace-separated in a file without tabs (conlleval style).
+    Every row must have ``n_fields`` non-empty fields; problems raise ``DataError('file:line: problem')``.
+    """
+    text = read_text(path)
+    tabs = "\t" in text
+    sentences, rows = [], []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            if rows:
+                sentences.append(rows)
+                rows = []
+            continue
+        fields = line.split("\t") if tabs else line.split()
+        if len(fields) != n_fields:
+            sep = "tab" if tabs else "whitespace"
+            raise DataError(f"{path}:{lineno}: expected {n_fields} {sep}-separated fields, found {len(fields)}")
+        if not all(f.strip() for f in fields):
+            raise DataError(f"{path}:{lineno}: empty field")
+        rows.append((lineno, [f.strip() for f in fields]))
+    if rows:
+        sentences.append(rows)
+    if not sentences:
+        raise DataError(f"{path}:1: empty split (no sentences)")
+    return sentences
+
+
+def seeded_split(items: list, fraction: float, seed: int, source, what: str = "sentences") -> tuple[list, list]:
+    """``items`` (sentences or documents) split ``fraction`` / ``1 - fraction`` after a seeded
+    shuffle; each part keeps the file order."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * fraction)
+    if cut == 0 or cut == len(order):
+        raise DataError(f"{source}:0: {len(order)} {what} cannot be split at {fraction}")
+    return [items[i] for i in sorted(order[:cut])], [items[i] for i in sorted(order[cut:])]
+
+
+def label_type(tag: str) -> str:
+    """The entity type of an IOB2 tag (``B-Chemical`` -> ``Chemical``); ``O`` and ``O-Task`` as they are."""
+    return tag[2:] if tag[:2] in ("B-", "I-") else tag
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """Entities as (type, start, end-exclusive), IOB2; a stray I-X starts a new entity (conlleval)."""
+    spans, start, etype = [], None, None
+    for i, tag in enumerate(tags + ["O"]):
+        continues = tag.startswith("I-") and start is not None and tag[2:] == etype
+        if not continues and start is not None:
+            spans.append((etype, start, i))
+            start = None
+        if tag[0] != "O" and not continues:  # O and AIONER's O-Task are outside
+            start, etype = i, tag[2:]
+    return spans

@@ -1,0 +1,71 @@
+"""The runs table (``report.load_runs``: one row per run, grid keys and metrics) and the choices
+made on it, shared by the tables (``report``) and the figures (``report_figures``): which runs
+count, the schemes in the WeLT paper's order with their display names, metric column names,
+per-cell mean ± sd over seeds, the split every "best" is chosen on, and the learning rate chosen
+on dev per model and batch size.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
+SCHEME_NAMES = {"ins": "INS", "isns": "ISNS", "ens_0.3": "ENS(0.3)", "ens_0.5": "ENS(0.5)", "ens_0.9": "ENS(0.9)",
+                "vanilla": "Vanilla", "welt": "WeLT"}  # for runs recorded before schemes had a `label`
+
+
+def schemes_of(df: pd.DataFrame) -> list[str]:
+    """The schemes the runs used: the WeLT paper's in its column order, any other after them."""
+    present = set(df["scheme"].dropna())
+    return [s for s in SCHEMES if s in present] + sorted(present - set(SCHEMES))
+
+
+def scheme_names(df: pd.DataFrame) -> dict[str, str]:
+    """Display name of each scheme: its config's ``label`` (as the runs logged it), else the known name."""
+    names = dict(SCHEME_NAMES)
+    if "scheme_label" in df:
+        for scheme, label in df[["scheme", "scheme_label"]].dropna().drop_duplicates("scheme").values:
+            names[scheme] = label
+    return names
+
+
+def metric_column(split: str, mode: str, measure: str) -> str:
+    return f"{split}_{'strict_' if mode == 'strict' else ''}{measure}"
+
+
+def finished(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "FINISHED"]
+
+
+def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
+    """Mean, sample std (0 for one seed) and count of ``column`` (in %) per ``keys``."""
+    g = (100 * df[column]).groupby([df[k] for k in keys])
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()})
+    return out
+
+
+def chooser(df: pd.DataFrame, split: str, mode: str) -> str:
+    """The split every "best" is chosen on: dev when the runs logged its F1, else (older runs) the
+    shown split, which each caption then says."""
+    column = metric_column("dev", mode, "f1")
+    return "dev" if column in df and finished(df)[column].notna().any() else split
+
+
+def best_lr(df: pd.DataFrame, split: str = "test", mode: str = "strict", choose: str | None = None) -> pd.DataFrame:
+    """Per (model, batch size) the learning rate whose mean F1 on ``choose`` (default: dev when
+    logged) is highest, with the mean, sd and n of ``split`` F1 (%) at that learning rate, and the lr
+    that ``split`` itself would have picked (``split_lr``, for the record only)."""
+    ok = finished(df)
+    choose = choose or chooser(df, split, mode)
+    keys = ["model_lr_bs", "batch_size", "lr"]  # the model's label without lr and batch size
+    shown = cell_stats(ok, keys, metric_column(split, mode, "f1"))
+    by = cell_stats(ok, keys, metric_column(choose, mode, "f1"))["mean"].dropna()
+    rows = []
+    for (model, bs), values in by.groupby(level=[0, 1]):
+        lr = values.idxmax()[2]
+        own = shown["mean"].xs((model, bs), level=[0, 1]).dropna()
+        rows.append({"model": model, "batch_size": bs, "lr": lr, "chosen_on": choose,
+                     "mean": shown["mean"].get((model, bs, lr)), "std": shown["std"].get((model, bs, lr)),
+                     "n": int(shown["n"].get((model, bs, lr), 0)), "split_lr": own.idxmax() if len(own) else None,
+                     "split_best": own.max() if len(own) else None})
+    return pd.DataFrame(rows, columns=["model", "batch_size", "lr", "chosen_on", "mean", "std", "n", "split_lr", "split_best"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 
@@ -104,8 +105,6 @@ def limit_threads() -> int:
     starts one per core of the node, and two jobs sharing a node without CPU binding then
     oversubscribe it (OpenMP threads waiting on descheduled ones ran a study job here 7x slower).
     Returns the number of threads."""
-    import os
-
     given = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if given.isdigit() and 0 < int(given) < torch.get_num_threads():
         torch.set_num_threads(int(given))

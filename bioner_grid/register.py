@@ -36,6 +36,17 @@ def best_configurations(df: pd.DataFrame) -> pd.DataFrame:
     return cells.loc[cells.groupby("dataset")["dev_strict_f1"].idxmax()].reset_index(drop=True)
 
 
+def grid_name(run) -> str:
+    """The experiment a run was launched under: ``grid.name`` of its logged ``config.yaml`` (grid
+    settings are no params: they do not define the result)."""
+    import mlflow
+
+    try:
+        return str(OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")).grid.name)
+    except Exception:  # noqa: BLE001 - no artifact store reachable: the grid keys alone still reproduce it
+        return "adhoc"
+
+
 def reproduce_command(run) -> str:
     """The command that reruns ``run`` with its model saved: its own Hydra overrides when its run
     folder is readable here, else the grid keys from its tags (add the overrides it was launched with)."""
@@ -43,7 +54,7 @@ def reproduce_command(run) -> str:
     if overrides_file.is_file():
         overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith(("hydra", "grid."))]
     else:
-        t, grid = run.data.tags, run.data.params.get("grid.name", "adhoc")
+        t, grid = run.data.tags, grid_name(run)
         overrides = ([f"experiment={grid}"] if grid != "adhoc" else []) + [
             f"model={t['model']}", f"dataset={t['dataset']}", f"scheme={t['scheme']}", f"train.lr={t['lr']}",
             f"train.batch_size={t['batch_size']}", f"train.seed={t['seed']}"]

@@ -285,3 +285,18 @@ def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root):
                      f"out={tmp_path}/tagged.conll", "tag.progress=false"]) == 0
     ours = [fields for rows in read_rows(tmp_path / "tagged.conll", 3) for _, fields in rows]
     assert ours == run_rows
+
+
+def test_reproduce_command_without_the_run_folder_names_the_runs_experiment(tmp_path):
+    import mlflow
+
+    from bioner_grid.register import reproduce_command
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    tags = {"model": "minilm", "dataset": "bc5cdr_chem", "scheme": "welt", "lr": "0.0001", "batch_size": "32",
+            "seed": "2", "output_dir": str(tmp_path / "gone")}
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_text("grid:\n  name: minilm_study\n", "config.yaml")
+    command = reproduce_command(mlflow.get_run(run.info.run_id))
+    assert command == ("python -m bioner_grid experiment=minilm_study model=minilm dataset=bc5cdr_chem scheme=welt "
+                       "train.lr=0.0001 train.batch_size=32 train.seed=2 train.save_model=true train.force=true")

@@ -207,6 +207,27 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
                  note=seeds_note(ok))
 
 
+def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
+    """The study at a glance: one row per corpus (and model), one column per scheme, F1 as mean ± sd
+    over seeds (n), best and second marked by the dev scores when the runs have them."""
+    ok = finished(df)
+    choose = chooser(df, split, mode)
+    schemes, names = schemes_of(df), scheme_names(df)
+    column = metric_column(split, mode, "f1")
+    rows = []
+    for (dataset, model), runs in ok.groupby(["dataset", "model"], sort=True):
+        st = cell_stats(runs, ["scheme"], column)
+        chosen = [st["mean"].get(s) for s in schemes] if choose == split else \
+            _means(runs, ["scheme"], metric_column(choose, mode, "f1"), schemes)
+        row = [Cell(dataset), Cell(model)]
+        for s, mark in zip(schemes, marks(chosen)):
+            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s])), mark) if s in st.index else Cell(MISSING))
+        rows.append(row)
+    return Table(f"Overview: {split} {mode} F1 (%) per corpus and scheme (mean ± sd over seeds; bold / underlined: "
+                 f"best / second on {choose})", ["Dataset", "Model"] + [names.get(s, s) for s in schemes], rows,
+                 note=seeds_note(ok))
+
+
 def missing_configurations(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(model, dataset, scheme) of the grid spanned by the runs that has no finished run."""
     ok = set(map(tuple, finished(df)[["model", "dataset", "scheme"]].values))
@@ -628,6 +649,7 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
     datasets = sorted(set(finished(df)["dataset"]))
     schemes = set(df["scheme"])
     if len(schemes) > 1:
+        tables.append(overview_table(df, split, mode))
         tables += [welt_table(df, d, split, mode) for d in datasets]
         tables += [wins_table(df, split, mode)]
         tables.append(best_scheme_table(df, split, mode))

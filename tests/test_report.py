@@ -62,6 +62,19 @@ def test_welt_table_marks_best_and_second_with_ties_and_missing(store):
     assert r"\textbf{82.00}" in tex and r"\underline{81.00}" in tex and r"\toprule" in tex
 
 
+def test_overview_table_has_a_row_per_corpus_and_the_seed_spread(store):
+    uri, client, exp = store
+    for seed, (v, w) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.80)], start=1):
+        f1_run(client, exp, "minilm", "ncbi_disease", "vanilla", v, seed=seed)
+        f1_run(client, exp, "minilm", "ncbi_disease", "welt", w, seed=seed)
+    f1_run(client, exp, "minilm", "bc5cdr_chem", "welt", 0.9)
+    t = report.overview_table(report.load_runs(uri, ["grid"]))
+    assert t.header == ["Dataset", "Model", "Vanilla", "WeLT"]
+    assert [[c.text for c in r] for r in t.rows] == [["bc5cdr_chem", "minilm", "—", "90.00"],
+                                                    ["ncbi_disease", "minilm", "82.00 ± 2.00 (n=3)", "79.00 ± 1.00 (n=3)"]]
+    assert [c.mark for c in t.rows[1][2:]] == ["best", "second"]
+
+
 def test_seeds_give_mean_and_std(store):
     uri, client, exp = store
     for seed, f1 in enumerate([0.80, 0.82, 0.84], start=1):

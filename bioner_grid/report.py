@@ -120,11 +120,15 @@ def variant_labels(runs: pd.DataFrame, settings: pd.DataFrame, exclude=()) -> pd
     if not columns:
         return labels
     for _, idx in runs.groupby(["dataset", "model"], dropna=False).groups.items():
-        sub = settings.loc[idx, columns]
-        varying = [c for c in columns if sub[c].astype(str).nunique() > 1]
+        sub = settings.loc[idx, columns].astype(str)
+        scheme = runs.loc[idx, "scheme"].astype(str)
+        # A scheme's own settings (scheme.kind, .beta) differ from scheme to scheme by definition: only
+        # a difference within one scheme makes a variant.
+        varying = [c for c in columns if (sub[c].groupby(scheme).nunique().max() if c.startswith("params.scheme.")
+                                          else sub[c].nunique()) > 1]
         for i in idx:
             if varying:
-                shown = ", ".join(f"{_setting_name(c)}={str(sub.at[i, c])[:8] if c.startswith('tags.') else sub.at[i, c]}"
+                shown = ", ".join(f"{_setting_name(c)}={sub.at[i, c][:8] if c.startswith('tags.') else sub.at[i, c]}"
                                   for c in varying)
                 labels.at[i] = f"{runs.at[i, 'model']} ({shown})"
     return labels

@@ -221,6 +221,7 @@ def test_cells_are_configurations_seeds_averaged_only_within_one(store, caplog):
                 "seed": str(seed), "cell_key": f"{head}-{epochs}-{scheme}"}
         run = client.create_run(exp, tags=tags)
         params = {"model.head": head, "train.epochs": str(epochs), "train.seed": str(seed), "scheme.name": scheme,
+                  "scheme.kind": scheme,  # differs between schemes by definition: no variant of the model
                   "tracking.uri": f"sqlite:///store{seed}.db", "train.eval_batch_size": str(8 * seed)}  # the last two define nothing
         for k, v in {**params, **({"scheme.label": label} if label else {})}.items():
             client.log_param(run.info.run_id, k, v)

@@ -155,6 +155,10 @@ def screenshots(uri: str, out: Path) -> None:
         wait_for_text(driver, "test/strict_f1")
         time.sleep(3)
         driver.save_screenshot(str(out / "run-overview.png"))
+        driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}/model-metrics")
+        wait_for_text(driver, "test")  # the charts come in sections by stage: dev, test, train, ...
+        time.sleep(5)
+        driver.save_screenshot(str(out / "run-metrics.png"))
     finally:
         driver.quit()
         proc.terminate()

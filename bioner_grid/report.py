@@ -306,9 +306,10 @@ def wilcoxon_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
                      Cell(f"{min_wilcoxon_p(nonzero):.4g}")])
     small = sorted({int(r[1].text) for r in rows if min_wilcoxon_p(int(r[1].text)) > 0.05})
     note = ("With n non-zero pairs the exact two-sided Wilcoxon test cannot give p below 2/2^n "
-            "(n=4: 0.125, n=5: 0.0625, n=6: 0.031); "
-            + (f"with {', '.join(map(str, small))} pair(s) here no p can reach 0.05, whatever the differences. " if small else "")
-            + "The per-run paired bootstrap tables say how sure each single difference is.")
+            "(n=4: 0.125, n=5: 0.0625, n=6: 0.031)"
+            + (f"; with {', '.join(map(str, small))} pair(s) here no p can reach 0.05, whatever the differences. " if small else ". ")
+            + "Seeds of one corpus count as separate pairs although they share its test set, so p reads optimistic "
+              "when a few corpora carry many seeds. The per-run paired bootstrap tables say how sure each single difference is.")
     return Table(f"Schemes versus Vanilla over matched (model, dataset, seed) cells ({split} {mode} F1; ΔF1 in F1 points)",
                  ["Scheme", "pairs", "median ΔF1 (points)", "wins", "losses", "ties", "Wilcoxon p", "smallest reachable p"], rows, note)
 

@@ -32,7 +32,7 @@ def test_the_same_command_twice_at_the_same_moment_trains_once(tmp_path, data_ro
     assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED"  # one run, trained once
     assert sum("is in flight as MLflow run" in log for log in logs) == 1, logs
     assert sum((tmp_path / f"twin{i}" / "result.json").exists() for i in (1, 2)) == 1
-    history = MlflowClient().get_metric_history(df.iloc[0]["run_id"], "train_loss")
+    history = MlflowClient().get_metric_history(df.iloc[0]["run_id"], "train/loss")
     assert [m.step for m in history] == [3]  # every metric logged once
     # and a relaunch while nothing runs any more skips it as FINISHED
     r = cli(tmp_path, data_root, *TINY, f"hydra.run.dir={tmp_path}/again")

@@ -438,10 +438,10 @@ def test_signal_mid_epoch_loses_no_step_and_the_resumed_run_ends_as_an_uninterru
     ref = cli(ref_dir, *PREEMPT)
     assert ref.returncode == 0, ref.stderr[-3000:]
     with sqlite3.connect(tmp_path / "mlflow.db") as a, sqlite3.connect(ref_dir / "mlflow.db") as b:
-        query = "SELECT key, value FROM latest_metrics WHERE key LIKE 'test_%' OR key LIKE 'dev_%' OR key = 'train_steps'"
+        query = "SELECT key, value FROM latest_metrics WHERE key LIKE 'test/%' OR key LIKE 'dev/%' OR key = 'train/steps'"
         resumed, straight = dict(a.execute(query).fetchall()), dict(b.execute(query).fetchall())
         status = a.execute("SELECT status FROM runs").fetchall()
-    assert status == [("FINISHED",)] and resumed["train_steps"] == 12
+    assert status == [("FINISHED",)] and resumed["train/steps"] == 12 and "test/strict_f1" in resumed
     drop = [k for k in straight if k.endswith("_seconds") or "seconds_per" in k]
     assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in straight.items() if k not in drop}
 

@@ -117,16 +117,17 @@ def uninterrupted(tmp_path, data_root, overrides):
 
 
 def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_under_load(slurm, tmp_path, data_root):
-    """A 2-minute limit (SLURM's USR2 30 s before it) on a job of 40 steps whose schedule never
-    checkpoints before step 40 (one epoch is 125 steps), with a CPU-bound process running beside it
-    all along. Each attempt signalled while training finishes its step, writes checkpoint-N and
+    """A 2-minute limit (SLURM's USR2 30 s before it) on a job of 240 fp32 steps of 32 sentences
+    (about 4 minutes on one CPU) whose schedule never checkpoints before step 240 (``max_steps``
+    sets the evaluation period), with a CPU-bound process running beside it all along. Each attempt signalled while training finishes its step, writes checkpoint-N and
     is requeued; the next resumes from exactly that step, until the run has finished with the
     metrics of an uninterrupted run."""
     import sys
 
     sweep = tmp_path / "sweep"
-    overrides = ["model=minilm", "data.max_train_sentences=2000", "data.max_eval_sentences=64", "train.batch_size=16",
-                 "train.max_steps=40", "train.patience=null", "train.lr=5e-4"]
+    # fp32, not bf16 where the CPU has it: the job must outlast the time limit whatever the hardware
+    overrides = ["model=minilm", "data.max_train_sentences=2000", "data.max_eval_sentences=64", "train.batch_size=32",
+                 "train.max_steps=240", "train.patience=null", "train.lr=5e-4", "train.precision=fp32"]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         started = time.time()
@@ -153,7 +154,7 @@ def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_und
     # every checkpoint written at a signal is where the next attempt goes on: nothing after it is lost
     assert sorted(set(written)) == sorted(set(resumed)), (written, resumed)
     df = runs(tmp_path)
-    assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.train_steps"] == 40
+    assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.train_steps"] == 240
     row = df.iloc[0]
     ref = uninterrupted(tmp_path, data_root, overrides)
     for m in ("test_strict_f1", "test_strict_precision", "test_f1", "dev_strict_f1", "test_fair_f1"):

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioner_grid.corpus import Sentence
+from bioner_grid.corpus import Sentence, write_atomic
 
 IGNORE = -100
 
@@ -109,8 +107,8 @@ def windows_digest(tokenizer, sentences: list[Sentence], label2id: dict[str, int
 def cached_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int], max_seq_length: int,
                    cache_dir: str | Path | None) -> list[Window]:
     """``make_windows``, kept in ``<cache_dir>/windows/<digest>.pkl``: the schemes and seeds of a
-    grid cell tokenise their corpus once. Written atomically (rename), so concurrent jobs never
-    read half a file; an unreadable entry is rebuilt."""
+    grid cell tokenise their corpus once. Written atomically (``corpus.write_atomic``), so
+    concurrent jobs never read half a file; an unreadable entry is rebuilt."""
     if not cache_dir:
         return make_windows(tokenizer, sentences, label2id, max_seq_length)
     path = Path(cache_dir) / "windows" / f"{windows_digest(tokenizer, sentences, label2id, max_seq_length)}.pkl"
@@ -120,11 +118,7 @@ def cached_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int
         except Exception:  # noqa: BLE001 - a truncated or foreign file: rebuild it
             pass
     windows = make_windows(tokenizer, sentences, label2id, max_seq_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        pickle.dump(windows, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: pickle.dump(windows, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True)
     return windows
 
 

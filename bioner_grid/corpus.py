@@ -11,9 +11,12 @@ Bad input stops with ``DataError("file:line: problem")`` before anything is trai
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Callable
 
 SPLITS = ("train", "dev", "test")
 
@@ -148,3 +151,19 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
         if tag[0] != "O" and not continues:  # O and AIONER's O-Task are outside
             start, etype = i, tag[2:]
     return spans
+
+
+def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """``write(f)`` into a temporary file beside ``path``, then rename it over ``path``: a killed
+    job or a failed write leaves no half file (the temporary one is removed), and a reader beside
+    it sees the whole file or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

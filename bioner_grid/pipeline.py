@@ -24,7 +24,7 @@ from bioner_grid.corpus import SPLITS, Corpus, Split
 from bioner_grid.data import check_root, load_corpus, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
-from bioner_grid.train import limit_threads, pick_device, pick_precision, predict, train, training_arguments
+from bioner_grid.train import limit_threads, pick_device, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,12 @@ class Prepared:
     label_weights: list[float] | None  # indexed like corpus.labels
     degenerate: bool
     device: str
-    precision: str  # as resolved on this machine (train.precision=auto: bf16 where native, else fp32)
     args: TrainingArguments
+
+    @property
+    def precision(self) -> str:
+        """As ``training_arguments`` resolved it on this machine (``auto``: bf16 where native, else fp32)."""
+        return "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -99,8 +103,7 @@ def prepare(cfg, out: Path) -> Prepared:
                          "softmax head only; use scheme=vanilla with the CRF head")
     device = pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
-                    degenerate, device, pick_precision(cfg.train.precision, device),
-                    training_arguments(cfg.train, str(out / "checkpoints"), device))
+                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
 
 
 def build(cfg, p: Prepared):
@@ -141,9 +144,9 @@ def run(cfg, output_dir: str | Path) -> dict:
         return {"skipped": True, "status": decision.status, "run_key": tags["run_key"], "run_id": decision.run_id}
 
     tokenizer, windows, model = build(cfg, p)
-    active = open_run(cfg, experiment_id, runs, decision, tags, p.args.output_dir)
-    if active is None:  # the same configuration started at the same moment: the older run trains it
-        return {"skipped": True, "status": "IN FLIGHT", "run_key": tags["run_key"]}
+    active, twin = open_run(cfg, experiment_id, runs, decision, tags, p.args.output_dir)
+    if twin:  # the same configuration started at the same moment: the older run trains it
+        return {"skipped": True, "status": "IN FLIGHT", "run_key": tags["run_key"], "run_id": twin}
     try:
         with tracking.Heartbeat(active.info.run_id, float(cfg.grid.heartbeat_s)):
             record_inputs(cfg, p)
@@ -184,8 +187,10 @@ def decide(cfg, runs, key: str) -> identity.Decision:
 
 
 def open_run(cfg, experiment_id: str, runs, decision: identity.Decision, tags: dict, checkpoint_dir: str):
-    """Start (or continue) the MLflow run, under the sweep's parent when a sweep launched this job.
-    Returns None, having deleted its own run, when a twin started the same configuration first."""
+    """Start (or continue) the MLflow run, under the sweep's parent when a sweep launched this job;
+    adds the checkpoint folders of every attempt and the job's tags to ``tags``. Returns (the active
+    run, None), or (None, the twin's run id), having deleted its own run, when a twin started the
+    same configuration first."""
     resume_id = decision.run_id
     # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
     earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
@@ -201,8 +206,8 @@ def open_run(cfg, experiment_id: str, runs, decision: identity.Decision, tags: d
             mlflow.end_run("KILLED")
             mlflow.MlflowClient().delete_run(active.info.run_id)
             log.info("run key %s is in flight as MLflow run %s (started at the same moment); skipping", tags["run_key"], twin)
-            return None
-    return active
+            return None, twin
+    return active, None
 
 
 def record_inputs(cfg, p: Prepared) -> None:

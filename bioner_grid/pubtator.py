@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from bioner_grid.corpus import (
     Split,
     read_text,
     seeded_split,
+    write_atomic,
 )
 
 CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
@@ -253,12 +252,8 @@ def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str
         data = json.loads(cached.read_text(encoding="utf-8"))
         return Conversion([[Sentence(*s) for s in doc] for doc in data["documents"]], data["report"])
     conversion = convert(path, types)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents],
-                   "report": conversion.report}, f)
-    os.replace(tmp, cached)
+    write_atomic(cached, lambda f: json.dump({"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents],
+                                              "report": conversion.report}, f))
     return conversion
 
 

@@ -81,11 +81,12 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
             lines.append(f"{what}: no saved model; to save it, run:\n  {reproduce_command(candidates[0])}")
             continue
         run = saved[0]
+        metrics = run_metrics(run)
         tags = {"dataset": cell.dataset, "model": cell.model, "scheme": cell.scheme, "lr": f"{cell.lr:g}",
                 "batch_size": f"{cell.batch_size:g}", "seeds": str(cell.seeds), "run_id": run.info.run_id,
                 "run_key": run.data.tags.get("run_key", ""),
                 **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
-                **{f"run_{k}": f"{run_metrics(run)[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
+                **{f"run_{k}": f"{metrics[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
         version = mlflow.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
         lines.append(f"{what}: registered models:/{version.name}/{version.version} (run {run.info.run_id})")
     return lines

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +39,7 @@ from tqdm.auto import tqdm
 
 from bioner_grid import aio
 from bioner_grid.align import by_length, make_windows, predictions_to_tags
-from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows
+from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows, write_atomic
 from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
 
 log = logging.getLogger("bioner_grid.tag")
@@ -194,7 +192,7 @@ class Tagger:
         import torch
         from transformers import AutoTokenizer
 
-        from bioner_grid.train import bf16_native, pick_device
+        from bioner_grid.train import bf16_native, limit_threads, pick_device
 
         folder = Path(folder)
         self.meta = read_meta(folder)
@@ -203,6 +201,7 @@ class Tagger:
         self.max_seq_length = int(self.meta["max_seq_length"])
         self.batch_size = int(batch_size)
         self.device = pick_device(device)
+        limit_threads()  # a tagging job on SLURM, as a training job: no more torch threads than its CPUs
         # Predict in the precision the run was scored in (bf16 autocast where it trained so and the
         # hardware has it), so that tagging reproduces the run's scores.
         self.bf16 = self.meta.get("precision") == "bf16" and bf16_native(self.device)
@@ -431,19 +430,6 @@ def write_conll(shard: Shard, f) -> None:
 WRITERS = {"pubtator": write_pubtator, "bioc": write_bioc, "conll": write_conll}
 
 
-def write_atomic(path: Path, write, shard: Shard) -> None:
-    """Write to a temporary file beside ``path``, then rename: a killed job leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(shard, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -544,7 +530,7 @@ def main(argv: list[str]) -> int:
     for i, (src, dst) in enumerate(todo, start=1):
         shard = read_shard(src, cfg.format)
         tagger.tag_documents(shard.documents, cfg.tag.types, progress=bool(cfg.tag.progress))
-        write_atomic(dst, WRITERS[cfg.out_format], shard)
+        write_atomic(dst, lambda f: WRITERS[cfg.out_format](shard, f))  # a killed job leaves no half shard
         n = sum(len(p.entities) for d in shard.documents for p in d.passages)
         log.info("[%d/%d] %s: %d documents, %d entities -> %s", i, len(todo), src, len(shard.documents), n, dst)
     return 0

@@ -85,11 +85,12 @@ def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended
     parent_id = parent["run_id"].iloc[0]
     assert client.get_run(parent_id).info.status == "RUNNING" and client.get_run(parent_id).data.tags["state"] == "submitted"
 
-    result = next((tmp_path / "sweep" / ".submitit").glob("*/"), None)
+    # the job's own folder's result, never the literal "%j" folder the launcher leaves beside it
+    # (globbing "*/" and taking the first could pick that one and wait for the whole deadline)
+    submitit_dir = tmp_path / "sweep" / ".submitit"
     deadline = time.time() + 1200  # a minute on an idle machine; far longer beside a running study
-    while time.time() < deadline and not (result and list(result.glob("*_result.pkl"))):
+    while time.time() < deadline and not list(submitit_dir.glob("*/*_result.pkl")):
         time.sleep(2)
-        result = next((tmp_path / "sweep" / ".submitit").glob("*/"), None)
     job = runs(tmp_path)
     assert len(job) == 1 and job["status"].iloc[0] == "FINISHED", job.T
     assert job["tags.mlflow.parentRunId"].iloc[0] == parent_id

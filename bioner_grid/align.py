@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from bioner_grid.corpus import Sentence, write_atomic
 
 IGNORE = -100
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,21 +107,86 @@ def windows_digest(tokenizer, sentences: list[Sentence], label2id: dict[str, int
     return h.hexdigest()
 
 
+# The window cache holds plain integer arrays (numpy .npz, read with allow_pickle=False): a file
+# planted in a shared cache folder can at worst fail validation, never run code (a pickle would).
+WINDOWS_FORMAT = 1
+_INT_ARRAYS = ("meta", "input_ids", "label_ids", "token_type_ids", "first_positions")
+
+
+def _windows_to_arrays(windows: list[Window]) -> dict[str, np.ndarray]:
+    """Flat int32 arrays: one row of (sentence, start, n_words, sub-tokens) per window, then each
+    list field concatenated; ``token_type_ids`` is empty when the tokenizer gives none."""
+    flat = lambda field: np.fromiter((x for w in windows for x in getattr(w, field)), np.int32)  # noqa: E731
+    has_types = any(w.token_type_ids is not None for w in windows)
+    if has_types and not all(w.token_type_ids is not None for w in windows):
+        raise ValueError("token_type_ids on some windows only")
+    return {"meta": np.array([(w.sentence, w.start, w.n_words, len(w.input_ids)) for w in windows], np.int32).reshape(-1, 4),
+            "input_ids": flat("input_ids"), "label_ids": flat("label_ids"),
+            "token_type_ids": flat("token_type_ids") if has_types else np.zeros(0, np.int32),
+            "first_positions": flat("first_positions")}
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray], key: str) -> str:
+    """SHA256 of the cache key and every array (name, dtype, shape, bytes): catches a truncated,
+    damaged or edited entry, and one copied under another key's name."""
+    h = hashlib.sha256(f"{WINDOWS_FORMAT}:{key}".encode())
+    for name in _INT_ARRAYS:
+        a = arrays[name]
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _read_windows(path: Path, key: str) -> list[Window]:
+    """The windows stored at ``path``; ValueError when the entry does not validate."""
+    with np.load(path, allow_pickle=False) as npz:
+        if set(npz.files) != {*_INT_ARRAYS, "digest"}:
+            raise ValueError(f"arrays {sorted(npz.files)}")
+        arrays = {name: npz[name] for name in _INT_ARRAYS}
+        digest = npz["digest"]
+    if digest.shape != () or digest.dtype.kind != "U" or str(digest) != _arrays_digest(arrays, key):
+        raise ValueError("content digest does not match")
+    meta = arrays["meta"]
+    if any(a.dtype != np.int32 for a in arrays.values()) or meta.ndim != 2 or meta.shape[1] != 4:
+        raise ValueError("unexpected array types or shapes")
+    n_tokens, n_words = int(meta[:, 3].sum()), int(meta[:, 2].sum())
+    types = arrays["token_type_ids"]
+    if (len(arrays["input_ids"]) != n_tokens or len(arrays["label_ids"]) != n_tokens
+            or len(arrays["first_positions"]) != n_words or len(types) not in (0, n_tokens) or (meta < 0).any()):
+        raise ValueError("array lengths disagree")
+    ids, labels, firsts = arrays["input_ids"].tolist(), arrays["label_ids"].tolist(), arrays["first_positions"].tolist()
+    types = types.tolist() if len(types) else None
+    windows, t, f = [], 0, 0
+    for sentence, start, words, tokens in meta.tolist():
+        windows.append(Window(sentence, start, words, ids[t:t + tokens], labels[t:t + tokens], firsts[f:f + words],
+                              types[t:t + tokens] if types is not None else None))
+        t, f = t + tokens, f + words
+    return windows
+
+
+def _write_windows(f, windows: list[Window], key: str) -> None:
+    arrays = _windows_to_arrays(windows)
+    np.savez(f, **arrays, digest=np.array(_arrays_digest(arrays, key)))
+
+
 def cached_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int], max_seq_length: int,
                    cache_dir: str | Path | None) -> list[Window]:
-    """``make_windows``, kept in ``<cache_dir>/windows/<digest>.pkl``: the schemes and seeds of a
+    """``make_windows``, kept in ``<cache_dir>/windows/<digest>.npz``: the schemes and seeds of a
     grid cell tokenise their corpus once. Written atomically (``corpus.write_atomic``), so
-    concurrent jobs never read half a file; an unreadable entry is rebuilt."""
+    concurrent jobs never read half a file; an entry that does not validate (damaged, edited,
+    foreign) is rebuilt with a warning naming it. Entries of the old pickle format (``.pkl``) are
+    never read."""
     if not cache_dir:
         return make_windows(tokenizer, sentences, label2id, max_seq_length)
-    path = Path(cache_dir) / "windows" / f"{windows_digest(tokenizer, sentences, label2id, max_seq_length)}.pkl"
+    key = windows_digest(tokenizer, sentences, label2id, max_seq_length)
+    path = Path(cache_dir) / "windows" / f"{key}.npz"
     if path.is_file():
         try:
-            return pickle.loads(path.read_bytes())  # our own cache folder, written by this function
-        except Exception:  # noqa: BLE001 - a truncated or foreign file: rebuild it
-            pass
+            return _read_windows(path, key)
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the fix is to rebuild it
+            log.warning("%s: window cache entry does not validate (%s: %s); rebuilding it", path, type(e).__name__, e)
     windows = make_windows(tokenizer, sentences, label2id, max_seq_length)
-    write_atomic(path, lambda f: pickle.dump(windows, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True)
+    write_atomic(path, lambda f: _write_windows(f, windows, key), binary=True)
     return windows
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from bioner_grid.corpus import (
 )
 
 CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
+log = logging.getLogger(__name__)
 TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
 ABBREVIATIONS = {"al", "fig", "figs", "vs", "dr", "mr", "mrs", "ms", "approx", "ca", "cf", "no", "nos",
                  "eq", "ref", "refs", "st", "vol", "etc", "resp", "sp", "spp", "var", "ssp", "subsp", "inc", "ltd", "co",
@@ -239,21 +241,49 @@ def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
     return Conversion(documents, report)
 
 
+CACHE_FORMAT = 2  # part of the cache key: 2 carries a digest of its content
+
+
+def _payload_digest(payload: dict) -> str:
+    """SHA256 of a cache entry's content in one canonical JSON spelling."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+def _read_cached(path: Path) -> Conversion:
+    """The conversion stored at ``path``; ValueError when it is not one this module wrote (not JSON,
+    the wrong shape, or content that no longer matches its digest: damaged or edited)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or set(data) != {"documents", "report", "sha256"}:
+        raise ValueError("not a conversion cache entry")
+    payload = {"documents": data["documents"], "report": data["report"]}
+    if data["sha256"] != _payload_digest(payload):
+        raise ValueError("content does not match its digest (damaged or edited)")
+    documents = payload["documents"]
+    if not isinstance(documents, list) or not isinstance(payload["report"], dict) or not all(
+            isinstance(doc, list) and all(isinstance(s, list) and len(s) == 2 and len(s[0]) == len(s[1]) for s in doc)
+            for doc in documents):
+        raise ValueError("unexpected structure")
+    return Conversion([[Sentence(*s) for s in doc] for doc in documents], payload["report"])
+
+
 def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str | Path) -> Conversion:
-    """``convert`` once per (source checksum, converter settings); later calls read the cache."""
+    """``convert`` once per (source checksum, converter settings); later calls read the cache. An
+    entry that does not validate (corrupt, edited, not ours) is rebuilt, with a warning naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}:0: file not found")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    settings = json.dumps({"types": types, "version": CONVERTER_VERSION}, sort_keys=True)
+    settings = json.dumps({"types": types, "version": CONVERTER_VERSION, "format": CACHE_FORMAT}, sort_keys=True)
     key = hashlib.sha256((digest + settings).encode()).hexdigest()[:20]
     cached = Path(cache_dir) / f"{path.stem}-{key}.json"
     if cached.is_file():
-        data = json.loads(cached.read_text(encoding="utf-8"))
-        return Conversion([[Sentence(*s) for s in doc] for doc in data["documents"]], data["report"])
+        try:
+            return _read_cached(cached)
+        except (ValueError, TypeError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            log.warning("%s: conversion cache entry does not validate (%s); rebuilding it", cached, e)
     conversion = convert(path, types)
-    write_atomic(cached, lambda f: json.dump({"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents],
-                                              "report": conversion.report}, f))
+    payload = {"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents], "report": conversion.report}
+    write_atomic(cached, lambda f: json.dump({**payload, "sha256": _payload_digest(payload)}, f))
     return conversion
 
 

@@ -72,3 +72,80 @@ def test_window_cache_returns_what_make_windows_makes_and_keys_on_every_input(mi
     entry.write_bytes(b"truncated")  # a damaged entry is rebuilt, not trusted
     assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh
     assert entry.read_bytes() != b"truncated"
+
+
+class Payload:
+    """What a planted pickle would do when loaded: create ``marker`` (a stand-in for any command)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_window_cache_never_loads_a_planted_pickle(minilm_tokenizer, tmp_path, caplog):
+    import pickle
+
+    from bioner_grid.align import cached_windows, windows_digest
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:50]
+    fresh = make_windows(minilm_tokenizer, sents, L2I, 32)
+    folder, digest = tmp_path / "cache" / "windows", windows_digest(minilm_tokenizer, sents, L2I, 32)
+    folder.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    (folder / f"{digest}.pkl").write_bytes(pickle.dumps(Payload(marker)))  # the old format's name
+    with open(folder / f"{digest}.npz", "wb") as f:  # the new name: an archive with a pickled object array
+        np.savez(f, meta=np.array([Payload(marker)], dtype=object), digest=np.array("x"))
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path / "cache") == fresh
+    assert not marker.exists()
+    assert f"{folder / digest}.npz: window cache entry does not validate" in caplog.text
+    (folder / f"{digest}.npz").write_bytes(pickle.dumps(Payload(marker)))  # a bare pickle under the new name
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path / "cache") == fresh
+    assert not marker.exists()
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path / "cache") == fresh  # rebuilt entry is a hit
+    assert not marker.exists()
+
+
+def test_window_cache_rebuilds_an_edited_or_misnamed_entry_with_a_warning(minilm_tokenizer, tmp_path, caplog):
+    import logging
+
+    from bioner_grid.align import cached_windows
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:50]
+    fresh = make_windows(minilm_tokenizer, sents, L2I, 32)
+    cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path)
+    (entry,) = (tmp_path / "windows").iterdir()
+    with np.load(entry) as npz:
+        arrays = dict(npz)
+    labels = arrays["label_ids"]
+    labels[np.flatnonzero(labels == L2I["O"])[0]] = L2I["B-Disease"]  # one word relabelled, digest kept
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    with caplog.at_level(logging.WARNING):
+        assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh
+    assert f"{entry}: window cache entry does not validate (ValueError: content digest does not match)" in caplog.text
+    caplog.clear()
+    assert cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path) == fresh and not caplog.text  # rebuilt: a clean hit
+    other = sents[:49]  # a valid entry copied under another key's name does not validate there
+    cached_windows(minilm_tokenizer, other, L2I, 32, tmp_path)
+    (other_entry,) = set((tmp_path / "windows").iterdir()) - {entry}
+    other_entry.write_bytes(entry.read_bytes())
+    assert cached_windows(minilm_tokenizer, other, L2I, 32, tmp_path) == make_windows(minilm_tokenizer, other, L2I, 32)
+    assert f"{other_entry}: window cache entry does not validate" in caplog.text
+
+
+def test_window_cache_files_follow_the_umask(minilm_tokenizer, tmp_path):
+    import os
+
+    from bioner_grid.align import cached_windows
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:20]
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        old = os.umask(umask)
+        try:
+            cached_windows(minilm_tokenizer, sents, L2I, 32, tmp_path / oct(umask))
+        finally:
+            os.umask(old)
+        (entry,) = (tmp_path / oct(umask) / "windows").iterdir()
+        assert entry.stat().st_mode & 0o777 == mode

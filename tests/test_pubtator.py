@@ -164,3 +164,62 @@ def test_users_own_pubtator_corpus_with_document_split_and_report(tmp_path, data
     rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] and line.split()[0] in ("train", "dev", "test")}
     assert sum(int(rows[k][1]) for k in rows) == 13651  # every sentence in exactly one split (60/20 documents, then 10% dev)
     assert all("Organism=" in " ".join(rows[k]) for k in rows)
+
+
+class Payload:
+    """What a planted pickle would do when loaded: create ``marker`` (a stand-in for any command)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _tags(conversion):
+    return [s.tags for d in conversion.documents for s in d]
+
+
+def test_a_corrupt_edited_or_planted_conversion_cache_is_rebuilt_with_a_warning(tmp_path, data_root, caplog):
+    import json
+    import logging
+    import pickle
+
+    path, types = PUBTATOR / "Linnaeus_Test.PubTator", {"Species": ["Species"]}
+    fresh = convert(path, types)
+    cached_convert(path, types, tmp_path)
+    (entry,) = tmp_path.glob("*.json")
+    good = entry.read_text()
+    damaged = {
+        "truncated": good[: len(good) // 2],
+        "edited": good.replace('"B-Species"', '"O"', 1),  # valid JSON, one entity dropped
+        "planted pickle": pickle.dumps(Payload(tmp_path / "pwned")),
+        "old format": json.dumps({k: v for k, v in json.loads(good).items() if k != "sha256"}),
+    }
+    assert damaged["edited"] != good
+    for what, content in damaged.items():
+        caplog.clear()
+        (entry.write_bytes if isinstance(content, bytes) else entry.write_text)(content)
+        with caplog.at_level(logging.WARNING):
+            got = cached_convert(path, types, tmp_path)
+        assert _tags(got) == _tags(fresh) and got.report == fresh.report, what
+        assert f"{entry}: conversion cache entry does not validate" in caplog.text, what
+        assert entry.read_text() == good, what  # rebuilt
+        assert not (tmp_path / "pwned").exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert _tags(cached_convert(path, types, tmp_path)) == _tags(fresh)
+    assert not caplog.text  # a valid entry is a quiet hit
+
+
+def test_conversion_cache_files_follow_the_umask(tmp_path, data_root):
+    import os
+
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        old = os.umask(umask)
+        try:
+            cached_convert(PUBTATOR / "Linnaeus_Test.PubTator", {"Species": ["Species"]}, tmp_path / oct(umask))
+        finally:
+            os.umask(old)
+        (entry,) = (tmp_path / oct(umask)).glob("*.json")
+        assert entry.stat().st_mode & 0o777 == mode

@@ -1,5 +1,5 @@
 """Per-job time the tokenised-window cache saves: ``make_windows`` on train/dev/test of a corpus
-(cold: tokenise and write the cache) against a cache hit (digest + unpickle), minilm, best of 3.
+(cold: tokenise and write the cache) against a cache hit (digest + validated .npz read), minilm, best of 3.
 
     python bench/windows_cache.py [--data ../shared/datasets]
 """

@@ -206,3 +206,25 @@ def test_a_real_run_logs_to_the_server(server, as_job, tmp_path, data_root):
     assert run.info.status == "FINISHED" and run.data.metrics["test/strict_f1"] >= 0
     assert "predictions_test.conll" in {a.path for a in as_job.list_artifacts(run.info.run_id)}
     assert server.credentials["MLFLOW_TRACKING_PASSWORD"] not in r.stdout + r.stderr
+
+
+def test_a_state_folder_left_with_trust_authentication_is_refused(tmp_path):
+    """A state folder made by the old script (PostgreSQL with `-A trust`) is not started again."""
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        pytest.skip("PostgreSQL server binaries not installed")
+    state = Path(tempfile.mkdtemp(prefix="bioner-tracking-old-"))
+    try:
+        (state / "pg").mkdir()
+        as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.getuid() == 0 else ["sh", "-c"]
+        if os.getuid() == 0:
+            os.chmod(state, 0o755)
+            shutil.chown(state / "pg", "postgres")
+        subprocess.run([*as_postgres, f"{initdb[-1]} -D {state}/pg -U postgres -A trust --no-sync"], check=True,
+                       capture_output=True, timeout=300)
+        env = anonymous_env(PYTHON=sys.executable, MLFLOW_PORT=str(MLFLOW_PORT + 1), PG_PORT=str(PG_PORT + 1))
+        r = subprocess.run([SCRIPT, "start", str(state)], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 1 and "initialised with trust" in r.stderr and r.stdout == "", r.stderr
+        assert "postmaster.pid" not in os.listdir(state / "pg")  # PostgreSQL was not started
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -14,9 +14,8 @@ import time
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
-from bioner_grid import tracking
+from bioner_grid.store import RunStore
 from conftest import ROOT
 from conftest import SLICE
 
@@ -54,7 +53,7 @@ def server():
 
 
 def test_eight_concurrent_jobs_lose_no_run_and_no_metric(server):
-    experiment = tracking.setup(OmegaConf.create({"uri": server, "experiment": "concurrency", "artifact_location": None}))
+    experiment = RunStore(server, "concurrency").experiment_id()
     started = time.time()
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, server, experiment, str(i)], stderr=subprocess.PIPE, text=True)
              for i in range(1, 9)]

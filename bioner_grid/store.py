@@ -228,7 +228,7 @@ class RunStore:
         """``fn(*args, **kwargs)``, retried with exponential backoff while it fails transiently,
         for ``retry_s`` seconds (``tracking.retry_s``); then ``StoreError``."""
         budget = self.retry_s if retry_s is None else retry_s
-        deadline, delay, tries = None, FIRST_DELAY_S, 0
+        deadline, delay, tries = time.monotonic() + budget, FIRST_DELAY_S, 0  # one try may itself wait 20 s
         while True:
             try:
                 result = fn(*args, **kwargs)
@@ -241,7 +241,6 @@ class RunStore:
                 if not transient(e):
                     raise
                 now = time.monotonic()
-                deadline = deadline if deadline is not None else now + budget
                 if now >= deadline:
                     raise StoreError(f"tracking store {self.shown}: {problem(e)} (still failing after "
                                      f"{budget:g} s of retries, tracking.retry_s)") from None

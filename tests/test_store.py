@@ -227,6 +227,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+@pytest.mark.server  # ~3.5 min on 2 CPUs: two server starts and a run
 def test_a_tracking_server_restarted_mid_run_loses_nothing(tmp_path, data_root):
     """The server goes away once the run is RUNNING, for ~15 s, and comes back on the same port."""
     state, port = tmp_path / "server", free_port()
@@ -249,6 +250,7 @@ def test_a_tracking_server_restarted_mid_run_loses_nothing(tmp_path, data_root):
         server = start_server(state, port)
         out, _ = job.communicate(timeout=600)
         assert job.returncode == 0, out[-3000:]
+        assert "retrying for up to 120 s" in out and "answers again" in out  # the outage was met, and outlasted
         client, run = only_run(uri)
         assert run.info.status == "FINISHED"
         assert steps(client, run.info.run_id, "train/loss") == [6, 12]

@@ -281,7 +281,6 @@ class RunStore:
         except MlflowException:  # created meanwhile by a concurrent job
             return self.call(self.client.get_experiment_by_name, self.experiment).experiment_id
 
-    setup = experiment_id
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -97,10 +97,14 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=["id", "start", "end", "mention", "type"]).astype({"start": "int64", "end": "int64"})
 
 
-def log_model(folder: Path):
-    """Log ``folder`` to the active run as a pyfunc model; returns MLflow's ModelInfo."""
-    return mlflow.pyfunc.log_model(
+def log_model(folder: Path, run_id: str):
+    """Log ``folder`` to run ``run_id`` as a pyfunc model (``mlflow.pyfunc.log_model`` less its
+    fluent active run); returns MLflow's ModelInfo."""
+    return mlflow.models.Model.log(
+        artifact_path=None,
         name="model",
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
         python_model=TaggerModel(),
         artifacts={"tagger": str(folder)},
         code_paths=[str(PACKAGE)],  # bioner_grid travels with the model: loads wherever its requirements are installed
@@ -115,11 +119,11 @@ def folder_size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
-def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -> None:
+def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str, run) -> None:
     """``save`` then ``log_model``; the model URI and the folder's size (a tag, not a metric: it is
     no result of the run) are set as tags ``model_uri`` and ``model_size_mb``."""
     save(cfg, folder, model, tokenizer, corpus, precision)
     size = folder_size_mb(folder)
-    info = log_model(folder)
-    mlflow.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})
+    info = run.log_model(lambda run_id: log_model(folder, run_id))  # run: a store.OpenRun
+    run.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})
     log.info("model saved to %s (%.1f MB) and logged as %s", folder, size, info.model_uri)

@@ -98,13 +98,14 @@ def decisions(configs) -> list:
     """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
     from one look-up of each tracking store."""
     from bioner_grid import tracking
+    from bioner_grid.store import RunStore
 
     by_store: dict[tuple, dict[str, list]] = {}
     out = []
     for cfg in configs:
         store = (cfg.tracking.uri, cfg.tracking.experiment)
         if store not in by_store:
-            by_store[store] = tracking.runs_by_key(cfg.tracking)
+            by_store[store] = RunStore.from_config(cfg.tracking).runs_by_key()
         out.append(tracking.decide(cfg, by_store[store].get(identity.run_key(cfg), [])))
     return out
 

@@ -1,4 +1,4 @@
-"""One fine-tuning run, end to end: data -> weights -> tokenisation -> training -> scoring -> MLflow.
+"""One fine-tuning run, end to end: data -> weights -> tokenisation -> training -> scoring -> the store.
 
 Everything that can fail on bad input (data, scheme, precision/device) is checked before the
 MLflow run is opened, so a bad configuration records nothing.
@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import torch
 from transformers import TrainingArguments, set_seed
 
 from bioner_grid import aio, export, identity, redact, schema, scoring, sweep, tracking
+from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
 from bioner_grid.data import check_root, load_corpus, split_stats
@@ -137,30 +137,32 @@ def run(cfg, output_dir: str | Path) -> dict:
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
             **({"aio_members": ",".join(p.corpus.members)} if p.corpus.members else {}),
             "output_dir": str(out.resolve())}
-    experiment_id = tracking.setup(cfg.tracking)
-    runs = tracking.runs_with_key(experiment_id, tags["run_key"])
-    decision = decide(cfg, runs, tags["run_key"])
+    store = RunStore.from_config(cfg.tracking)
+    store.experiment_id()
+    runs = store.runs_with_key(tags["run_key"])
+    decision = decide(cfg, store, runs, tags["run_key"])
     if decision.action in ("finished", "in_flight"):
         return {"skipped": True, "status": decision.status, "run_key": tags["run_key"], "run_id": decision.run_id}
 
     tokenizer, windows, model = build(cfg, p)
-    active, twin = open_run(cfg, experiment_id, runs, decision, tags, p.args.output_dir)
+    active, twin = open_run(cfg, store, runs, decision, tags, p.args.output_dir)
     if twin:  # the same configuration started at the same moment: the older run trains it
         return {"skipped": True, "status": "IN FLIGHT", "run_key": tags["run_key"], "run_id": twin}
     try:
-        with tracking.Heartbeat(active.info.run_id, float(cfg.grid.heartbeat_s)):
-            record_inputs(cfg, p)
-            trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint)
+        with store.heartbeat(active.run_id, float(cfg.grid.heartbeat_s)):
+            record_inputs(cfg, active, p)
+            trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics)
             for split in ("dev", "test"):
-                metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split))
-            result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint)
+                metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
+            result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
     except (KeyboardInterrupt, SystemExit):
-        mlflow.end_run("KILLED")  # preempted or requeued: the next attempt resumes this run
+        active.close("KILLED", retry=False)  # preempted or requeued: the next attempt resumes this run
         raise
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except BaseException as e:
+        # after a StoreError the store has had its budget: one try to mark the run FAILED
+        active.close("FAILED", retry=not isinstance(e, tracking.TrackingError))
         raise
-    mlflow.end_run("FINISHED")
+    active.close("FINISHED")  # waits for the buffered metrics; StoreError if they cannot be sent
     if not cfg.train.keep_checkpoints:
         for folder in tags["checkpoint_dirs"].split("\n"):
             shutil.rmtree(folder, ignore_errors=True)
@@ -169,11 +171,11 @@ def run(cfg, output_dir: str | Path) -> dict:
     return result
 
 
-def decide(cfg, runs, key: str) -> identity.Decision:
+def decide(cfg, store: RunStore, runs, key: str) -> identity.Decision:
     """Has this configuration run before, or is it running now? (``identity.decide``, and a claim
     on a stopped run before it is continued.)"""
     decision = tracking.decide(cfg, runs)
-    if decision.action == "continue" and not tracking.claim(decision.run_id):
+    if decision.action == "continue" and not store.claim(decision.run_id):
         decision = identity.Decision("in_flight", decision.run_id)  # another job claimed it at the same moment
     if decision.action == "finished":
         log.info("run key %s is FINISHED as MLflow run %s; skipping (train.force=true reruns it)", key, decision.run_id)
@@ -186,7 +188,7 @@ def decide(cfg, runs, key: str) -> identity.Decision:
     return decision
 
 
-def open_run(cfg, experiment_id: str, runs, decision: identity.Decision, tags: dict, checkpoint_dir: str):
+def open_run(cfg, store: RunStore, runs, decision: identity.Decision, tags: dict, checkpoint_dir: str):
     """Start (or continue) the MLflow run, under the sweep's parent when a sweep launched this job;
     adds the checkpoint folders of every attempt and the job's tags to ``tags``. Returns (the active
     run, None), or (None, the twin's run id), having deleted its own run, when a twin started the
@@ -195,35 +197,34 @@ def open_run(cfg, experiment_id: str, runs, decision: identity.Decision, tags: d
     # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
     earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
     tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, checkpoint_dir]))
-    tags.update(tracking.job_tags())
+    tags.update(job_tags())
     tags.update(sweep.child_tags())
-    active = mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id,
-                              run_name=None if resume_id else sweep.run_name(identity.grid_values(cfg)), tags=tags,
-                              log_system_metrics=bool(cfg.tracking.get("system_metrics", True)))
+    active = store.open_run(resume_id, None if resume_id else sweep.run_name(identity.grid_values(cfg)), tags,
+                            system_metrics=bool(cfg.tracking.get("system_metrics", True)))
     if not resume_id:
-        twin = tracking.live_twin(mlflow.get_run(active.info.run_id), time.time(), float(cfg.grid.heartbeat_s))
+        twin = store.live_twin(active.get(), time.time(), float(cfg.grid.heartbeat_s))
         if twin:
-            mlflow.end_run("KILLED")
-            mlflow.MlflowClient().delete_run(active.info.run_id)
+            active.close("KILLED")
+            store.delete_run(active.run_id)
             log.info("run key %s is in flight as MLflow run %s (started at the same moment); skipping", tags["run_key"], twin)
             return None, twin
     return active, None
 
 
-def record_inputs(cfg, p: Prepared) -> None:
+def record_inputs(cfg, run: OpenRun, p: Prepared) -> None:
     """The run's params (only what defines its result), class weights, corpora (MLflow dataset
     inputs) and its whole config, secrets masked. A continued run has its params already."""
-    if not mlflow.get_run(mlflow.active_run().info.run_id).data.params:
-        mlflow.log_params(tracking.run_params(cfg))
+    if not run.get().data.params:
+        run.log_params(tracking.run_params(cfg))
         if p.weights:
-            mlflow.log_params({f"weight.{k}": f"{v:.6g}" for k, v in p.weights.items()})
-        tracking.log_corpora(cfg)
-    mlflow.log_text(redact.config_yaml(cfg), "config.yaml")
-    mlflow.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": p.weights, "labels": p.corpus.labels,
+            run.log_params({f"weight.{k}": f"{v:.6g}" for k, v in p.weights.items()})
+        run.log_corpora(cfg)
+    run.log_text(redact.config_yaml(cfg), "config.yaml")
+    run.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": p.weights, "labels": p.corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 
 
-def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None):
+def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, log_metrics):
     """Fine-tune (train loss and dev scores logged per epoch); returns the Trainer holding the model
     ``train.select`` chose, and the training metrics with the corpus sizes (WeLT Tables 1 and 11)."""
     if p.device == "cuda":
@@ -231,7 +232,7 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None):
     started = time.perf_counter()
     dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
-                    cfg.train.patience, tracking.log_metrics, resume_from)
+                    cfg.train.patience, log_metrics, resume_from)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
     for name, split in p.corpus.splits.items():
@@ -241,7 +242,7 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None):
     return trainer, metrics
 
 
-def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str) -> dict[str, float]:
+def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str, run: OpenRun) -> dict[str, float]:
     """Predict one split with the selected model, keep the predictions (``.conll``, and ``.tsv``
     that MLflow's UI shows as a table) and its error analysis, and score it (``scoring.score_split``;
     an all-in-one corpus: each member on its task, then all without the task tags)."""
@@ -252,30 +253,29 @@ def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str) -> 
     metrics = {f"{name}_seconds": seconds, f"{name}_seconds_per_1000_sentences": 1000 * seconds / len(sents)}
     for suffix, header in ((".conll", False), (".tsv", True)):
         write_conll(out / f"predictions_{name}{suffix}", sents, predicted, header=header)
-        mlflow.log_artifact(str(out / f"predictions_{name}{suffix}"))
+        run.log_artifact(out / f"predictions_{name}{suffix}")
     tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
     if corpus.members:
         metrics.update(aio.member_scores(corpus, name, tokens, gold, predicted))
         tokens, gold, predicted = aio.without_tasks(tokens, gold, predicted)
     metrics.update(scoring.score_split(name, gold, predicted, cfg.evaluation.faireval_focus))
-    mlflow.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples), f"error_analysis_{name}.json")
+    run.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples), f"error_analysis_{name}.json")
     return metrics
 
 
-def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from) -> dict:
+def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from, run: OpenRun) -> dict:
     """Log the metrics (with peak memory), save and log the model (``train.save_model``), and
     write ``result.json``; returns its content."""
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if p.device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    tracking.log_metrics(metrics)
+    run.log_metrics(metrics)
     if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
-        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision)
-    active = mlflow.active_run()
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run)
     result = {
-        "run_id": active.info.run_id,
-        "experiment_id": active.info.experiment_id,
-        "tracking_uri": redact.text(mlflow.get_tracking_uri()),
+        "run_id": run.run_id,
+        "experiment_id": run.experiment_id,
+        "tracking_uri": run.store.shown,
         "run_key": tags["run_key"],
         "cell_key": tags["cell_key"],
         **{k: tags[k] for k in identity.GRID_KEYS},
@@ -284,5 +284,5 @@ def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags:
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    mlflow.log_artifact(str(out / "result.json"))
+    run.log_artifact(out / "result.json")
     return result

@@ -36,36 +36,33 @@ def best_configurations(df: pd.DataFrame) -> pd.DataFrame:
     return cells.loc[cells.groupby("dataset")["dev_strict_f1"].idxmax()].reset_index(drop=True)
 
 
-def grid_name(run) -> str:
+def grid_name(store, run) -> str:
     """The experiment a run was launched under: ``grid.name`` of its logged ``config.yaml`` (grid
     settings are no params: they do not define the result)."""
-    import mlflow
-
     try:
-        return str(OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")).grid.name)
+        return str(OmegaConf.create(store.load_text(run.info.run_id, "config.yaml")).grid.name)
     except Exception:  # noqa: BLE001 - no artifact store reachable: the grid keys alone still reproduce it
         return "adhoc"
 
 
-def reproduce_command(run) -> str:
+def reproduce_command(store, run) -> str:
     """The command that reruns ``run`` with its model saved: its own Hydra overrides when its run
     folder is readable here, else the grid keys from its tags (add the overrides it was launched with)."""
     overrides_file = Path(run.data.tags.get("output_dir", "")) / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
         overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith(("hydra", "grid."))]
     else:
-        t, grid = run.data.tags, grid_name(run)
+        t, grid = run.data.tags, grid_name(store, run)
         overrides = ([f"experiment={grid}"] if grid != "adhoc" else []) + [
             f"model={t['model']}", f"dataset={t['dataset']}", f"scheme={t['scheme']}", f"train.lr={t['lr']}",
             f"train.batch_size={t['batch_size']}", f"train.seed={t['seed']}"]
     return shlex.join(["python", "-m", "bioner_grid", *overrides, "train.save_model=true", "train.force=true"])
 
 
-def register(df: pd.DataFrame, name: str) -> list[str]:
-    """Register each dataset's best model; returns one line per dataset (registered, or the command to run)."""
-    import mlflow  # ~1.3 s: where the store is used, as in report.py
-
-    from bioner_grid.tracking import run_metrics
+def register(store, df: pd.DataFrame, name: str) -> list[str]:
+    """Register each dataset's best model (``store``: a ``store.RunStore``); returns one line per
+    dataset (registered, or the command to run)."""
+    from bioner_grid.store import run_metrics  # mlflow, ~1.3 s: where the store is used, as in report.py
 
     lines = []
     for cell in best_configurations(df).itertuples(index=False):
@@ -73,12 +70,12 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
         for key in CONFIG_KEYS:
             same &= df[key] == getattr(cell, key)
         runs = df[same].sort_values("dev_strict_f1", ascending=False)
-        candidates = [mlflow.get_run(r) for r in runs["run_id"]]
+        candidates = [store.get_run(r) for r in runs["run_id"]]
         saved = [r for r in candidates if r.data.tags.get("model_uri")]
         what = (f"{cell.dataset}: {cell.model} {cell.scheme} lr {cell.lr:g} bs {cell.batch_size:g}, "
                 f"dev strict F1 {cell.dev_strict_f1:.4f} ({cell.seeds} seed{'s' if cell.seeds > 1 else ''})")
         if not saved:
-            lines.append(f"{what}: no saved model; to save it, run:\n  {reproduce_command(candidates[0])}")
+            lines.append(f"{what}: no saved model; to save it, run:\n  {reproduce_command(store, candidates[0])}")
             continue
         run = saved[0]
         metrics = run_metrics(run)
@@ -87,7 +84,7 @@ def register(df: pd.DataFrame, name: str) -> list[str]:
                 "run_key": run.data.tags.get("run_key", ""),
                 **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
                 **{f"run_{k}": f"{metrics[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
-        version = mlflow.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
+        version = store.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
         lines.append(f"{what}: registered models:/{version.name}/{version.version} (run {run.info.run_id})")
     return lines
 
@@ -104,7 +101,10 @@ def main(argv: list[str]) -> int:
     if df.empty or "dev_strict_f1" not in df:
         print(f"error: no scored runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}", file=sys.stderr)
         return 2
-    for line in register(df, names[0]):
+    from bioner_grid.store import RunStore
+
+    for line in register(RunStore(cfg.tracking.uri, experiments[0], retry_s=cfg.tracking.get("retry_s", 300)), df,
+                         names[0]):
         print(line)
     return 0
 

@@ -9,7 +9,7 @@ self-contained ``report.html`` into ``report.out``, and logs them all as artifac
 run. Seeds of one configuration are averaged (mean ± sample std); runs that did not finish are
 counted and left out; configurations without a finished run show as "—" and are listed.
 
-mlflow (~1.3 s, also through ``bioner_grid.tracking``) and matplotlib (``report_figures``) are
+mlflow (~1.3 s, through ``bioner_grid.store``) and matplotlib (``report_figures``) are
 imported where used: ``bioner-grid-report --help`` and ``register`` import this module without them.
 """
 
@@ -31,7 +31,6 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
-from omegaconf import OmegaConf
 from scipy import stats
 
 from bioner_grid import redact
@@ -70,12 +69,9 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     setting (head, epochs, lr, …) that differs between the runs of that model on that dataset, so
     that different configurations are never averaged as if they were seeds (``model_name`` keeps
     the bare name; ``model_lr_bs`` leaves lr and batch size out, for the views that compare them)."""
-    import mlflow
+    from bioner_grid.store import RunStore
 
-    from bioner_grid.tracking import flat_metric, resolve_uri
-
-    mlflow.set_tracking_uri(resolve_uri(uri))
-    df = mlflow.search_runs(experiment_names=experiments, filter_string=filter_string or "")
+    df = RunStore(uri, experiments[0]).runs_frame(experiments, filter_string or "")  # metrics.* under flat names
     if df.empty:
         return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs"])
     if "tags.kind" in df:  # report runs (older stores kept them beside the training runs) and sweep parents
@@ -84,9 +80,8 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
-    for c in (c for c in df.columns if c.startswith("metrics.")):  # grouped (test/strict_f1) or older flat names
-        name = flat_metric(c[len("metrics."):])
-        columns[name] = df[c] if name not in columns else columns[name].combine_first(df[c])
+    for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
+        columns[c[len("metrics."):]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
         out[key] = pd.to_numeric(out[key], errors="coerce")
@@ -103,7 +98,9 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
                     "(model, dataset, scheme, lr, batch_size) alone", old)
         fallback = out[["model", "dataset", "scheme", "lr", "batch_size"]].astype(str).agg("|".join, axis=1)
         out["cell_key"] = df["tags.cell_key"].fillna(fallback) if "tags.cell_key" in df else fallback
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["tracking_uri"] = uri  # where RunFiles fetches the runs' artifacts
+    return out
 
 
 def _setting_name(column: str) -> str:
@@ -414,12 +411,21 @@ class RunFiles:
     """Artifacts of logged runs, fetched through MLflow once and kept under ``cache/<run_id>/``
     (predictions as parsed per-sentence counts), so that a report built again reads no store."""
 
-    def __init__(self, cache: Path):
+    def __init__(self, cache: Path, uri: str | None = None):
         self.cache = Path(cache)
+        self.uri, self._store = uri, None  # the tracking store, opened only for what the cache does not hold
+
+    @property
+    def store(self):
+        if self._store is None:
+            from bioner_grid.store import RunStore
+
+            if not self.uri:
+                raise ValueError("run artifacts not cached and no tracking store given (load_runs sets it)")
+            self._store = RunStore(self.uri, "")
+        return self._store
 
     def path(self, run_id: str, name: str) -> Path | None:
-        import mlflow
-
         folder = self.cache / run_id
         local, missing = folder / name, folder / f"{name}.missing"
         if local.is_file():
@@ -427,13 +433,13 @@ class RunFiles:
         if missing.is_file():  # a finished run's artifacts do not change
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        root = mlflow.get_run(run_id).info.artifact_uri
+        root = self.store.artifact_root(run_id)
         if root.startswith("file://") or "://" not in root:  # a local artifact store: read in place, no copy
             local = Path(url2pathname(urlparse(root).path)) / name
             if local.is_file():
                 return local
-        elif name in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:
-            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+        elif name in self.store.list_artifacts(run_id):
+            return self.store.download(run_id, name, str(folder))
         missing.touch()  # older runs: shown as missing
         return None
 
@@ -686,7 +692,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
     from bioner_grid.report_figures import figures
 
     out.mkdir(parents=True, exist_ok=True)
-    files = RunFiles(cache or out / "cache")
+    files = RunFiles(cache or out / "cache", df.attrs.get("tracking_uri"))
     multi = df["scheme"].nunique() > 1 and not finished(df).empty
     if multi:
         files.prefetch(finished(df)["run_id"], split)
@@ -715,9 +721,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
 
 
 def main(argv: list[str]) -> int:
-    import mlflow
-
-    from bioner_grid import tracking
+    from bioner_grid.store import RunStore
 
     cfg = compose(argv)
     r = cfg.report
@@ -735,10 +739,11 @@ def main(argv: list[str]) -> int:
     page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
     # Report runs go to their own experiment, not among the training runs they summarise (its
     # artifacts under the configured tracking.artifact_location, as the training runs').
-    experiment_id = tracking.setup(OmegaConf.merge(cfg.tracking, {"experiment": f"{experiments[0]}-reports"}))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
-                          tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):
-        mlflow.log_artifacts(str(out))
+    store = RunStore.from_config(cfg.tracking, experiment=f"{experiments[0]}-reports")
+    run = store.create_run(f"report {', '.join(experiments)}",
+                           {"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)})
+    store.log_artifacts(run.info.run_id, out)
+    store.terminate(run.info.run_id, "FINISHED")
     print(f"{len(df)} runs -> {page}")
     return 0
 

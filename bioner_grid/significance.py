@@ -256,12 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     paths = [args.a, args.b]
     if args.uri:  # mlflow (~1.3 s) only for run ids
-        import mlflow
+        from bioner_grid.store import RunStore
 
-        from bioner_grid.tracking import resolve_uri
-
-        paths = [mlflow.artifacts.download_artifacts(run_id=r, artifact_path=f"predictions_{args.split}.conll",
-                                                     tracking_uri=resolve_uri(args.uri)) for r in paths]
+        store = RunStore(args.uri, "")  # run ids name their experiment
+        paths = [store.download(r, f"predictions_{args.split}.conll") for r in paths]
     try:
         r = compare(read_predictions(paths[0]), read_predictions(paths[1]), args.resamples, args.seed)
     except (DataError, ValueError) as e:

@@ -9,8 +9,7 @@ sweep has run (``grid.wait=true``), the parent gets ``summary.md`` / ``summary.j
 children, sorted by test strict F1) and ends FINISHED, or FAILED when a job did not finish; the
 same table is printed with the address of the experiment's runs view.
 
-mlflow (~1.3 s to import) and ``bioner_grid.tracking``, which imports it, are imported inside the
-functions that talk to the store: ``plan`` imports this module at start-up, and ``prefetch`` imports ``plan``.
+``bioner_grid.store`` (mlflow, ~1.3 s to import) is imported inside the functions that talk to the store: ``plan`` imports this module at start-up, and ``prefetch`` imports ``plan``.
 """
 
 from __future__ import annotations
@@ -81,11 +80,11 @@ class SweepRun:
         self.started = time.time()
 
     def __enter__(self):
-        from mlflow import MlflowClient
-
         from bioner_grid import tracking
+        from bioner_grid.store import RunStore
 
-        self.experiment_id = tracking.setup(self.tcfg)
+        self.store = RunStore.from_config(self.tcfg)
+        self.experiment_id = self.store.experiment_id()
         prog = os.path.basename(sys.argv[0])
         command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
@@ -93,7 +92,7 @@ class SweepRun:
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
         # short: the UI's name column shows ~20 characters; the sweep id is the `sweep` tag
         run_name = f"{self.name} sweep ({self.counts['jobs_launched']} jobs)"
-        run = MlflowClient().create_run(self.experiment_id, run_name=run_name, tags=tags)
+        run = self.store.create_run(run_name, tags)
         self.run_id = run.info.run_id
         os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, self.sweep_id
         os.environ[VARYING_ENV] = ",".join(self.varying)
@@ -102,79 +101,61 @@ class SweepRun:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        from mlflow import MlflowClient
-
         for name in (PARENT_ENV, SWEEP_ENV, VARYING_ENV):
             os.environ.pop(name, None)
-        client = MlflowClient()
         if not self.wait and exc is None:  # submitted: the jobs run on, and so does the sweep
-            client.set_tag(self.run_id, "state", "submitted")
+            self.store.set_tags(self.run_id, {"state": "submitted"})
             return False
-        rows = children(client, self.experiment_id, self.run_id)
-        close(client, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
+        rows = children(self.store, self.experiment_id, self.run_id)
+        close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
         print(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
               + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui --backend-store-uri "
-                                                             f"{tracking_uri(self.tcfg)})"), flush=True)
+                                                             f"{self.store.uri})"), flush=True)
         return False
 
 
-def close(client, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
+def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
     """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
     and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
-    from bioner_grid.tracking import mlflow_metric
-
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
-    client.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
-    client.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
+    store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
+    store.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
     finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
     if finished:
-        client.log_metric(run_id, mlflow_metric("best_test_strict_f1"), max(finished))
-    client.log_metric(run_id, mlflow_metric("jobs_finished"), sum(r["status"] == "FINISHED" for r in rows))
-    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        store.log_metric(run_id, "best_test_strict_f1", max(finished))
+    store.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
+    store.terminate(run_id, "FINISHED" if ok else "FAILED")
     return "FINISHED" if ok else "FAILED"
 
 
 def settle_submitted(uri: str, experiment_name: str) -> list[str]:
     """Close the parents of submitted sweeps (``grid.wait=false``) whose jobs have all ended, as a
     waiting launch would have; ``plan`` and ``report`` call this. Returns one line per sweep closed."""
-    from mlflow import MlflowClient
+    from bioner_grid.store import RunStore
 
-    from bioner_grid.tracking import resolve_uri, store_missing
-
-    uri = resolve_uri(uri)
-    if store_missing(uri):
-        return []
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
+    store = RunStore(uri, experiment_name)
+    experiment_id = store.experiment_id(create=False)
+    if experiment_id is None:
         return []
     closed = []
-    for parent in client.search_runs([experiment.experiment_id], f"tags.kind = '{KIND}' AND tags.state = 'submitted' "
-                                                                  "AND attributes.status = 'RUNNING'"):
+    for parent in store.search(f"tags.kind = '{KIND}' AND tags.state = 'submitted' AND attributes.status = 'RUNNING'"):
         tags = parent.data.tags
-        rows = children(client, experiment.experiment_id, parent.info.run_id)
+        rows = children(store, experiment_id, parent.info.run_id)
         launched = int(tags.get("jobs_launched", 0))
         if len(rows) < launched or any(r["status"] == "RUNNING" for r in rows):
             continue
         counts = {k: tags.get(k, "0") for k in ("jobs_planned", "jobs_skipped", "jobs_in_flight", "jobs_launched")}
-        status = close(client, parent.info.run_id, tags.get("sweep", ""), counts, rows)
+        status = close(store, parent.info.run_id, tags.get("sweep", ""), counts, rows)
         closed.append(f"sweep {tags.get('sweep')}: all {len(rows)} job(s) ended; parent run {parent.info.run_id} {status}")
     return closed
 
 
-def tracking_uri(tcfg) -> str:
-    from bioner_grid.tracking import resolve_uri
-
-    return resolve_uri(tcfg.uri)
-
-
-def children(client, experiment_id: str, parent_id: str) -> list[dict]:
+def children(store, experiment_id: str, parent_id: str) -> list[dict]:
     """The parent's child runs as rows: name, status, grid keys, test/dev strict F1, train time."""
-    from bioner_grid.tracking import run_metrics
+    from bioner_grid.store import run_metrics
 
-    runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                              max_results=10000)
+    runs = store.search(f"tags.mlflow.parentRunId = '{parent_id}'", experiment_ids=[experiment_id])
     rows = []
     for r in runs:
         m, t = run_metrics(r), r.data.tags

@@ -323,31 +323,28 @@ def resolve_model(spec: str, tracking_uri: str) -> Path:
     if path.is_dir():
         found = path if (path / META).is_file() else next((p.parent for p in path.rglob(META)), path)
         return found
-    import mlflow
+    from bioner_grid.store import RunStore
 
-    from bioner_grid.tracking import resolve_uri
-
-    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
+    store = RunStore(tracking_uri, "")  # run ids and model URIs name their experiment
     uri = spec
     if RUN_ID.fullmatch(spec):
         try:
-            run = mlflow.get_run(spec)
-        except mlflow.exceptions.MlflowException as e:
-            raise DataError(f"{spec}:0: no such run in {tracking_uri} ({e.message.splitlines()[0]})") from None
+            run = store.find_run(spec)
+        except LookupError as e:
+            raise DataError(f"{spec}:0: no such run in {tracking_uri} ({e})") from None
         local = Path(run.data.tags.get("output_dir", "")) / "model"
         if (local / META).is_file():  # the run folder on this machine: no copy needed
             return local
-        models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                             filter_string=f"source_run_id = '{spec}'", output_format="list")
+        models = store.logged_models(run)
         if not models:
             raise DataError(f"{spec}:0: run saved no model (rerun it with train.save_model=true)")
         uri = f"models:/{models[0].model_id}"
     elif not spec.startswith(("models:/", "runs:/")):
         raise DataError(f"{spec}:0: not a model folder, an MLflow run id or a models:/ or runs:/ URI")
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except mlflow.exceptions.MlflowException as e:
-        raise DataError(f"{spec}:0: {e.message.splitlines()[0]}") from None
+        local = store.download_uri(uri)
+    except LookupError as e:
+        raise DataError(f"{spec}:0: {e}") from None
     return next((p.parent for p in local.rglob(META)), local)
 
 

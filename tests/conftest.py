@@ -46,7 +46,7 @@ def runs(tmp_path, parents=False):
     """The training runs of the store (``parents=True``: with the sweeps' parent runs), metric columns
     under their flat names (``metrics.test_strict_f1``) as the report reads them; MLflow holds them
     grouped by stage (``test/strict_f1``, tests/test_tracking.py)."""
-    from bioner_grid.tracking import flat_metric
+    from bioner_grid.store import flat_metric
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     df = mlflow.search_runs(experiment_names=["bioner-grid"], order_by=["start_time ASC"])

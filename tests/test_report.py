@@ -320,7 +320,7 @@ def test_bootstrap_and_error_profile_tables_from_logged_artifacts(store, tmp_pat
         client.log_artifact(rid, str(tmp_path / "error_analysis_test.json"))
         client.set_terminated(rid, "FINISHED")
     df = report.load_runs(uri, ["grid"])
-    files = report.RunFiles(tmp_path / "cache")
+    files = report.RunFiles(tmp_path / "cache", uri)  # the store is explicit (load_runs leaves it in df.attrs)
     boot = report.bootstrap_vs_vanilla(df, files)
     t = report.significance_table(boot, "ncbi_disease")
     rows = {r[1].text: [c.text for c in r] for r in t.rows}

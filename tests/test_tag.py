@@ -18,7 +18,7 @@ from bioner_grid import tag
 from bioner_grid.corpus import read_rows
 from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
-from bioner_grid.tracking import run_metrics
+from bioner_grid.store import run_metrics
 
 NCBI_TYPES = {"Disease": ["DiseaseClass", "SpecificDisease", "CompositeMention", "Modifier"]}
 N_DOCS = 12  # first NCBI test documents: ~110 sentences
@@ -297,6 +297,9 @@ def test_reproduce_command_without_the_run_folder_names_the_runs_experiment(tmp_
             "seed": "2", "output_dir": str(tmp_path / "gone")}
     with mlflow.start_run(tags=tags) as run:
         mlflow.log_text("grid:\n  name: minilm_study\n", "config.yaml")
-    command = reproduce_command(mlflow.get_run(run.info.run_id))
+    from bioner_grid.store import RunStore
+
+    store = RunStore(f"sqlite:///{tmp_path}/mlflow.db", "Default")
+    command = reproduce_command(store, store.get_run(run.info.run_id))
     assert command == ("python -m bioner_grid experiment=minilm_study model=minilm dataset=bc5cdr_chem scheme=welt "
                        "train.lr=0.0001 train.batch_size=32 train.seed=2 train.save_model=true train.force=true")

@@ -32,7 +32,7 @@ def test_settings_added_later_keep_the_earlier_keys_at_their_defaults():
 
 
 def test_metric_names_are_grouped_by_stage_in_mlflow_and_read_back_flat():
-    from bioner_grid.tracking import flat_metric, mlflow_metric
+    from bioner_grid.store import flat_metric, metric_name as mlflow_metric
 
     expected = {"test_strict_f1": "test/strict_f1", "test_f1": "test/default_f1", "test_strict_Disease_f1": "test/strict_Disease_f1",
                 "test_Disease_f1": "test/default_Disease_f1", "dev_epoch_strict_f1": "dev/epoch_strict_f1",

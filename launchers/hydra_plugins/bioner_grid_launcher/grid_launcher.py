@@ -20,7 +20,7 @@ Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubm
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
 
 Hydra imports this module whenever it discovers plugins (any Hydra app in the environment), so
-``bioner_grid.tracking`` (mlflow, ~1.3 s) is imported only where a launch uses the store.
+``bioner_grid.store`` (mlflow, ~1.3 s) is imported only where a launch uses the store.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ log = logging.getLogger(__name__)
 
 def create_experiments(configs) -> None:
     """Create each tracking experiment once, here, before the jobs fan out (not by racing jobs)."""
-    from bioner_grid import tracking
+    from bioner_grid.store import RunStore
 
     for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
-        tracking.setup(tcfg)
+        RunStore.from_config(tcfg).experiment_id()
 
 
 def check_stores(configs) -> None:

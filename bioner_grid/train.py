@@ -293,6 +293,10 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
         metric_for_best_model="strict_f1" if select == "best_dev" or t.get("patience") else None,
         greater_is_better=True,
         save_total_limit=1,
+        # A resumed run continues early stopping's count of evaluations without improvement (saved
+        # in the checkpoint's trainer_state.json): reset to 0 it would train for up to `patience`
+        # more evaluations than the uninterrupted run did.
+        restore_callback_states_from_checkpoint=True,
         train_sampling_strategy="group_by_length" if t.length_grouped else "random",
         use_cpu=device == "cpu",
         bf16=precision == "bf16",
@@ -304,11 +308,11 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
 
 
 def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink,
-          resume_from: str | None = None):
+          resume_from: str | None = None, callbacks: tuple[TrainerCallback, ...] = ()):
     """Fine-tune ``model``; returns the Trainer holding the model ``args`` select (best dev strict F1
-    or the last)."""
+    or the last). ``callbacks``: more Trainer callbacks (a test stops a run right after a checkpoint)."""
     dev_windows = by_length(dev_windows)
-    callbacks = [EpochLog(sink)]
+    callbacks = [EpochLog(sink), *callbacks]
     if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
         callbacks.append(preempt.StopAtSignal())
     if patience:

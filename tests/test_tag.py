@@ -14,7 +14,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from bioner_grid import tag
+from bioner_grid import bundle, tag
 from bioner_grid.corpus import read_rows
 from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
@@ -52,7 +52,7 @@ def test_saved_folder_holds_weights_tokenizer_and_labels_and_loads_in_plain_tran
 
     tmp, result, run = trained
     folder = tmp / "run" / "model"
-    meta = json.loads((folder / tag.META).read_text())
+    meta = json.loads((folder / bundle.META).read_text())
     assert meta["labels"] == ["O", "B-Disease", "I-Disease"] and meta["max_seq_length"] == 24
     assert meta["special_tokens"] == [] and meta["config"]["model"]["name"] == "tiny_bert"
     assert (folder / "model.safetensors").is_file()
@@ -221,14 +221,15 @@ def test_help_prints_usage(capsys):
 
 
 def test_all_in_one_model_is_asked_per_task():
-    tagger = object.__new__(tag.Tagger)  # plan() needs only the labels and tasks
+    tagger = object.__new__(bundle.Tagger)  # plan() needs only the labels and the adapter (from the saved tasks)
     tagger.labels = ["O-ALL", "O-Chemical", "O-Disease", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Gene", "I-Gene"]
-    tagger.tasks = {"ALL": ["Chemical", "Disease", "Gene"], "Chemical": ["Chemical"], "Disease": ["Disease"]}
+    tasks = {"ALL": ["Chemical", "Disease", "Gene"], "Chemical": ["Chemical"], "Disease": ["Disease"]}
+    tagger.adapter = bundle.adapter({"tasks": tasks, "special_tokens": ["<ALL>", "</ALL>"]})
     assert tagger.plan(None) == [("ALL", {"Chemical", "Disease", "Gene"})]
     assert tagger.plan(["Chemical", "Gene"]) == [("Chemical", {"Chemical"}), ("ALL", {"Gene"})]
     with pytest.raises(tag.DataError, match="not \\['Species'\\]"):
         tagger.plan(["Species"])
-    tagger.tasks = {}
+    tagger.adapter = bundle.adapter({"tasks": {}})
     assert tagger.plan(["Disease"]) == [(None, {"Disease"})]
 
 
@@ -277,7 +278,7 @@ def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root):
             "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path / "run" / "model" / tag.META).read_text())["head"] == "crf"
+    assert json.loads((tmp_path / "run" / "model" / bundle.META).read_text())["head"] == "crf"
     run_rows = [fields for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3) for _, fields in rows]
     (tmp_path / "test.tsv").write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in
                                                   [[f for _, f in rows] for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3)]) + "\n")

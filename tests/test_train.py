@@ -56,6 +56,7 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
     from safetensors.torch import load_file
 
     from bioner_grid.config import compose
+    from bioner_grid.scoring import score
     from bioner_grid.train import train, training_arguments
 
     label2id = {label: i for i, label in enumerate(LABELS)}
@@ -71,7 +72,7 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
         assert args.load_best_model_at_end == (select == "best_dev")
         torch.manual_seed(0)
         trainer = train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer, args, train_w, dev_w,
-                        [s.tags for s in dev_sents], dict(enumerate(LABELS)), None, None, lambda m, step: None)
+                        [s.tags for s in dev_sents], dict(enumerate(LABELS)), None, None, lambda m, step: None, score=score)
         epochs = [(h["eval_strict_f1"], h["eval_loss"]) for h in trainer.state.log_history if "eval_strict_f1" in h]
         assert len(epochs) == 3
         scores[select] = (trainer.evaluate()["eval_loss"], epochs)
@@ -94,7 +95,8 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
 def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
     import pytest
 
-    from bioner_grid import train as t
+    from bioner_grid import runtime as t
+    from bioner_grid.train import training_arguments
 
     monkeypatch.setattr(t, "bf16_native", lambda device: True)
     assert t.pick_precision("auto", "cpu") == "bf16"
@@ -105,13 +107,13 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
         t.pick_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="must be one of"):
         t.pick_precision("fp8", "cpu")
-    args = t.training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
+    args = training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
                                 "/tmp/unused", "cpu")
     assert args.bf16 and not args.fp16
 
 
 def test_a_slurm_job_uses_at_most_the_cpus_it_was_given(monkeypatch):
-    from bioner_grid.train import limit_threads
+    from bioner_grid.runtime import limit_threads
 
     before = torch.get_num_threads()
     try:
@@ -138,6 +140,7 @@ def test_a_run_resumed_after_a_non_improving_evaluation_ends_as_the_uninterrupte
     from transformers import TrainerCallback
 
     from bioner_grid.config import compose
+    from bioner_grid.scoring import score
     from bioner_grid.train import train, training_arguments
 
     label2id = {label: i for i, label in enumerate(LABELS)}
@@ -169,7 +172,8 @@ def test_a_run_resumed_after_a_non_improving_evaluation_ends_as_the_uninterrupte
         torch.manual_seed(0)
         return train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer,
                      training_arguments(t, str(out), "cpu"), train_w, dev_w, [s.tags for s in dev_sents],
-                     dict(enumerate(LABELS)), None, t.patience, lambda metrics, step: None, resume_from, callbacks)
+                     dict(enumerate(LABELS)), None, t.patience, lambda metrics, step: None, resume_from, callbacks,
+                     score=score)
 
     def evaluations(trainer):
         return [(h["step"], h["eval_strict_f1"], h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h]

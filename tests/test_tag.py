@@ -121,6 +121,27 @@ def test_registered_model_tags_the_same_and_serves_through_pyfunc(trained):
     assert len(got & expected) >= 0.9 * len(expected)
 
 
+def test_a_folder_in_the_first_saved_format_tags_the_same(trained, tmp_path):
+    """A model folder as the first saving code wrote it (bioner_grid.json without ``precision``,
+    its config unmasked) loads through ``bundle`` and tags in fp32, as today's folder does in fp32."""
+    import shutil
+
+    tmp, _, _ = trained
+    shutil.copytree(tmp / "run" / "model", tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / bundle.META).read_text())
+    first = {k: meta[k] for k in ("labels", "special_tokens", "tasks", "max_seq_length", "head", "model", "dataset",
+                                  "scheme", "config")}
+    (tmp_path / "old" / bundle.META).write_text(json.dumps(first))
+    old, new = tag.open_tagger(tmp_path / "old"), bundle.Tagger(tmp / "run" / "model", "cpu", "fp32")
+    assert old.precision == "fp32"
+    entities = []
+    for tagger in (old, new):
+        docs = tag.read_shard(tmp / "test.PubTator", "pubtator").documents
+        tagger.tag_documents(docs)
+        entities.append([p.entities for d in docs for p in d.passages])
+    assert entities[0] == entities[1] and sum(map(len, entities[0])) > 0
+
+
 def test_bioc_text_and_conll_inputs(trained, tmp_path):
     tmp, result, run = trained
     model = f"model={tmp / 'run' / 'model'}"

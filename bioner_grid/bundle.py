@@ -9,8 +9,8 @@ A bundle folder holds
   the task tags and tasks (all-in-one models), the window settings (``max_seq_length``), the
   model/dataset/scheme names and the resolved run config, secrets masked.
 
-Every folder written since saving began loads: keys added later (``head``, ``precision``,
-``tasks``) have the defaults of the folders written before them (softmax, fp32, no tasks).
+Every folder written since saving began loads: a key added later (``precision``) has the value the
+folders written before it had (fp32); the folder layout itself has not changed.
 Weights are read from safetensors only (a pickle can run code when loaded).
 
 ``Tagger`` tags pre-split sentences (and ``documents.Document``s) with a bundle on a device and in

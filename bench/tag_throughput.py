@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import torch
 from transformers import set_seed
 
-from bioner_grid import export, tag
+from bioner_grid import bundle, export, tag
 from bioner_grid.config import compose
+from bioner_grid.corpus import Adapter
 from bioner_grid.modeling import build_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +39,11 @@ def main():
     set_seed(0)
     cfg = compose([f"model={a.model}", f"data.root={a.data}"])
     tokenizer = load_tokenizer(cfg.model)
-    corpus = SimpleNamespace(labels=LABELS, special_tokens=[], members={})
+    corpus = SimpleNamespace(labels=LABELS, adapter=Adapter())  # a single corpus's labels
     source = Path(a.data) / "pubtator" / "NCBIdisease_Test.PubTator"
     with tempfile.TemporaryDirectory() as tmp:
-        folder = export.save(cfg, Path(tmp) / "model", build_model(cfg.model, LABELS, tokenizer), tokenizer, corpus)
-        tagger = tag.Tagger(folder, batch_size=a.batch_size)
+        folder = bundle.save(cfg, Path(tmp) / "model", build_model(cfg.model, LABELS, tokenizer), tokenizer, corpus)
+        tagger = tag.open_tagger(folder, batch_size=a.batch_size)
         print(f"{a.model}: saved folder {export.folder_size_mb(folder):.1f} MB; device {tagger.device}, "
               f"{torch.get_num_threads()} threads, batch {a.batch_size}, max_seq_length {tagger.max_seq_length}")
         best = cpu = None

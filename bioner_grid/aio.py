@@ -7,15 +7,19 @@ tokenizer. Labels are ``B-Type``/``I-Type`` for the task's types and ``O-Task`` 
 (``O-ALL`` for BioRED): 19 labels for six types and seven tasks. Training uses all members' training
 sentences; each member is evaluated on its own test split, under its own task tag, with
 predictions of types outside its task counted as O.
+
+All of it reaches the rest of the package through ``AllInOne``, the corpus's adapter
+(``corpus.Adapter``'s hooks, which every stage calls for any corpus).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from omegaconf import OmegaConf
 
-from bioner_grid.corpus import Corpus, DataError, Sentence, Split, seeded_split
+from bioner_grid.corpus import Adapter, Corpus, DataError, Sentence, Split, seeded_split
 from bioner_grid.pubtator import cached_convert
-from bioner_grid.scoring import score
 
 
 def task_tags(task: str) -> tuple[str, str]:
@@ -68,13 +72,61 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
         tags += [t for t in task_tags(m.task) if t not in tags]
     if not members:
         raise DataError(f"dataset {ds.name}:0: no member corpora")
-    corpus = Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, members, tags)
-    return corpus
+    return Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, AllInOne(tuple(tags), members))
 
 
-def member_view(corpus: Corpus, split: str, member: str, tokens, gold, pred):
+@dataclass
+class AllInOne(Adapter):
+    """The all-in-one corpus's hooks (``corpus.Adapter``): task tags for the tokenizer, its member
+    corpora as a run tag, each member scored on its own task and the whole without task tags, and
+    for the tagger, one pass per task asked. A saved model knows its tasks and task tags only
+    (``members`` empty)."""
+
+    special_tokens: tuple[str, ...] = ()
+    # member -> {"task", "types", and per split the indices of its sentences}
+    members: dict[str, dict] = field(default_factory=dict)
+    saved_tasks: dict[str, list[str]] = field(default_factory=dict)  # a saved model's
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(self.special_tokens)})
+
+    def run_tags(self) -> dict[str, str]:
+        return {"aio_members": ",".join(self.members)}
+
+    def tasks(self) -> dict[str, list[str]]:
+        tasks: dict[str, list[str]] = dict(self.saved_tasks)
+        for member in self.members.values():
+            tasks[member["task"]] = sorted(set(tasks.get(member["task"], [])) | set(member["types"]))
+        return tasks
+
+    def member_views(self, split: str, tokens, gold, pred) -> dict[str, tuple[list, list, list]]:
+        """AIONER's per-corpus results: each member's sentences, scored as that member's task."""
+        return {member: member_view(self.members[member], split, tokens, gold, pred) for member in self.members}
+
+    def scored_view(self, tokens, gold, pred) -> tuple[list, list, list]:
+        return without_tasks(tokens, gold, pred)
+
+    def passes(self, asked: set[str], every: bool) -> list[tuple[str | None, set[str]]]:
+        """The ``<ALL>`` task when every type is asked (``every``) and the model has it, else one
+        pass per task: each type asked under its own task, else ``<ALL>``'s, as AIONER does."""
+        tasks = self.tasks()
+        if every and "ALL" in tasks:
+            return [("ALL", asked)]
+        passes: dict[str, set[str]] = {}
+        for t in sorted(asked):
+            task = t if t in tasks else ("ALL" if t in tasks.get("ALL", []) else next(k for k, v in tasks.items() if t in v))
+            passes.setdefault(task, set()).add(t)
+        return list(passes.items())
+
+    def wrap(self, sentence: Sentence, task: str | None) -> Sentence:
+        return tag_sentence(sentence, task)
+
+    def unwrap(self, tokens: list[str], tags: list[str]) -> list[str]:
+        return plain(tokens, tags)[1]
+
+
+def member_view(info: dict, split: str, tokens, gold, pred):
     """Tokens, gold and predicted tags of one member's sentences, scored as that member's task."""
-    info = corpus.members[member]
     out = ([], [], [])
     for i in info[split]:
         t, g = plain(tokens[i], gold[i], info["types"])
@@ -85,18 +137,7 @@ def member_view(corpus: Corpus, split: str, member: str, tokens, gold, pred):
     return out
 
 
-def member_scores(corpus: Corpus, split: str, tokens, gold, pred) -> dict[str, float]:
-    """Strict P/R/F1 of each member on its own sentences and task (``{split}_{member}_strict_f1``):
-    AIONER's per-corpus results."""
-    metrics = {}
-    for member in corpus.members:
-        m = score(*member_view(corpus, split, member, tokens, gold, pred)[1:])["strict"]
-        metrics.update({f"{split}_{member}_strict_{k}": m[k] for k in ("precision", "recall", "f1")})
-    return metrics
-
-
 def without_tasks(tokens, gold, pred) -> tuple[list, list, list]:
     """Every sentence with its task tags removed (``O-Task`` -> ``O``): the merged set scored as one."""
     views = [plain(t, g) + plain(t, p)[1:] for t, g, p in zip(tokens, gold, pred)]
     return tuple(list(x) for x in zip(*views))
-

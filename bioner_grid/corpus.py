@@ -39,15 +39,53 @@ class Split:
     iob_slips: list[int] = field(default_factory=list)
 
 
+class Adapter:
+    """What a kind of corpus changes in a run, as hooks every stage calls whatever the corpus: the
+    pipeline (tokenizer, run tags, scoring), the saved model (``bundle``) and the tagger. This
+    plain adapter, a single corpus's, changes nothing; ``aio.AllInOne`` (AIONER's all-in-one
+    corpus) adds task tags and scores each member on its task."""
+
+    special_tokens: tuple[str, ...] = ()  # tokens the tokenizer must learn (task tags such as <Disease>)
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        """Teach the tokenizer the corpus's ``special_tokens`` (none here)."""
+
+    def run_tags(self) -> dict[str, str]:
+        """Tags the run records beside the grid's."""
+        return {}
+
+    def tasks(self) -> dict[str, list[str]]:
+        """Task -> the entity types it tags (saved with the model for the tagger)."""
+        return {}
+
+    def member_views(self, split: str, tokens, gold, pred) -> dict[str, tuple[list, list, list]]:
+        """Member corpus -> (tokens, gold, pred) of its sentences as it is scored on its own."""
+        return {}
+
+    def scored_view(self, tokens, gold, pred) -> tuple[list, list, list]:
+        """The whole split as it is scored and its errors analysed."""
+        return tokens, gold, pred
+
+    def passes(self, asked: set[str], every: bool) -> list[tuple[str | None, set[str]]]:
+        """(task, types kept) per pass of the tagger over new text (``every``: all the model's
+        types asked): one pass, no task."""
+        return [(None, asked)]
+
+    def wrap(self, sentence: "Sentence", task: str | None) -> "Sentence":
+        """A sentence as the model reads it in ``task``."""
+        return sentence
+
+    def unwrap(self, tokens: list[str], tags: list[str]) -> list[str]:
+        """The predicted tags of the sentence's own words, as plain IOB2."""
+        return tags
+
+
 @dataclass
 class Corpus:
     name: str
     splits: dict[str, Split]
     reports: list[dict] = field(default_factory=list)  # conversion reports (PubTator input)
-
-    # AIONER all-in-one corpora: test sentence indices per member corpus, its task and entity types
-    members: dict[str, dict] = field(default_factory=dict)
-    special_tokens: list[str] = field(default_factory=list)  # task tags such as <Disease>, </Disease>
+    adapter: Adapter = field(default_factory=Adapter)  # aio.AllInOne for AIONER's all-in-one corpora
 
     @property
     def labels(self) -> list[str]:

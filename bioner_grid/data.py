@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 from bioner_grid import aio, pubtator
-from bioner_grid.config import compose
 from bioner_grid.corpus import (
     SPLITS,
     Corpus,
@@ -30,7 +29,6 @@ from bioner_grid.corpus import (
     seeded_split,
     typed_tag,
 )
-from bioner_grid.schema import ConfigError, check_config
 
 
 def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
@@ -143,6 +141,10 @@ def format_stats(corpus: Corpus) -> str:
 
 
 def main(argv: list[str]) -> int:
+    # The command line's own needs: the readers above stay below the configuration modules (tests/test_imports.py).
+    from bioner_grid.config import compose
+    from bioner_grid.schema import ConfigError, check_config
+
     cfg = compose(argv)
     try:
         check_config(cfg)

@@ -1,12 +1,11 @@
 """Save the scored model of a run (``train.save_model=true``) and log it to MLflow.
 
-The run folder gets ``model/``: the weights as safetensors, the tokenizer (with an all-in-one
-model's task tags as special tokens), and ``bioner_grid.json`` with the label list, the task tags
-and tasks, the window settings (``max_seq_length``) and the resolved run config. A softmax-head
-folder loads in plain transformers (``AutoModelForTokenClassification.from_pretrained``).
+The run folder gets ``model/``, a bundle (``bioner_grid.bundle``: the format, its saving and
+loading): the weights as safetensors, the tokenizer, and ``bioner_grid.json`` with the label list,
+the head, the task tags and tasks, the window settings and the resolved run config.
 
 The same folder is logged to the MLflow run as a pyfunc model wrapping our tagger
-(``bioner_grid.tag.Tagger``). MLflow's transformers flavour would log a token-classification
+(``bioner_grid.bundle.Tagger``). MLflow's transformers flavour would log a token-classification
 pipeline, which tokenises raw text its own way (no PubTator sentence split, no pre-split words, no
 task tags, truncation at the model's length): it would not be the model the run scored. The pyfunc
 model takes a table of texts and returns their entities with character offsets, exactly as
@@ -15,7 +14,6 @@ model takes a table of texts and returns their entities with character offsets, 
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from importlib.metadata import version
@@ -25,11 +23,9 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-from omegaconf import OmegaConf
-from safetensors.torch import save_file
 
-from bioner_grid import redact
-from bioner_grid.tag import META, Document, Passage, Tagger
+from bioner_grid import bundle, runtime
+from bioner_grid.documents import Document, Passage
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +43,6 @@ INPUT_EXAMPLE = pd.DataFrame({
 })
 
 
-def save(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -> Path:
-    """Model, tokenizer and ``bioner_grid.json`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    head = cfg.model.get("head", "softmax")
-    if head == "crf":  # our own module: its state dict (encoder + emissions + transitions) and the encoder config
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-        model.config.save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)  # safetensors
-    tokenizer.save_pretrained(folder)
-    tasks: dict[str, list[str]] = {}
-    for member in corpus.members.values():
-        tasks[member["task"]] = sorted(set(tasks.get(member["task"], [])) | set(member["types"]))
-    meta = {
-        "labels": list(corpus.labels),
-        "special_tokens": list(corpus.special_tokens),  # AIONER's task tags
-        "tasks": tasks,  # task -> entity types it tags (all-in-one models only)
-        "max_seq_length": int(cfg.train.max_seq_length),
-        "head": head,
-        "precision": precision,  # what the run was trained and scored in: the tagger predicts in it too
-        "model": cfg.model.name, "dataset": cfg.dataset.name, "scheme": cfg.scheme.name,
-        "config": redact.container(OmegaConf.to_container(cfg, resolve=True)),  # no secret in a shared model
-    }
-    (folder / META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-    return folder
-
-
 # MLflow warns at class definition that predict has no type hints; the signature above is explicit
 # (type hints would replace it with one inferred from them).
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
@@ -84,7 +53,9 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
     -> one row per entity (id, start, end, mention, type), offsets into each text."""
 
     def load_context(self, context):
-        self.tagger = Tagger(context.artifacts["tagger"])
+        folder = context.artifacts["tagger"]
+        device, precision = runtime.for_inference("auto", bundle.read_meta(folder).get("precision"))
+        self.tagger = bundle.Tagger(folder, device, precision)
 
     def predict(self, context, model_input, params=None):
         df = pd.DataFrame(model_input)
@@ -122,7 +93,7 @@ def folder_size_mb(folder: Path) -> float:
 def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str, run) -> None:
     """``save`` then ``log_model``; the model URI and the folder's size (a tag, not a metric: it is
     no result of the run) are set as tags ``model_uri`` and ``model_size_mb``."""
-    save(cfg, folder, model, tokenizer, corpus, precision)
+    bundle.save(cfg, folder, model, tokenizer, corpus, precision)
     size = folder_size_mb(folder)
     info = run.log_model(lambda run_id: log_model(folder, run_id))  # run: a store.OpenRun
     run.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})

@@ -1,4 +1,9 @@
-"""Output heads. ``softmax`` is transformers' own ``*ForTokenClassification``; ``crf`` is below.
+"""Output heads, and what differs between them: the loss, the inputs at prediction time, and how
+the model is saved and loaded (``bundle`` calls ``save``/``load``, ``train`` calls ``loss``, the
+tagger ``inference_inputs``, through ``head_of(model)`` or ``HEADS[name]``; no other module asks
+which head it has).
+
+``softmax`` (``SoftmaxHead``) is transformers' own ``*ForTokenClassification``; ``crf`` is below.
 
 CRF head (AIONER's output layer): a linear layer gives each word's label scores (emissions) from the
 encoder's first sub-token of the word; pytorch-crf (``torchcrf.CRF``) scores whole label paths and
@@ -14,10 +19,14 @@ pytorch-crf's own decoder cannot be constrained, so ``viterbi`` here does it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torchcrf import CRF
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 from transformers.modeling_outputs import TokenClassifierOutput
 
 NEG = -1e4
@@ -62,10 +71,42 @@ def viterbi(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, tr
     return paths
 
 
+class SoftmaxHead:
+    """transformers' ``*ForTokenClassification``: a linear layer over every sub-token, trained by
+    class-weighted cross-entropy (the schemes' weights), saved as transformers saves it (the folder
+    loads in plain transformers)."""
+
+    name = "softmax"
+
+    @staticmethod
+    def loss(model, inputs: dict, class_weights: torch.Tensor | None):
+        """(``CrossEntropyLoss(weight=class_weights)`` over the labelled sub-tokens, the outputs)."""
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits.float()
+        weight = None if class_weights is None else class_weights.to(logits.device)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), weight=weight, ignore_index=-100)
+        return loss, outputs
+
+    @staticmethod
+    def inference_inputs(inputs: dict) -> dict:
+        """Labels have no use at prediction (they would only cost an unweighted loss)."""
+        return {k: v for k, v in inputs.items() if k != "labels"}
+
+    @staticmethod
+    def save(model, folder: Path) -> None:
+        model.save_pretrained(folder)  # safetensors, config with the label names
+
+    @staticmethod
+    def load(folder: Path, labels: list[str]):
+        return AutoModelForTokenClassification.from_pretrained(folder, use_safetensors=True)
+
+
 class CRFTagger(nn.Module):
     """Encoder + dropout + linear emissions + CRF over first-sub-token positions."""
 
-    computes_own_loss = True
+    name = "crf"
 
     def __init__(self, encoder: nn.Module, labels: list[str], dropout: float = 0.1):
         super().__init__()
@@ -85,6 +126,36 @@ class CRFTagger(nn.Module):
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()
+
+    def resize_token_embeddings(self, n: int):
+        return self.encoder.resize_token_embeddings(n)
+
+    # What differs from the softmax head (called as ``head_of(model).loss(model, ...)``, like
+    # SoftmaxHead's static methods).
+
+    def loss(self, inputs: dict, class_weights: torch.Tensor | None):
+        """The negative log-likelihood of the gold path, computed by ``forward``; class weights are
+        defined for the softmax head only (a run refuses a weighted scheme with the CRF head)."""
+        assert class_weights is None, "the CRF head takes no class weights"
+        outputs = self(**inputs)
+        return outputs.loss, outputs
+
+    @staticmethod
+    def inference_inputs(inputs: dict) -> dict:
+        """Labels stay: they mark the word starts the CRF path runs over."""
+        return inputs
+
+    def save(self, folder: Path) -> None:
+        """Our own module, not a transformers class: one state dict (encoder + emissions +
+        transitions) as safetensors, and the encoder's config."""
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(Path(folder) / "model.safetensors"))
+        self.config.save_pretrained(folder)
+
+    @classmethod
+    def load(cls, folder: Path, labels: list[str]) -> "CRFTagger":
+        model = cls(AutoModel.from_config(AutoConfig.from_pretrained(folder)), labels)
+        model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
+        return model
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """``labels`` mark the word starts (every word's first sub-token carries its label, the
@@ -110,3 +181,18 @@ class CRFTagger(nn.Module):
             for b, path in enumerate(paths):
                 logits[b, order[b, : len(path)], torch.tensor(path, device=scores.device)] = 1.0
         return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+HEADS = {"softmax": SoftmaxHead, "crf": CRFTagger}
+
+
+def head_named(name: str):
+    """The head of ``model.head``."""
+    if name not in HEADS:
+        raise ValueError(f"model.head must be one of {', '.join(HEADS)}, got {name!r}")
+    return HEADS[name]
+
+
+def head_of(model):
+    """The head a built or loaded model has."""
+    return CRFTagger if isinstance(model, CRFTagger) else SoftmaxHead

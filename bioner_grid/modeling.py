@@ -23,7 +23,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-from bioner_grid.heads import CRFTagger
+from bioner_grid.heads import CRFTagger, head_named
 
 
 def resolve(source: str, name_or_path: str) -> str:
@@ -89,9 +89,7 @@ def build_model(mcfg, labels: list[str], tokenizer):
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     common = {"num_labels": len(labels), "id2label": id2label, "label2id": label2id}
-    head = mcfg.get("head", "softmax")
-    if head not in ("softmax", "crf"):
-        raise ValueError(f"model.head must be softmax or crf, got {head!r}")
+    head = head_named(mcfg.get("head", "softmax")).name
     if mcfg.source == "random":
         config = AutoConfig.for_model(
             mcfg.family, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **common, **mcfg.architecture
@@ -105,6 +103,6 @@ def build_model(mcfg, labels: list[str], tokenizer):
                             resolve(mcfg.source, mcfg.name_or_path), **common)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        (model.encoder if head == "crf" else model).resize_token_embeddings(len(tokenizer))
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # an all-in-one corpus's task tags
+        model.resize_token_embeddings(len(tokenizer))
     return model

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import aio, export, identity, redact, schema, scoring, sweep, tracking
+from bioner_grid import export, identity, redact, runtime, schema, scoring, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
 from bioner_grid.data import check_root, load_corpus, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
-from bioner_grid.train import limit_threads, pick_device, predict, train, training_arguments
+from bioner_grid.train import predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
 log = logging.getLogger(__name__)
@@ -101,19 +101,19 @@ def prepare(cfg, out: Path) -> Prepared:
     if cfg.model.get("head", "softmax") == "crf" and weights is not None:
         raise ValueError(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
                          "softmax head only; use scheme=vanilla with the CRF head")
-    device = pick_device(cfg.train.device)
+    device = runtime.pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
                     degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
 
 
 def build(cfg, p: Prepared):
-    """Tokenizer (with an all-in-one corpus's task tags), windows of every split, and the model."""
+    """Tokenizer (with the corpus adapter's special tokens: an all-in-one corpus's task tags),
+    windows of every split, and the model."""
     set_seed(int(cfg.train.seed))
-    limit_threads()
+    runtime.limit_threads()
     corpus, labels = p.corpus, p.corpus.labels
     tokenizer = load_tokenizer(cfg.model)
-    if corpus.special_tokens:  # AIONER's task tags
-        tokenizer.add_special_tokens({"additional_special_tokens": corpus.special_tokens})
+    corpus.adapter.prepare_tokenizer(tokenizer)
     label2id = {label: i for i, label in p.id2label.items()}
     windows = {n: cached_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length,
                                  cfg.data.cache) for n in SPLITS}
@@ -135,7 +135,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     p = prepare(cfg, out)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
-            **({"aio_members": ",".join(p.corpus.members)} if p.corpus.members else {}),
+            **p.corpus.adapter.run_tags(),
             "output_dir": str(out.resolve())}
     store = RunStore.from_config(cfg.tracking)
     store.experiment_id()
@@ -232,7 +232,7 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     started = time.perf_counter()
     dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
-                    cfg.train.patience, log_metrics, resume_from)
+                    cfg.train.patience, log_metrics, resume_from, score=scoring.score)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
     for name, split in p.corpus.splits.items():
@@ -255,9 +255,10 @@ def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str, run
         write_conll(out / f"predictions_{name}{suffix}", sents, predicted, header=header)
         run.log_artifact(out / f"predictions_{name}{suffix}")
     tokens, gold = [s.tokens for s in sents], [s.tags for s in sents]
-    if corpus.members:
-        metrics.update(aio.member_scores(corpus, name, tokens, gold, predicted))
-        tokens, gold, predicted = aio.without_tasks(tokens, gold, predicted)
+    for member, (_, member_gold, member_pred) in corpus.adapter.member_views(name, tokens, gold, predicted).items():
+        strict = scoring.score(member_gold, member_pred)["strict"]  # AIONER's per-corpus results
+        metrics.update({f"{name}_{member}_strict_{k}": strict[k] for k in ("precision", "recall", "f1")})
+    tokens, gold, predicted = corpus.adapter.scored_view(tokens, gold, predicted)
     metrics.update(scoring.score_split(name, gold, predicted, cfg.evaluation.faireval_focus))
     run.log_dict(mismatch_examples(tokens, gold, predicted, cfg.evaluation.error_examples), f"error_analysis_{name}.json")
     return metrics

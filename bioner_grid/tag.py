@@ -17,34 +17,31 @@ killed job leaves nothing half-written. Bad input (a malformed PubTator line, an
 model folder without its label list) stops with ``file:line: problem``, exit 2, before anything is
 written.
 
-torch, transformers, safetensors (and ``heads`` and ``train``, which import them) and mlflow (and
-``tracking``) are imported where a model is loaded or looked up: reading and writing documents,
-``--help`` and ``export`` (which imports this module for ``META``) go without them.
+The saved model's format, its loading and the tagging itself are ``bundle``'s (``bundle.Tagger``),
+the device and precision ``runtime``'s; this module is the command: inputs, outputs, shards. torch
+and transformers (``bundle``, ``runtime``) and mlflow (and ``tracking``) are imported where a model
+is loaded or looked up: reading and writing documents and ``--help`` go without them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import bioc
 from lxml import etree
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from tqdm.auto import tqdm
 
-from bioner_grid import aio
-from bioner_grid.align import by_length, make_windows, predictions_to_tags
-from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows, write_atomic
-from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
+from bioner_grid.corpus import DataError, read_rows, write_atomic
+from bioner_grid.documents import Document, Passage
+from bioner_grid.pubtator import read_pubtator
 
 log = logging.getLogger("bioner_grid.tag")
 
-META = "bioner_grid.json"  # label list, task tags, window settings and run config of a saved model
 FORMATS = ("pubtator", "bioc", "text", "conll")
 OUT_FORMATS = ("pubtator", "bioc", "conll")
 EXTENSIONS = {"pubtator": ".pubtator", "bioc": ".bioc.xml", "conll": ".conll"}
@@ -85,34 +82,6 @@ DEFAULTS = {
 
 # ---------------------------------------------------------------------------------------------
 # Documents
-
-
-@dataclass
-class Passage:
-    offset: int  # of ``text`` in its document (BioC passage offset; 0 for PubTator and plain text)
-    text: str
-    title_end: int | None = None  # PubTator: the title's length (a sentence always ends there)
-    words: list[tuple[int, int]] | None = None  # given tokens (CoNLL input): one sentence
-    gold: list[str] | None = None  # CoNLL input's own tags, written beside the predictions
-    source: object = None  # the BioC passage, annotated in place
-    # filled by tagging: (token spans, predicted tags) per sentence, and entities (start, end, type)
-    sentences: list[tuple[list[tuple[int, int]], list[str]]] = field(default_factory=list)
-    entities: list[tuple[int, int, str]] = field(default_factory=list)
-
-    def sentence_spans(self) -> list[list[tuple[int, int]]]:
-        """Token character spans of each sentence, as the PubTator converter cuts them (no
-        annotation cuts: there are no annotations to respect in new text)."""
-        if self.words is not None:
-            return [self.words] if self.words else []
-        tokens = tokenize(self.text, set())
-        title_end = len(self.text) if self.title_end is None else self.title_end
-        return [tokens[r.start:r.stop] for r in sentence_ranges(self.text, tokens, title_end, [False] * len(tokens))]
-
-
-@dataclass
-class Document:
-    id: str
-    passages: list[Passage]
 
 
 @dataclass
@@ -185,140 +154,19 @@ def read_shard(path: Path, fmt: str) -> Shard:
 # The model
 
 
-class Tagger:
-    """A saved model (``export.save``) with its label list, task tags and window settings."""
+def open_tagger(folder: Path, device: str = "auto", batch_size: int = 32):
+    """The saved model (``bundle.Tagger``) on this machine's device, in the precision its run was
+    scored in where the hardware has it (``runtime.for_inference``)."""
+    from bioner_grid import bundle, runtime  # torch and transformers: only once a model is loaded
 
-    def __init__(self, folder: str | Path, device: str = "auto", batch_size: int = 32):
-        import torch
-        from transformers import AutoTokenizer
-
-        from bioner_grid.train import bf16_native, limit_threads, pick_device
-
-        folder = Path(folder)
-        self.meta = read_meta(folder)
-        self.labels: list[str] = self.meta["labels"]
-        self.tasks: dict[str, list[str]] = self.meta.get("tasks") or {}
-        self.max_seq_length = int(self.meta["max_seq_length"])
-        self.batch_size = int(batch_size)
-        self.device = pick_device(device)
-        limit_threads()  # a tagging job on SLURM, as a training job: no more torch threads than its CPUs
-        # Predict in the precision the run was scored in (bf16 autocast where it trained so and the
-        # hardware has it), so that tagging reproduces the run's scores.
-        self.bf16 = self.meta.get("precision") == "bf16" and bf16_native(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.crf = self.meta.get("head") == "crf"
-        self.model = load_model(folder, self.labels, self.crf).to(self.device).eval()
-        self._torch = torch
-
-    @property
-    def types(self) -> list[str]:
-        return sorted({label[2:] for label in self.labels if label[:2] in ("B-", "I-")})
-
-    def plan(self, types: list[str] | None) -> list[tuple[str | None, set[str]]]:
-        """(task, types kept) per pass over the text: one pass for a single-corpus model; for an
-        all-in-one model the ``<ALL>`` task when every type is asked and the model has it, else one
-        task per type asked (its own task, else ``<ALL>``), as AIONER does."""
-        known = set(self.types)
-        asked = set(types) if types else known
-        unknown = asked - known
-        if unknown:
-            raise DataError(f"tag.types:0: the model knows {sorted(known)}, not {sorted(unknown)}")
-        if not self.tasks:
-            return [(None, asked)]
-        if not types and "ALL" in self.tasks:
-            return [("ALL", asked)]
-        passes: dict[str, set[str]] = {}
-        for t in sorted(asked):
-            task = t if t in self.tasks else ("ALL" if t in self.tasks.get("ALL", []) else
-                                              next(k for k, v in self.tasks.items() if t in v))
-            passes.setdefault(task, set()).add(t)
-        return list(passes.items())
-
-    def tag_sentences(self, sentences: list[list[str]], types: list[str] | None = None, progress: bool = False) -> list[list[str]]:
-        """Predicted tags of every word of every sentence, types not asked set to ``O``. With several
-        passes (an all-in-one model asked for types of different tasks) an entity of a later pass
-        is kept where the earlier ones found nothing."""
-        merged = None
-        for task, keep in self.plan(types):
-            batch = [Sentence(words, ["O"] * len(words)) for words in sentences]
-            if task:
-                batch = [aio.tag_sentence(s, task) for s in batch]
-            predicted = self._predict(batch, progress)
-            if task:  # task tags off, O-Task -> O
-                predicted = [aio.plain(s.tokens, p)[1] for s, p in zip(batch, predicted)]
-            predicted = [[t if t[0] in "BI" and t[2:] in keep else "O" for t in p] for p in predicted]
-            if merged is None:
-                merged = predicted
-                continue
-            for tags, pred in zip(merged, predicted):
-                for _, start, end in entity_spans(pred):
-                    if all(t == "O" for t in tags[start:end]):
-                        tags[start:end] = pred[start:end]
-        return merged
-
-    def _predict(self, sentences: list[Sentence], progress: bool) -> list[list[str]]:
-        from transformers import DataCollatorForTokenClassification
-
-        label2id = {label: i for i, label in enumerate(self.labels)}
-        sentences = [Sentence(s.tokens, [t if t in label2id else self.labels[0] for t in s.tags]) for s in sentences]
-        windows = by_length(make_windows(self.tokenizer, sentences, label2id, self.max_seq_length))
-        collate = DataCollatorForTokenClassification(self.tokenizer)
-        rows = []
-        autocast = self._torch.autocast(self.device, dtype=self._torch.bfloat16, enabled=self.bf16)
-        with self._torch.inference_mode(), autocast, tqdm(total=len(windows), unit="window", disable=not progress,
-                                                file=sys.stderr) as bar:
-            for i in range(0, len(windows), self.batch_size):
-                chunk = windows[i:i + self.batch_size]
-                inputs = {k: v.to(self.device) for k, v in collate([w.features() for w in chunk]).items()}
-                if not self.crf:  # the CRF head needs the word starts the labels mark; softmax has no use for them
-                    inputs.pop("labels")
-                rows.extend(self.model(**inputs).logits.argmax(dim=-1).cpu())
-                bar.update(len(chunk))
-        return predictions_to_tags(windows, rows, dict(enumerate(self.labels)), len(sentences))
-
-    def tag_documents(self, docs: list[Document], types: list[str] | None = None, progress: bool = False) -> None:
-        """Fill every passage's sentences (token spans, tags) and entities (start, end, type)."""
-        spans = [(p, s) for d in docs for p in d.passages for s in p.sentence_spans()]
-        tags = self.tag_sentences([[p.text[a:b] for a, b in s] for p, s in spans], types, progress)
-        for p in {id(p): p for d in docs for p in d.passages}.values():
-            p.sentences, p.entities = [], []
-        for (p, s), t in zip(spans, tags):
-            p.sentences.append((s, t))
-            p.entities += [(s[start][0], s[end - 1][1], etype) for etype, start, end in entity_spans(t)]
-
-
-def read_meta(folder: Path) -> dict:
-    path = folder / META
-    if not path.is_file():
-        raise DataError(f"{path}:0: no label list: not a model folder saved by bioner_grid (train.save_model=true)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(f"{path}:{getattr(e, 'lineno', 0)}: not JSON ({e})") from None
-    for key in ("labels", "max_seq_length"):
-        if key not in meta:
-            raise DataError(f"{path}:1: no {key!r}")
-    return meta
-
-
-def load_model(folder: Path, labels: list[str], crf: bool):
-    from transformers import AutoModelForTokenClassification
-
-    if not crf:
-        return AutoModelForTokenClassification.from_pretrained(folder)
-    # The CRF head is our own module, not a transformers class: encoder config + one state dict.
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel
-
-    from bioner_grid.heads import CRFTagger
-
-    model = CRFTagger(AutoModel.from_config(AutoConfig.from_pretrained(folder)), labels)
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    return model
+    device, precision = runtime.for_inference(device, bundle.read_meta(folder).get("precision"))
+    return bundle.Tagger(folder, device, precision, batch_size)
 
 
 def resolve_model(spec: str, tracking_uri: str) -> Path:
-    """A local folder holding the saved model (``META``), from a folder, a run id or a model URI."""
+    """A local folder holding the saved model (``bundle.META``), from a folder, a run id or a model URI."""
+    from bioner_grid.bundle import META  # torch and transformers: resolving is the step before loading
+
     path = Path(spec)
     if path.is_dir():
         found = path if (path / META).is_file() else next((p.parent for p in path.rglob(META)), path)
@@ -518,7 +366,7 @@ def main(argv: list[str]) -> int:
             return 0
         for src, _ in todo:  # every shard is checked before any is written
             read_shard(src, cfg.format)
-        tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
+        tagger = open_tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
     except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
         print(f"error: {e}", file=sys.stderr)

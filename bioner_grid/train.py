@@ -1,20 +1,21 @@
 """Fine-tuning with the transformers Trainer and a class-weighted cross-entropy loss.
 
 Dynamic padding (``DataCollatorForTokenClassification``) and length-grouped batches keep the
-padding small; the device (CUDA when present, else CPU) is chosen at run time.
+padding small; the device and precision are ``runtime``'s. The loss is the head's
+(``heads.head_of``): weighted cross-entropy for softmax, the CRF's own likelihood. Dev sets are
+scored by a function the caller passes (``scoring.score``): training sits below scoring in the
+package's layers (tests/test_imports.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     DataCollatorForTokenClassification,
@@ -29,7 +30,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from bioner_grid import preempt
 from bioner_grid.align import Window, by_length, predictions_to_tags
-from bioner_grid.scoring import score
+from bioner_grid.heads import head_of
+from bioner_grid.runtime import pick_precision
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,8 @@ class EpochSeededLengthGroupedSampler(Sampler):
 
 
 class WeightedLossTrainer(Trainer):
-    """Trainer whose loss is ``CrossEntropyLoss(weight=class_weights)`` over the labelled sub-tokens
-    (a CRF head computes its own loss)."""
+    """Trainer whose loss is the head's: ``CrossEntropyLoss(weight=class_weights)`` over the
+    labelled sub-tokens for softmax, the path likelihood for a CRF (``heads``)."""
 
     # Our loss is a per-batch (weighted) mean: the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
@@ -69,14 +71,7 @@ class WeightedLossTrainer(Trainer):
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if getattr(model, "computes_own_loss", False):  # CRF head: negative log-likelihood of the path
-            outputs = model(**inputs)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        logits = outputs.logits.float()
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), weight=weight, ignore_index=-100)
+        loss, outputs = head_of(model).loss(model, inputs, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
@@ -90,50 +85,6 @@ class WeightedLossTrainer(Trainer):
         # Predictions must come back in dataset order to be stitched into sentences; the Trainer
         # would length-group them. Evaluation sets are sorted by length beforehand instead.
         return SequentialSampler(eval_dataset)
-
-
-def pick_device(requested: str = "auto") -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available")
-    return requested
-
-
-def limit_threads() -> int:
-    """At most the CPUs SLURM gave the job (``SLURM_CPUS_PER_TASK``) as torch threads: torch
-    starts one per core of the node, and two jobs sharing a node without CPU binding then
-    oversubscribe it (OpenMP threads waiting on descheduled ones ran a study job here 7x slower).
-    Returns the number of threads."""
-    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if given.isdigit() and 0 < int(given) < torch.get_num_threads():
-        torch.set_num_threads(int(given))
-    return torch.get_num_threads()
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def bf16_native(device: str) -> bool:
-    """Does the hardware compute bf16 natively: a CUDA GPU with bf16 (Ampere on), or a CPU with
-    AVX512-BF16 or AMX (oneDNN's own check)?"""
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(torch.backends.mkldnn.is_available() and check is not None and check())
-
-
-def pick_precision(requested: str, device: str) -> str:
-    """``train.precision``: ``auto`` is bf16 autocast where the hardware computes bf16 natively,
-    else fp32, chosen at run time like the device; ``bf16`` forces autocast (slow where emulated);
-    ``fp16`` needs CUDA. On this project's CPU, bf16 trains minilm 2.1x faster (bench/throughput.py)."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
-    if requested == "auto":
-        return "bf16" if bf16_native(device) else "fp32"
-    if requested == "fp16" and device != "cuda":
-        raise ValueError("train.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
-    return requested
 
 
 class EpochLog(TrainerCallback):
@@ -244,8 +195,9 @@ def argmax_logits(logits, labels):
     return logits.argmax(dim=-1)
 
 
-def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label: dict[int, str]):
-    """seqeval scores of the dev set, with windows stitched back into whole sentences."""
+def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label: dict[int, str], score):
+    """Entity-level scores of the dev set (``score(gold, pred)``: ``scoring.score``'s seqeval modes),
+    with windows stitched back into whole sentences."""
 
     def compute(eval_pred):
         pred = predictions_to_tags(windows, eval_pred.predictions, id2label, len(gold))
@@ -293,6 +245,10 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
         metric_for_best_model="strict_f1" if select == "best_dev" or t.get("patience") else None,
         greater_is_better=True,
         save_total_limit=1,
+        # A resumed run continues early stopping's count of evaluations without improvement (saved
+        # in the checkpoint's trainer_state.json): reset to 0 it would train for up to `patience`
+        # more evaluations than the uninterrupted run did.
+        restore_callback_states_from_checkpoint=True,
         train_sampling_strategy="group_by_length" if t.length_grouped else "random",
         use_cpu=device == "cpu",
         bf16=precision == "bf16",
@@ -304,11 +260,12 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
 
 
 def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label, class_weights, patience, sink,
-          resume_from: str | None = None):
+          resume_from: str | None = None, callbacks: tuple[TrainerCallback, ...] = (), *, score):
     """Fine-tune ``model``; returns the Trainer holding the model ``args`` select (best dev strict F1
-    or the last)."""
+    or the last). ``score(gold, pred)`` scores the dev set at each evaluation (``scoring.score``);
+    ``callbacks``: more Trainer callbacks (a test stops a run right after a checkpoint)."""
     dev_windows = by_length(dev_windows)
-    callbacks = [EpochLog(sink)]
+    callbacks = [EpochLog(sink), *callbacks]
     if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
         callbacks.append(preempt.StopAtSignal())
     if patience:
@@ -320,7 +277,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
         eval_dataset=[w.features() for w in dev_windows],
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(dev_windows, dev_gold, id2label),
+        compute_metrics=make_compute_metrics(dev_windows, dev_gold, id2label, score),
         preprocess_logits_for_metrics=argmax_logits,
         callbacks=callbacks,
         class_weights=class_weights,

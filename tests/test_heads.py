@@ -62,7 +62,11 @@ def test_iob2_allowed_transitions():
     assert allowed[4, 1] and allowed[0, 3]
 
 
-def test_crf_head_trains_and_predicts_legal_tags(tmp_path, data_root):
+@pytest.fixture(scope="module")
+def trained_crf(tmp_path_factory, data_root):
+    """A tiny CRF model trained 3 steps on 32 NCBI sentences (windows of 24 sub-tokens), and its
+    predictions of those sentences."""
+    tmp_path = tmp_path_factory.mktemp("crf")
     real = OmegaConf.load(ROOT / "conf" / "model" / "tiny_bert.yaml")
     cfg = OmegaConf.merge(real, {"head": "crf"})
     tokenizer = load_tokenizer(cfg)
@@ -77,8 +81,40 @@ def test_crf_head_trains_and_predicts_legal_tags(tmp_path, data_root):
     trainer = WeightedLossTrainer(model=model, args=args, train_dataset=[w.features() for w in windows],
                                   data_collator=DataCollatorForTokenClassification(tokenizer))
     out = trainer.train()
-    assert out.training_loss > 0
     predicted = predict(trainer, windows, dict(enumerate(labels)), len(sents))
+    return tokenizer, labels, sents, model, predicted, out.training_loss
+
+
+def test_crf_head_trains_and_predicts_legal_tags(trained_crf):
+    _, _, sents, _, predicted, loss = trained_crf
+    assert loss > 0
     assert [len(p) for p in predicted] == [len(s.tokens) for s in sents]
     for tags in predicted:
         assert all(not (t.startswith("I-") and (i == 0 or tags[i - 1] == "O")) for i, t in enumerate(tags))
+
+
+def test_a_crf_bundle_loads_and_tags_as_the_trained_model_predicted(trained_crf, tmp_path):
+    """The CRF head saves and loads itself (``CRFTagger.save``/``load``, through ``bundle``): the
+    folder holds one state dict and the encoder's config, and the tagger reproduces the trainer's
+    predictions, also from a folder whose bioner_grid.json predates ``precision`` (the first
+    saved format: fp32 assumed)."""
+    import json
+
+    from bioner_grid import bundle
+    from bioner_grid.config import compose
+    from bioner_grid.corpus import Corpus, Split
+    from bioner_grid.heads import CRFTagger
+
+    tokenizer, labels, sents, model, predicted, _ = trained_crf
+    cfg = compose(["debug=quick", "model.head=crf", "scheme=vanilla", "train.max_seq_length=24"])
+    folder = bundle.save(cfg, tmp_path / "model", model, tokenizer, Corpus("ncbi", {"train": Split(sents, "train.tsv")}))
+    meta = json.loads((folder / bundle.META).read_text())
+    assert (meta["head"], meta["labels"], meta["tasks"], meta["special_tokens"]) == ("crf", labels, {}, [])
+    tagger = bundle.Tagger(folder)
+    assert isinstance(tagger.model, CRFTagger)
+    state = model.state_dict()
+    assert all(torch.equal(state[k].cpu(), v) for k, v in tagger.model.state_dict().items())
+    assert tagger.tag_sentences([s.tokens for s in sents]) == predicted
+    del meta["precision"]
+    (folder / bundle.META).write_text(json.dumps(meta))
+    assert bundle.Tagger(folder).tag_sentences([s.tokens for s in sents]) == predicted

@@ -14,7 +14,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from bioner_grid import tag
+from bioner_grid import bundle, tag
 from bioner_grid.corpus import read_rows
 from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
@@ -52,7 +52,7 @@ def test_saved_folder_holds_weights_tokenizer_and_labels_and_loads_in_plain_tran
 
     tmp, result, run = trained
     folder = tmp / "run" / "model"
-    meta = json.loads((folder / tag.META).read_text())
+    meta = json.loads((folder / bundle.META).read_text())
     assert meta["labels"] == ["O", "B-Disease", "I-Disease"] and meta["max_seq_length"] == 24
     assert meta["special_tokens"] == [] and meta["config"]["model"]["name"] == "tiny_bert"
     assert (folder / "model.safetensors").is_file()
@@ -119,6 +119,27 @@ def test_registered_model_tags_the_same_and_serves_through_pyfunc(trained):
     # plain text has no title boundary: the sentence split may differ around it, the rest agrees
     got = set(zip(table["id"], table["start"], table["end"], table["mention"]))
     assert len(got & expected) >= 0.9 * len(expected)
+
+
+def test_a_folder_in_the_first_saved_format_tags_the_same(trained, tmp_path):
+    """A model folder as the first saving code wrote it (bioner_grid.json without ``precision``,
+    its config unmasked) loads through ``bundle`` and tags in fp32, as today's folder does in fp32."""
+    import shutil
+
+    tmp, _, _ = trained
+    shutil.copytree(tmp / "run" / "model", tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / bundle.META).read_text())
+    first = {k: meta[k] for k in ("labels", "special_tokens", "tasks", "max_seq_length", "head", "model", "dataset",
+                                  "scheme", "config")}
+    (tmp_path / "old" / bundle.META).write_text(json.dumps(first))
+    old, new = tag.open_tagger(tmp_path / "old"), bundle.Tagger(tmp / "run" / "model", "cpu", "fp32")
+    assert old.precision == "fp32"
+    entities = []
+    for tagger in (old, new):
+        docs = tag.read_shard(tmp / "test.PubTator", "pubtator").documents
+        tagger.tag_documents(docs)
+        entities.append([p.entities for d in docs for p in d.passages])
+    assert entities[0] == entities[1] and sum(map(len, entities[0])) > 0
 
 
 def test_bioc_text_and_conll_inputs(trained, tmp_path):
@@ -221,14 +242,15 @@ def test_help_prints_usage(capsys):
 
 
 def test_all_in_one_model_is_asked_per_task():
-    tagger = object.__new__(tag.Tagger)  # plan() needs only the labels and tasks
+    tagger = object.__new__(bundle.Tagger)  # plan() needs only the labels and the adapter (from the saved tasks)
     tagger.labels = ["O-ALL", "O-Chemical", "O-Disease", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Gene", "I-Gene"]
-    tagger.tasks = {"ALL": ["Chemical", "Disease", "Gene"], "Chemical": ["Chemical"], "Disease": ["Disease"]}
+    tasks = {"ALL": ["Chemical", "Disease", "Gene"], "Chemical": ["Chemical"], "Disease": ["Disease"]}
+    tagger.adapter = bundle.adapter({"tasks": tasks, "special_tokens": ["<ALL>", "</ALL>"]})
     assert tagger.plan(None) == [("ALL", {"Chemical", "Disease", "Gene"})]
     assert tagger.plan(["Chemical", "Gene"]) == [("Chemical", {"Chemical"}), ("ALL", {"Gene"})]
     with pytest.raises(tag.DataError, match="not \\['Species'\\]"):
         tagger.plan(["Species"])
-    tagger.tasks = {}
+    tagger.adapter = bundle.adapter({"tasks": {}})
     assert tagger.plan(["Disease"]) == [(None, {"Disease"})]
 
 
@@ -277,7 +299,7 @@ def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root):
             "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path / "run" / "model" / tag.META).read_text())["head"] == "crf"
+    assert json.loads((tmp_path / "run" / "model" / bundle.META).read_text())["head"] == "crf"
     run_rows = [fields for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3) for _, fields in rows]
     (tmp_path / "test.tsv").write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in
                                                   [[f for _, f in rows] for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3)]) + "\n")

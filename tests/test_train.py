@@ -56,6 +56,7 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
     from safetensors.torch import load_file
 
     from bioner_grid.config import compose
+    from bioner_grid.scoring import score
     from bioner_grid.train import train, training_arguments
 
     label2id = {label: i for i, label in enumerate(LABELS)}
@@ -71,7 +72,7 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
         assert args.load_best_model_at_end == (select == "best_dev")
         torch.manual_seed(0)
         trainer = train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer, args, train_w, dev_w,
-                        [s.tags for s in dev_sents], dict(enumerate(LABELS)), None, None, lambda m, step: None)
+                        [s.tags for s in dev_sents], dict(enumerate(LABELS)), None, None, lambda m, step: None, score=score)
         epochs = [(h["eval_strict_f1"], h["eval_loss"]) for h in trainer.state.log_history if "eval_strict_f1" in h]
         assert len(epochs) == 3
         scores[select] = (trainer.evaluate()["eval_loss"], epochs)
@@ -94,7 +95,8 @@ def test_select_last_keeps_the_final_epochs_model_and_best_dev_the_best(tmp_path
 def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
     import pytest
 
-    from bioner_grid import train as t
+    from bioner_grid import runtime as t
+    from bioner_grid.train import training_arguments
 
     monkeypatch.setattr(t, "bf16_native", lambda device: True)
     assert t.pick_precision("auto", "cpu") == "bf16"
@@ -105,13 +107,13 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
         t.pick_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="must be one of"):
         t.pick_precision("fp8", "cpu")
-    args = t.training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
+    args = training_arguments(OmegaConf.merge(OmegaConf.load(ROOT / "conf/train/default.yaml"), {"precision": "bf16"}),
                                 "/tmp/unused", "cpu")
     assert args.bf16 and not args.fp16
 
 
 def test_a_slurm_job_uses_at_most_the_cpus_it_was_given(monkeypatch):
-    from bioner_grid.train import limit_threads
+    from bioner_grid.runtime import limit_threads
 
     before = torch.get_num_threads()
     try:
@@ -123,3 +125,71 @@ def test_a_slurm_job_uses_at_most_the_cpus_it_was_given(monkeypatch):
         assert limit_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_resumed_after_a_non_improving_evaluation_ends_as_the_uninterrupted_one(tmp_path, minilm_tokenizer):
+    """Early stopping's patience counter travels in the checkpoint: a run stopped right after a
+    checkpoint whose counter is 1 (one evaluation without improvement) and resumed from it stops
+    at the same step, with the same dev scores at every evaluation and the same final model, as the
+    run that was never stopped. (Without the counter restored the resumed run trains on: it needs
+    two more evaluations without improvement instead of one.)"""
+    import json
+    from pathlib import Path
+
+    import pytest
+    from transformers import TrainerCallback
+
+    from bioner_grid.config import compose
+    from bioner_grid.scoring import score
+    from bioner_grid.train import train, training_arguments
+
+    label2id = {label: i for i, label in enumerate(LABELS)}
+    train_w = make_windows(minilm_tokenizer, read_conll(NCBI / "train.tsv", "Disease").sentences[:96], label2id, 64)
+    dev_sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:24]
+    dev_w = make_windows(minilm_tokenizer, dev_sents, label2id, 64)
+    # 6 steps an epoch, evaluated and checkpointed every 3 steps, early stopping after 2 evaluations
+    # without a better dev strict F1 (this tiny random model's F1 peaks at the first evaluation)
+    t = compose(["train.epochs=10", "train.batch_size=16", "train.lr=1e-3", "train.seed=3", "train.patience=2",
+                 "train.checkpoint_steps=3", "train.precision=fp32"]).train
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "tiny_bert.yaml")
+
+    def patience_counted(checkpoint):
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        return state["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"]
+
+    class StopAfterPatienceCounted(TrainerCallback):
+        """Interrupt the run (as a kill would) right after the first checkpoint written with the
+        early-stopping counter above 0."""
+
+        at = None
+
+        def on_save(self, args, state, control, **kwargs):
+            if patience_counted(Path(args.output_dir) / f"checkpoint-{state.global_step}") >= 1:
+                self.at = state.global_step
+                raise KeyboardInterrupt
+
+    def run(out, resume_from=None, callbacks=()):
+        torch.manual_seed(0)
+        return train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer,
+                     training_arguments(t, str(out), "cpu"), train_w, dev_w, [s.tags for s in dev_sents],
+                     dict(enumerate(LABELS)), None, t.patience, lambda metrics, step: None, resume_from, callbacks,
+                     score=score)
+
+    def evaluations(trainer):
+        return [(h["step"], h["eval_strict_f1"], h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h]
+
+    straight = run(tmp_path / "straight")
+    stopper = StopAfterPatienceCounted()
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", callbacks=(stopper,))
+    assert stopper.at is not None and stopper.at < straight.state.global_step
+    checkpoint = tmp_path / "resumed" / f"checkpoint-{stopper.at}"
+    resumed = run(tmp_path / "resumed", resume_from=str(checkpoint))
+
+    assert straight.state.global_step < straight.state.max_steps  # early stopping ended it, not the epochs
+    assert resumed.state.global_step == straight.state.global_step
+    assert evaluations(resumed) == evaluations(straight)
+    def final(trainer):  # the selected model's dev scores (timings aside)
+        return {k: v for k, v in trainer.evaluate().items() if "runtime" not in k and "per_second" not in k}
+
+    assert final(resumed) == final(straight)

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bioner_grid import aio, pubtator
+from bioner_grid import aio, pubtator, spec
 from bioner_grid.config import compose
 from bioner_grid.corpus import (
     SPLITS,
@@ -30,7 +30,6 @@ from bioner_grid.corpus import (
     seeded_split,
     typed_tag,
 )
-from bioner_grid.schema import ConfigError, check_config
 
 
 def read_conll(path: str | Path, entity_type: str = "Entity") -> Split:
@@ -143,14 +142,10 @@ def format_stats(corpus: Corpus) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg = compose(argv)
-    try:
-        check_config(cfg)
-        check_root(cfg.data.root)
-        corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = compose(argv)  # ConfigError / DataError: one line, exit 2 (cli.run -> errors.guarded)
+    spec.check(cfg)
+    check_root(cfg.data.root)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     for report in corpus.reports:
         print(pubtator.format_report(report))
     print(format_stats(corpus))

@@ -117,14 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--focus", choices=("target", "system"), default="target",
                     help="whose label a label error (LE, LBE) is counted under")
     a = ap.parse_args(argv)
-    try:
-        kind, gold, pred = load_pair(a.gold, a.pred)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    kind, gold, pred = load_pair(a.gold, a.pred)  # DataError: one line, exit 2 (cli.run -> errors.guarded)
     print(render(all_tables(kind, gold, pred, a.focus), a.format))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bioner_grid.cli import run
+
+    raise SystemExit(run("evaluate"))

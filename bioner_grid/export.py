@@ -50,7 +50,7 @@ INPUT_EXAMPLE = pd.DataFrame({
 def save(cfg, folder: Path, model, tokenizer, corpus, precision: str = "fp32") -> Path:
     """Model, tokenizer and ``bioner_grid.json`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    head = cfg.model.get("head", "softmax")
+    head = cfg.model.head
     if head == "crf":  # our own module: its state dict (encoder + emissions + transitions) and the encoder config
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
         model.config.save_pretrained(folder)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from bioner_grid import aio
 from bioner_grid.align import by_length, make_windows, predictions_to_tags
+from bioner_grid import errors
 from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows, write_atomic
 from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
 
@@ -523,9 +524,8 @@ def main(argv: list[str]) -> int:
             read_shard(src, cfg.format)
         tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
-    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # tag.device=cuda without CUDA (train.pick_device)
+        raise errors.fail(errors.ConfigError(str(e))) from None
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
     for i, (src, dst) in enumerate(todo, start=1):
         shard = read_shard(src, cfg.format)
@@ -537,4 +537,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("tag"))

@@ -27,6 +27,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from omegaconf import OmegaConf  # noqa: E402
 
 from bioner_grid import identity, redact  # noqa: E402
+from bioner_grid.errors import StoreError  # noqa: E402
 
 log = logging.getLogger(__name__)
 TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME, written last in a checkpoint
@@ -35,7 +36,7 @@ PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
 CHECK_TIMEOUT = 5  # seconds for the one request that tells whether a tracking server answers
 
 
-class TrackingError(RuntimeError):
+class TrackingError(StoreError):
     """The tracking store cannot be used; the message is one line naming the URI or path."""
 
 

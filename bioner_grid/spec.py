@@ -308,8 +308,12 @@ def safe_name(name) -> str:
 
 def _missing(cfg) -> list[str]:
     """Mandatory values (``???``) nobody gave: ``dataset=conll_files`` without ``dataset.train``."""
-    return [f"{key}: no value given (pass {key}=...)"
-            for key in sorted(OmegaConf.missing_keys(cfg)) if not key.startswith("hydra.")]
+    keys = set()
+    for name in cfg:  # not hydra's own node (a sweep job's holds values Hydra fills in later)
+        if name != "hydra":
+            keys |= OmegaConf.missing_keys(cfg[name]) if OmegaConf.is_config(cfg[name]) else (
+                {name} if OmegaConf.is_missing(cfg, name) else set())
+    return [f"{key}: no value given (pass {key}=...)" for key in sorted(keys)]
 
 
 def _unresolvable(cfg) -> list[str]:

@@ -40,9 +40,9 @@ def writable_folder(path: str | Path, what: str) -> None:
 
 
 def run_checks(config) -> None:
+    spec.check(config)  # before mlflow is imported (seconds): a bad config is refused at once
     from bioner_grid import tracking
 
-    spec.check(config)
     writable_folder(OmegaConf.select(config, "hydra.run.dir"), "output folder (hydra.run.dir)")
     tracking.check_store(config.tracking)
 

@@ -172,7 +172,9 @@ class PubtatorDataset(ConllDataset):
 
     format: str = "pubtator"
     dev_documents: Optional[int] = None
-    types: Dict[str, List[str]] = MISSING
+    # {output type: [source types]}. Untyped (Any): a typed mapping left at ??? would refuse a whole
+    # mapping given on the command line ("dataset.types={Disease: [Disease]}") key by key.
+    types: Any = MISSING
 
 
 @dataclass
@@ -181,7 +183,7 @@ class AioMember:
     task: str = MISSING
     train: str = MISSING
     test: str = MISSING
-    types: Dict[str, List[str]] = MISSING
+    types: Any = MISSING  # as PubtatorDataset.types
 
 
 @dataclass

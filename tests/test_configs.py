@@ -50,7 +50,7 @@ def test_every_job_of_every_experiment_composes_with_its_own_run_key(experiment,
 
 
 def test_grid_block_is_typed_and_closed(data_root):
-    """``grid`` has a schema (``schema.GridSchema``): a value of the wrong type or a key it does not
+    """``grid`` has a schema (``spec.GridSchema``): a value of the wrong type or a key it does not
     list (a typo) fails at compose time; the defaults are the ones conf/config.yaml documents."""
     cfg = compose([f"data.root={data_root}"])
     assert OmegaConf.to_container(cfg.grid) == {"name": "adhoc", "preflight": True, "skip_finished": True, "wait": True,

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bioner_grid import faireval
+from bioner_grid import errors, faireval
 from bioner_grid.corpus import DataError, read_rows, typed_tag
 from bioner_grid.faireval import read_span_file
 from bioner_grid.scoring import score
@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--focus", choices=("target", "system"), default="target",
                     help="whose label a label error (LE, LBE) is counted under")
     a = ap.parse_args(argv)
-    kind, gold, pred = load_pair(a.gold, a.pred)  # DataError: one line, exit 2 (cli.run -> errors.guarded)
+    try:
+        kind, gold, pred = load_pair(a.gold, a.pred)
+    except DataError as e:
+        return errors.fail(e).code  # one line, exit 2
     print(render(all_tables(kind, gold, pred, a.focus), a.format))
     return 0
 

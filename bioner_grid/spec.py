@@ -199,7 +199,10 @@ class AioDataset:
     members: List[AioMember] = field(default_factory=list)
 
 
-# (group, option name) -> schema; each group yaml names its option first in ``defaults``.
+# (group, name) -> schema, stored as ``schema/<group>/<name>`` (apart from the groups a user chooses
+# from, so that ``model=<a folder>`` in ``tag`` or a new option never meets them); each group yaml
+# names its schema first in ``defaults`` (``- /schema/model/schema@_here_``), conf/config.yaml the
+# blocks' (``- schema/grid@grid: schema``).
 SCHEMAS = {
     ("train", "schema"): TrainSchema,
     ("grid", "schema"): GridSchema,
@@ -223,7 +226,7 @@ def register() -> None:
     """Store every schema in Hydra's ConfigStore, and the ``${safe_name:}`` resolver of the run folders."""
     store = ConfigStore.instance()
     for (group, name), schema in SCHEMAS.items():
-        store.store(group=group, name=name, node=schema)
+        store.store(group=f"schema/{group}", name=name, node=schema)
     OmegaConf.register_new_resolver("safe_name", safe_name, replace=True)
 
 

@@ -524,8 +524,8 @@ def main(argv: list[str]) -> int:
             read_shard(src, cfg.format)
         tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
-    except ValueError as e:  # tag.device=cuda without CUDA (train.pick_device)
-        raise errors.fail(errors.ConfigError(str(e))) from None
+    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA (train.pick_device)
+        return errors.fail(e if isinstance(e, DataError) else errors.ConfigError(str(e))).code
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
     for i, (src, dst) in enumerate(todo, start=1):
         shard = read_shard(src, cfg.format)

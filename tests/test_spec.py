@@ -156,7 +156,8 @@ def test_every_schema_option_is_stored_and_no_yaml_option_shadows_one():
     spec.register()
     repo = ConfigStore.instance().repo
     for group, name in spec.SCHEMAS:
-        assert f"{name}.yaml" in repo[group], (group, name)
+        assert f"{name}.yaml" in repo["schema"][group], (group, name)
+        assert group not in repo or f"{name}.yaml" not in repo[group]  # not among the options a user picks
     # read sites hold no defaults of their own: the schema's are the only ones
     root = Path(spec.__file__).parent
     for path in set(root.glob("*.py")) - {Path(spec.__file__)}:  # spec's docstring names the pattern

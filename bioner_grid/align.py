@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bioner_grid.corpus import Sentence, write_atomic
+from bioner_grid.errors import ConfigError
 
 IGNORE = -100
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def make_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int],
     """Encode every sentence as one window, or as several consecutive windows when it is too long."""
     budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
-        raise ValueError(f"max_seq_length {max_seq_length} leaves no room beside the special tokens")
+        raise ConfigError(f"train.max_seq_length={max_seq_length}: leaves no room beside the special tokens")
     windows: list[Window] = []
     for i, sent in enumerate(sentences):
         words, counts = _clean_words(tokenizer, sent.tokens)

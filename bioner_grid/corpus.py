@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
+from bioner_grid.errors import DataError  # noqa: F401 (bad input data; the message is ``file:line: problem``)
+
 SPLITS = ("train", "dev", "test")
-
-
-class DataError(ValueError):
-    """Bad input data; the message is one line: ``file:line: problem``."""
 
 
 @dataclass

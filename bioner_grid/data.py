@@ -142,17 +142,13 @@ def format_stats(corpus: Corpus) -> str:
 
 def main(argv: list[str]) -> int:
     # The command line's own needs: the readers above stay below the configuration modules (tests/test_imports.py).
+    from bioner_grid import spec
     from bioner_grid.config import compose
-    from bioner_grid.schema import ConfigError, check_config
 
-    cfg = compose(argv)
-    try:
-        check_config(cfg)
-        check_root(cfg.data.root)
-        corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = compose(argv)  # ConfigError / DataError: one line, exit 2 (cli.run -> errors.guarded)
+    spec.check(cfg)
+    check_root(cfg.data.root)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     for report in corpus.reports:
         print(pubtator.format_report(report))
     print(format_stats(corpus))

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bioner_grid import faireval
+from bioner_grid import errors, faireval
 from bioner_grid.corpus import DataError, read_rows, typed_tag
 from bioner_grid.faireval import read_span_file
 from bioner_grid.scoring import score
@@ -120,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kind, gold, pred = load_pair(a.gold, a.pred)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return errors.fail(e).code  # one line, exit 2
     print(render(all_tables(kind, gold, pred, a.focus), a.format))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bioner_grid.cli import run
+
+    raise SystemExit(run("evaluate"))

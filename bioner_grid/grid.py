@@ -1,7 +1,8 @@
 """Sweep-level checks shared by the launchers and ``python -m bioner_grid.plan``.
 
-- ``preflight``: every model resolves offline, every dataset file exists and every config value is
-  valid (``schema.config_problems``), listing all that is missing or wrong at once (before 280 jobs queue, not after);
+- ``preflight``: every job's config passes the run specification's rules (``spec.problems``, the
+  same function the job calls), every model resolves offline and every dataset file exists, listing
+  all that is missing or wrong at once (before 280 jobs queue, not after);
 - ``decisions``: what the tracking store says of each job (FINISHED, IN FLIGHT, STALE, TODO), by the
   same rule a job applies when it starts (``identity.decide``).
 
@@ -16,14 +17,13 @@ import logging
 import subprocess
 from pathlib import Path
 
-from bioner_grid import identity
-from bioner_grid.schema import config_problems
+from bioner_grid import identity, spec
+from bioner_grid.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class PreflightError(RuntimeError):
-    """Things a sweep needs that are not there; the message lists every one."""
+PreflightError = InputError  # its old name: a sweep's preflight failure is bad input (exit 2), every problem listed
 
 
 def partition_gres(partition: str | None) -> list[str] | None:
@@ -56,9 +56,9 @@ def gpu_problem(partition: str | None, gpus: int) -> str | None:
 
 def model_problem(mcfg) -> str | None:
     """Why ``mcfg`` cannot be loaded offline, or None when it can."""
-    spec = mcfg.get("tokenizer") or mcfg
-    for source, name, revision in {(mcfg.source, mcfg.get("name_or_path"), mcfg.get("revision")),
-                                   (spec.source, spec.get("name_or_path"), spec.get("revision"))}:
+    tok = mcfg.get("tokenizer") or mcfg  # a random model's tokenizer comes from another (spec.RandomModelSchema)
+    for source, name, revision in {(mcfg.source, mcfg.name_or_path, mcfg.get("revision")),
+                                   (tok.source, tok.name_or_path, tok.get("revision"))}:
         if source == "random":
             continue
         if source == "package":
@@ -67,7 +67,7 @@ def model_problem(mcfg) -> str | None:
         elif source == "path":
             if not Path(name).is_dir():
                 return f"model {mcfg.name}: folder {name} not found"
-            if (source, name) == (mcfg.source, mcfg.get("name_or_path")) and not any(Path(name).glob("*.safetensors")):
+            if (source, name) == (mcfg.source, mcfg.name_or_path) and not any(Path(name).glob("*.safetensors")):
                 return f"model {mcfg.name}: folder {name} holds no *.safetensors weights (pickled weights are not loaded)"
         elif source == "hub":
             from huggingface_hub import try_to_load_from_cache
@@ -84,13 +84,15 @@ def dataset_problems(cfg) -> list[str]:
     return [f"dataset {cfg.dataset.name}: {f} not found" for f in files if f and not Path(f).is_file()]
 
 
-def preflight(configs) -> list[str]:
-    """Every problem of every job's model and data, each listed once."""
+def preflight(configs, files: bool = True) -> list[str]:
+    """Every problem of every job, each listed once: its config (``spec.problems``, always) and,
+    with ``files``, its model and data files (a config with problems is not looked further into)."""
     problems: dict[str, None] = {}
     for cfg in configs:
-        for p in [model_problem(cfg.model), *dataset_problems(cfg), *config_problems(cfg)]:
-            if p:
-                problems[p] = None
+        found = spec.problems(cfg)
+        if not found and files:
+            found = [p for p in [model_problem(cfg.model), *dataset_problems(cfg)] if p]
+        problems.update(dict.fromkeys(found))
     return list(problems)
 
 
@@ -111,14 +113,18 @@ def decisions(configs) -> list:
 
 
 def select_jobs(configs, check: bool = True, skip_finished: bool = True, counts: dict | None = None) -> list[int]:
-    """Preflight (raises ``PreflightError``) and skip-finished / in-flight; the indices to launch.
-    ``counts``, when given, receives how many were FINISHED, IN FLIGHT and STALE."""
-    if check:
-        problems = preflight(configs)
-        if problems:
-            raise PreflightError(f"preflight: {len(problems)} problem(s), nothing launched:\n  - " + "\n  - ".join(problems))
+    """Preflight (``InputError`` listing every problem; the config rules run whatever ``check``
+    says, the model and file look-ups only with it) and skip-finished / in-flight; the indices to
+    launch. ``counts``, when given, receives how many were FINISHED, IN FLIGHT and STALE."""
+    problems = preflight(configs, files=check)
+    if problems:
+        raise InputError(f"preflight: {len(problems)} problem(s), nothing launched: " + "; ".join(problems))
     if not skip_finished:
         return list(range(len(configs)))
+    from bioner_grid import tracking
+
+    for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
+        tracking.check_store(tcfg)  # each store answers, in seconds, before it is asked anything
     verdicts = decisions(configs)
     todo = [i for i, d in enumerate(verdicts) if d.action not in ("finished", "in_flight")]
     counts = counts if counts is not None else {}

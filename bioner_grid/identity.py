@@ -24,6 +24,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bioner_grid.spec import DataSchema, TrainSchema
+
 GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
 
 # train.* settings that change how a run is executed or kept, never what it computes.
@@ -33,7 +35,8 @@ DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on")
 FILE_KEYS = ("train", "dev", "test")
 # Result-defining settings added after runs were recorded: at these defaults they are left out of the
 # key, so that the runs recorded before them keep their keys (and are not run again).
-NEW_AT_DEFAULT = {("train", "select"): "best_dev", ("data", "train_on"): "train"}  # dataset (and all-in-one member) keys that name input files
+# (The defaults are the schemas', bioner_grid.spec: one place.)
+NEW_AT_DEFAULT = {("train", "select"): TrainSchema.select, ("data", "train_on"): DataSchema.train_on}
 
 
 def grid_values(cfg) -> dict[str, str]:
@@ -102,13 +105,13 @@ def identity(cfg, with_seed: bool = True) -> dict:
     train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in TRAIN_OPERATIONAL}
     if not with_seed:
         train.pop("seed", None)
-    data = {k: cfg.data.get(k) for k in DATA_INCLUDED if k in cfg.data}
+    data = {k: cfg.data[k] for k in DATA_INCLUDED}
     for section, key in NEW_AT_DEFAULT:  # settings added later stay out of the key at their default
         part = {"train": train, "data": data}[section]
         if part.get(key) == NEW_AT_DEFAULT[section, key]:
             part.pop(key)
     return {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
-            "faireval_focus": cfg.evaluation.get("faireval_focus")}
+            "faireval_focus": cfg.evaluation.faireval_focus}
 
 
 def defines_result(param: str) -> bool:

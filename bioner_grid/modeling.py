@@ -57,30 +57,30 @@ def load_tokenizer(mcfg):
         kwargs["add_prefix_space"] = True
     tokenizer = AutoTokenizer.from_pretrained(resolve(source, tok_cfg.name_or_path), use_fast=True, **kwargs)
     if not tokenizer.is_fast:
-        raise ValueError(f"model {mcfg.name}: a fast tokenizer is needed (word ids for label alignment)")
+        raise ConfigError(f"model {mcfg.name}: a fast tokenizer is needed (word ids for label alignment)")
     if tokenizer.pad_token is None:  # GPT-2
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
 def check_safetensors(mcfg, path: str) -> None:
-    """A local model folder must hold ``*.safetensors`` weights; else ``ValueError`` saying why."""
+    """A local model folder must hold ``*.safetensors`` weights; else ``ConfigError`` saying why."""
     folder = Path(path)
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         found = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "no weights at all"
-        raise ValueError(f"model {mcfg.name}: {folder} holds no *.safetensors weights (found: {found}); pickled "
+        raise ConfigError(f"model {mcfg.name}: {folder} holds no *.safetensors weights (found: {found}); pickled "
                          "weights are not loaded (loading them can run code): convert them to safetensors")
 
 
 def _pretrained(load, mcfg, path: str, **kwargs):
-    """``load(path, use_safetensors=True, ...)``, a missing safetensors file as a one-line ``ValueError``."""
+    """``load(path, use_safetensors=True, ...)``, a missing safetensors file as a one-line ``ConfigError``."""
     check_safetensors(mcfg, path)
     try:
         return load(path, use_safetensors=True, **kwargs, **_hub_kwargs(mcfg.source, mcfg.get("revision")))
     except OSError as e:
         if "safetensors" not in str(e):
             raise
-        raise ValueError(f"model {mcfg.name}: {path}@{mcfg.get('revision') or 'main'} has no safetensors weights; "
+        raise ConfigError(f"model {mcfg.name}: {path}@{mcfg.get('revision') or 'main'} has no safetensors weights; "
                          "pickled weights are not loaded (loading them can run code)") from None
 
 
@@ -89,7 +89,7 @@ def build_model(mcfg, labels: list[str], tokenizer):
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     common = {"num_labels": len(labels), "id2label": id2label, "label2id": label2id}
-    head = head_named(mcfg.get("head", "softmax")).name
+    head = head_named(mcfg.head).name
     if mcfg.source == "random":
         config = AutoConfig.for_model(
             mcfg.family, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **common, **mcfg.architecture

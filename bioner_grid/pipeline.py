@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, redact, runtime, schema, scoring, sweep, tracking
+from bioner_grid import export, identity, redact, runtime, scoring, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
@@ -67,22 +67,18 @@ class Prepared:
 def train_on(cfg, corpus: Corpus) -> None:
     """``data.train_on=train+dev``: the training split becomes train followed by dev (as BioBERT's
     ``train_dev`` file the WeLT authors trained on); dev is then no fair judge, so nothing may be
-    chosen or stopped on it."""
-    what = cfg.data.get("train_on", "train")
-    if what not in ("train", "train+dev"):
-        raise ValueError(f"data.train_on must be train or train+dev, got {what!r}")
-    if what == "train":
+    chosen or stopped on it (``spec.data_problems`` refuses that before the data is read)."""
+    if cfg.data.train_on == "train":
         return
-    if cfg.train.get("select", "best_dev") != "last" or cfg.train.patience:
-        raise ValueError("data.train_on=train+dev trains on dev: set train.select=last and train.patience=null "
-                         "(or train=welt_authors), nothing can be chosen on dev")
     train, dev = corpus.splits["train"], corpus.splits["dev"]
     corpus.splits["train"] = Split(train.sentences + dev.sentences, f"{train.source}+{dev.source}", train.iob_slips)
 
 
 def prepare(cfg, out: Path) -> Prepared:
-    """Data, weights, head and precision: every input check, before anything is trained or recorded."""
-    schema.check_config(cfg)
+    """Data, weights, head and precision: every input check, before anything is trained or recorded.
+    The config's rules are ``spec``'s (here with this machine's facts), the data's too
+    (``spec.check_training_data``)."""
+    spec.check(cfg, spec.Machine(cuda=torch.cuda.is_available()))
     tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
@@ -92,15 +88,13 @@ def prepare(cfg, out: Path) -> Prepared:
                         split.source, len(split.iob_slips), split.iob_slips[0])
     labels = corpus.labels
     counts = count_classes(corpus.splits["train"].sentences, labels, cfg.scheme.per_label)  # on train alone, always
+    spec.check_training_data(cfg, corpus.splits["train"], counts)
     train_on(cfg, corpus)
     weights = scheme_weights(cfg.scheme.kind, counts, cfg.scheme.beta)
     degenerate = is_degenerate(weights)
     if degenerate:
         log.warning("scheme %s gives uniform weights %s on %s: this run is vanilla cross-entropy",
                     cfg.scheme.name, weights, cfg.dataset.name)
-    if cfg.model.get("head", "softmax") == "crf" and weights is not None:
-        raise ValueError(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
-                         "softmax head only; use scheme=vanilla with the CRF head")
     device = runtime.pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
                     degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
@@ -200,7 +194,7 @@ def open_run(cfg, store: RunStore, runs, decision: identity.Decision, tags: dict
     tags.update(job_tags())
     tags.update(sweep.child_tags())
     active = store.open_run(resume_id, None if resume_id else sweep.run_name(identity.grid_values(cfg)), tags,
-                            system_metrics=bool(cfg.tracking.get("system_metrics", True)))
+                            system_metrics=cfg.tracking.system_metrics)
     if not resume_id:
         twin = store.live_twin(active.get(), time.time(), float(cfg.grid.heartbeat_s))
         if twin:
@@ -271,7 +265,7 @@ def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags:
     if p.device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     run.log_metrics(metrics)
-    if cfg.train.get("save_model"):  # the scored model: weights, tokenizer, labels, window settings
+    if cfg.train.save_model:  # the scored model: weights, tokenizer, labels, window settings
         export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run)
     result = {
         "run_id": run.run_id,

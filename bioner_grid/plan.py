@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bioner_grid import identity
-from bioner_grid.config import CONF_DIR
+from bioner_grid import identity, spec
+from bioner_grid.config import CONF_DIR, compose_here
+from bioner_grid.errors import ConfigError
 from bioner_grid.grid import decisions, preflight
 from bioner_grid.sweep import settle_submitted
 
@@ -27,7 +28,7 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+        cfg = compose_here(fixed, return_hydra_config=True)
     params = {k: str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()}
     for o in parsed:
         if o.is_sweep_override():
@@ -39,12 +40,24 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
 
 def job_configs(fixed: list[str], jobs: list[list[str]]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return [compose("config", overrides=fixed + job) for job in jobs]
+        return [compose_here(fixed + job) for job in jobs]
+
+
+def check_jobs(jobs: list[list[str]], configs) -> None:
+    """``ConfigError`` naming every problem of every job (``spec.problems``, as a sweep's preflight
+    and the job itself apply it): no run key can be computed for a config that breaks the rules."""
+    problems: dict[str, list[str]] = {}
+    for job, cfg in zip(jobs, configs):
+        for p in spec.problems(cfg):
+            problems.setdefault(p, []).append(" ".join(job))
+    if problems:
+        raise ConfigError("; ".join(f"{p}" + (f" ({len(js)} jobs)" if len(js) > 1 else "") for p, js in problems.items()))
 
 
 def main(argv: list[str]) -> int:
     fixed, jobs = sweep_jobs(argv)
     configs = job_configs(fixed, jobs)
+    check_jobs(jobs, configs)
     verdicts = decisions(configs)
     name = configs[0].grid.name if configs else "?"
     counts = Counter(d.status for d in verdicts)
@@ -54,7 +67,7 @@ def main(argv: list[str]) -> int:
     for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
         print(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}")
-    problems = preflight(configs)
+    problems = preflight(configs)  # the config rules passed above: the models and files
     print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
         for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):

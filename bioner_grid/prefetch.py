@@ -18,6 +18,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from bioner_grid import errors
 from bioner_grid.corpus import DataError
 from bioner_grid.plan import job_configs, sweep_jobs
 
@@ -86,8 +87,8 @@ def main(argv: list[str]) -> int:
             print(fetch(spec.url, target, spec.get("sha256")))
         except DataError as e:
             failures.append(str(e))
-    for f in failures:
-        print(f"error: {f}", file=sys.stderr)
+    for f in failures:  # each on its line, secrets masked (errors.fail)
+        errors.fail(errors.EnvError(f))
     return 1 if failures else 0
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bioner_grid.config import compose
+from bioner_grid.errors import InputError
 from bioner_grid.report import load_runs
 
 CONFIG_KEYS = ["model", "scheme", "lr", "batch_size"]  # a configuration: the grid keys but dataset and seed
@@ -99,15 +100,15 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(cfg.report.experiment).split(",") if e.strip()]
     df = load_runs(cfg.tracking.uri, experiments, cfg.report.filter or "")
     if df.empty or "dev_strict_f1" not in df:
-        print(f"error: no scored runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}", file=sys.stderr)
-        return 2
+        raise InputError(f"report.experiment={','.join(experiments)}: no scored runs at {cfg.tracking.uri}")  # printed masked
     from bioner_grid.store import RunStore
 
-    for line in register(RunStore(cfg.tracking.uri, experiments[0], retry_s=cfg.tracking.get("retry_s", 300)), df,
-                         names[0]):
+    for line in register(RunStore(cfg.tracking.uri, experiments[0], retry_s=cfg.tracking.retry_s), df, names[0]):
         print(line)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("register"))

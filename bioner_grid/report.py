@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from bioner_grid import redact
+from bioner_grid.errors import DataError
 from bioner_grid.config import compose
 from bioner_grid.identity import GRID_KEYS, defines_result
 from bioner_grid.runtable import (
@@ -475,7 +476,7 @@ class RunFiles:
         try:
             counts = {k: int(v["count"]) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:0: not an error analysis ({{type1|type2|type3: {{count}}}}): {e}") from None
+            raise DataError(f"{path}:0: not an error analysis ({{type1|type2|type3: {{count}}}}): {e}") from None
         kept.write_text(json.dumps(counts), encoding="utf-8")
         return counts
 

@@ -210,7 +210,7 @@ class RunStore:
     @classmethod
     def from_config(cls, tcfg, experiment: str | None = None) -> RunStore:
         return cls(tcfg.uri, experiment or tcfg.experiment, tcfg.get("artifact_location"),
-                   float(tcfg.get("retry_s", RETRY_S) or RETRY_S))
+                   float(tcfg.retry_s))
 
     @property
     def client(self) -> MlflowClient:

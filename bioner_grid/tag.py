@@ -36,6 +36,7 @@ from lxml import etree
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bioner_grid import errors
 from bioner_grid.corpus import DataError, read_rows, write_atomic
 from bioner_grid.documents import Document, Passage
 from bioner_grid.pubtator import read_pubtator
@@ -368,9 +369,8 @@ def main(argv: list[str]) -> int:
             read_shard(src, cfg.format)
         tagger = open_tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
-    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA (train.pick_device)
+        return errors.fail(e if isinstance(e, DataError) else errors.ConfigError(str(e))).code
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
     for i, (src, dst) in enumerate(todo, start=1):
         shard = read_shard(src, cfg.format)
@@ -382,4 +382,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from bioner_grid.cli import run
+
+    sys.exit(run("tag"))

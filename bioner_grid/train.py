@@ -214,13 +214,13 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
     """TrainingArguments from the ``train`` config group. ``train.select``: ``best_dev`` ends with
     the checkpoint of the best dev strict F1 (``load_best_model_at_end``), ``last`` with the model of
     the final epoch (or step), as the WeLT authors' script scored it."""
-    select = t.get("select", "best_dev")
+    select = t.select
     if select not in SELECT:
         raise ValueError(f"train.select must be best_dev or last, got {select!r}")
     precision = pick_precision(t.precision, device)
     capped = t.max_steps and t.max_steps > 0
     # Evaluate, checkpoint and log every `checkpoint_steps` steps, else once per epoch (or at max_steps).
-    every = int(t.checkpoint_steps) if t.get("checkpoint_steps") else (int(t.max_steps) if capped else None)
+    every = int(t.checkpoint_steps) if t.checkpoint_steps else (int(t.max_steps) if capped else None)
     strategy = "steps" if every else "epoch"
     return TrainingArguments(
         output_dir=output_dir,
@@ -242,7 +242,7 @@ def training_arguments(t, output_dir: str, device: str) -> TrainingArguments:
         logging_steps=every,
         load_best_model_at_end=select == "best_dev",
         # tracked for best_dev and early stopping only: the Trainer keeps the best checkpoint it tracks
-        metric_for_best_model="strict_f1" if select == "best_dev" or t.get("patience") else None,
+        metric_for_best_model="strict_f1" if select == "best_dev" or t.patience else None,
         greater_is_better=True,
         save_total_limit=1,
         # A resumed run continues early stopping's count of evaluations without improvement (saved

@@ -34,8 +34,8 @@ def test_sweep_whose_preflight_fails_prints_the_list_and_exits_2(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines[0] == "error: preflight: 6 problem(s), nothing launched:"
-    assert lines[1].startswith("  - dataset ncbi_disease: ") and lines[1].endswith("train.tsv not found")
+    assert len(lines) == 1 and lines[0].startswith("error: preflight: 6 problem(s), nothing launched: dataset ncbi_disease: ")
+    assert lines[0].count(" not found") == 6 and "train.tsv not found; dataset ncbi_disease: " in lines[0]
     assert not (tmp_path / "mlflow.db").exists()
 
 

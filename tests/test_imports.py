@@ -171,7 +171,7 @@ def test_readers_are_peers_over_corpus():
     edges = graph()
     for reader in ("pubtator", "aio", "corpus"):
         assert "data" not in edges[reader], reader
-    assert edges["corpus"] == set()
+    assert edges["corpus"] <= {"errors"}  # the error hierarchy is below every reader
     assert "report" not in edges["report_figures"] and "report" not in edges["runtable"]
 
 

@@ -4,6 +4,7 @@ weights counted on train alone."""
 import pytest
 
 from bioner_grid.config import compose
+from bioner_grid.errors import ConfigError
 from bioner_grid.pipeline import prepare
 from bioner_grid.weights import count_classes, scheme_weights
 
@@ -37,9 +38,10 @@ def test_train_plus_dev_trains_on_both_and_counts_weights_on_train(tmp_path, dat
 
 
 def test_train_plus_dev_refuses_to_choose_on_dev(tmp_path, data_root):
-    with pytest.raises(ValueError, match="data.train_on=train\\+dev trains on dev: set train.select=last"):
+    with pytest.raises(ConfigError, match="data.train_on=train\\+dev: trains on dev, so nothing may be chosen or stopped on it: "
+                                         "set train.select=last and train.patience=null"):
         prepare(compose([f"data.root={data_root}", "model=tiny_bert", "data.max_train_sentences=20",
                          "data.max_eval_sentences=10", "data.train_on=train+dev"]), tmp_path)
-    with pytest.raises(ValueError, match="data.train_on must be train or train\\+dev, got 'dev'"):
+    with pytest.raises(ConfigError, match="^data.train_on=dev: must be one of train, train\\+dev$"):
         prepare(compose([f"data.root={data_root}", "model=tiny_bert", "data.max_train_sentences=20",
                          "data.max_eval_sentences=10", "data.train_on=dev"]), tmp_path)

@@ -14,7 +14,10 @@ by the top-level ``grid`` config:
   and their one-line reasons, and exits 1.
 - SLURM only: a sweep asking for GPUs on a partition without GPU GRES stops before sbatch.
 Each launch is one MLflow parent run with the jobs as its children (``bioner_grid.sweep``).
-A preflight failure prints its list and exits 2, as bad input to a single run does.
+A preflight failure (every job's config checked by ``spec.problems``, the function the job runs;
+then its model and files) prints every problem in one line and exits 2, as bad input to a single
+run does; so does a job whose overrides do not compose (``train.lrr=1e-4,3e-4``, refused by Hydra's
+sweeper, which composes every job of the batch first): nothing is launched or submitted.
 
 Requeue of a preempted or timed-out SLURM job is submitit's (the launcher resubmits itself with the
 same arguments); the job then resumes from its last checkpoint (``bioner_grid.pipeline``).
@@ -37,11 +40,11 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from bioner_grid import guard, redact, schema
-from bioner_grid.grid import PreflightError, gpu_problem, select_jobs
+from bioner_grid import errors, redact, spec
+from bioner_grid.grid import gpu_problem, select_jobs
 from bioner_grid.sweep import SweepRun, varying_keys
 
-schema.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
+spec.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +63,18 @@ def check_stores(configs) -> None:
     from bioner_grid import tracking
 
     for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
-        try:
-            tracking.check_store(tcfg)
-        except tracking.TrackingError as e:
-            raise guard.fail(e) from None
+        errors.guarded(tracking.check_store, tcfg)
 
 
 def fail(message: str) -> None:
-    """Bad input to a sweep: the message on stderr and exit 2 (no traceback), before anything starts."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    """Bad input to a sweep: the message on stderr (``errors.fail``) and exit 2, before anything starts."""
+    raise errors.fail(errors.InputError(message))
 
 
 class GridLauncherMixin:
     def _job_configs(self, job_overrides):
+        # Hydra's sweeper has composed every job once already (validate_batch_is_legal): overrides
+        # that do not compose (train.lrr=1e-4,3e-4) stop the sweep there, as one line (__main__.main).
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
@@ -82,12 +83,9 @@ class GridLauncherMixin:
         redact.install_log_filter()
         redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
-        check_stores(configs)
         counts: dict = {}
-        try:
-            todo = select_jobs(configs, check=grid.preflight, skip_finished=grid.skip_finished, counts=counts)
-        except PreflightError as e:
-            fail(str(e))
+        todo = errors.guarded(select_jobs, configs, check=grid.preflight, skip_finished=grid.skip_finished, counts=counts)
+        check_stores(configs)
         self._sweep = (configs, counts, len(todo))
         return [(list(job_overrides[i]), configs[i]) for i in todo]
 
@@ -154,12 +152,12 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         try:
             ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        except guard.JobFailed as e:  # bad input or environment: already printed in one line
+        except errors.JobFailed as e:  # bad input or environment: already printed in one line
             return None, e.reason
         if ret.status == JobStatus.FAILED:  # an unexpected error: keep its traceback in the log
             error = ret._return_value
             log.error("job #%d failed", idx, exc_info=(type(error), error, error.__traceback__))
-            return None, redact.text(f"{type(error).__name__}: {guard.one_line(error)}")
+            return None, redact.text(f"{type(error).__name__}: {errors.one_line(error)}")
         return ret, None
 
     @staticmethod

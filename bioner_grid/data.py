@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bioner_grid import aio, pubtator
+from bioner_grid import aio, pubtator, redact
 from bioner_grid.config import compose
 from bioner_grid.corpus import (
     SPLITS,
@@ -149,11 +149,11 @@ def main(argv: list[str]) -> int:
         check_root(cfg.data.root)
         corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(redact.text(f"error: {e}"), file=sys.stderr)
         return 2
     for report in corpus.reports:
-        print(pubtator.format_report(report))
-    print(format_stats(corpus))
+        print(redact.text(pubtator.format_report(report)))
+    print(redact.text(format_stats(corpus)))
     return 0
 
 

@@ -53,8 +53,11 @@ def disk_full(e: BaseException) -> bool:
 
 def exit_code(e: BaseException) -> int | None:
     """2 for bad input, 1 for the environment, None for anything else (a bug: keep its traceback)."""
+    from bioner_grid.errors import BionerError
     from bioner_grid.tracking import TrackingError
 
+    if isinstance(e, BionerError):  # errors.py's own types (tracking.split_credentials raises InputError)
+        return e.exit_code
     if isinstance(e, (TrackingError, OSError)) or disk_full(e):
         return 1
     if isinstance(e, ValueError):  # DataError, ConfigError, and the checks that raise ValueError

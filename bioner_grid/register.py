@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bioner_grid import redact
 from bioner_grid.config import compose
 from bioner_grid.report import load_runs
 
@@ -102,10 +103,11 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(cfg.report.experiment).split(",") if e.strip()]
     df = load_runs(cfg.tracking.uri, experiments, cfg.report.filter or "")
     if df.empty or "dev_strict_f1" not in df:
-        print(f"error: no scored runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}", file=sys.stderr)
+        print(redact.text(f"error: no scored runs in experiment(s) {', '.join(experiments)} at {cfg.tracking.uri}"),
+              file=sys.stderr)
         return 2
     for line in register(df, names[0]):
-        print(line)
+        print(redact.text(line))
     return 0
 
 

@@ -724,7 +724,7 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
     for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
         for line in settle_submitted(cfg.tracking.uri, name):
-            print(line)
+            print(redact.text(line))
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
         print(f"error: no runs in experiment(s) {', '.join(experiments)} at {redact.text(cfg.tracking.uri)}"
@@ -739,7 +739,7 @@ def main(argv: list[str]) -> int:
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {', '.join(experiments)}",
                           tags={"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)}):
         mlflow.log_artifacts(str(out))
-    print(f"{len(df)} runs -> {page}")
+    print(redact.text(f"{len(df)} runs -> {page}"))
     return 0
 
 

@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from bioner_grid import redact
 from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class SweepRun:
 
         self.experiment_id = tracking.setup(self.tcfg)
         prog = os.path.basename(sys.argv[0])
-        command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
+        command = redact.text(" ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])]))
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
@@ -113,9 +114,10 @@ class SweepRun:
         rows = children(client, self.experiment_id, self.run_id)
         close(client, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
-        print(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
-              + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui --backend-store-uri "
-                                                             f"{tracking_uri(self.tcfg)})"), flush=True)
+        print(redact.text(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
+                          + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui "
+                                                                         f"--backend-store-uri {tracking_uri(self.tcfg)})")),
+              flush=True)
         return False
 
 

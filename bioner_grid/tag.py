@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
-from bioner_grid import aio
+from bioner_grid import aio, redact
 from bioner_grid.align import by_length, make_windows, predictions_to_tags
 from bioner_grid.corpus import DataError, Sentence, entity_spans, read_rows, write_atomic
 from bioner_grid.pubtator import read_pubtator, sentence_ranges, tokenize
@@ -524,7 +524,7 @@ def main(argv: list[str]) -> int:
         tagger = Tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
     except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA
-        print(f"error: {e}", file=sys.stderr)
+        print(redact.text(f"error: {e}"), file=sys.stderr)
         return 2
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
     for i, (src, dst) in enumerate(todo, start=1):

@@ -29,6 +29,10 @@ SECRET_KEY = re.compile(rf"(?:^|[._-]){SECRET_WORDS}$", re.IGNORECASE)
 SECRET_PAIR = re.compile(rf"(?<![A-Za-z0-9])(?P<key>(?:[A-Za-z0-9_.-]*[._-])?{SECRET_WORDS})(?![A-Za-z0-9])"
                          r"(?P<sep>\s*\\?[:=]\s*)"
                          r"(?P<value>'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|(?:\\.|[^\s'\",}\]\\])+)", re.IGNORECASE)
+# a block-style YAML line ``  token: value`` (``- token: value``): its value runs to the end of the
+# line, commas and blanks included (``config.yaml`` of a token ``a,b``)
+SECRET_LINE = re.compile(rf"^(?P<key>[ \t]*(?:-[ \t]+)?(?:[A-Za-z0-9_.-]*[._-])?{SECRET_WORDS}:[ \t]+)"
+                         r"(?P<value>[^\s{\[].*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 UNSET = ("null", "None", "''", '""', MASK)  # values that hold no secret: left as they are
 
 
@@ -41,6 +45,7 @@ def text(s: str) -> str:
     """``s`` with URI credentials and ``secret_key=value`` / ``secret_key: value`` masked."""
     s = USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", s)
     s = USERINFO_ENCODED.sub(lambda m: f"{m['scheme']}{MASK}%40", s)
+    s = SECRET_LINE.sub(lambda m: m[0] if m["value"] in UNSET else f"{m['key']}{MASK}", s)
     return SECRET_PAIR.sub(lambda m: m[0] if m["value"] in UNSET else f"{m['key']}{m['sep']}{MASK}", s)
 
 

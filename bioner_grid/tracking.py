@@ -57,9 +57,10 @@ def split_credentials(uri: str) -> str:
     given = {k: urllib.parse.unquote(v) for k, v in given.items() if v is not None}
     clash = [k for k, v in given.items() if os.environ.get(k, v) != v]
     if clash:
-        raise InputError(f"tracking.uri={redact.text(uri)}: carries credentials, and {' and '.join(clash)} "
-                         "already hold different ones; give them one way (the environment variables, "
-                         "with the URI as http://host:port)")
+        held = f"{clash[0]} is already set to a different value" if len(clash) == 1 else \
+            f"{' and '.join(clash)} are already set to different values"
+        raise InputError(f"tracking.uri={redact.text(uri)}: carries credentials, but {held}; give them one way "
+                         "(the environment variables, with the URI as http://host:port)")
     os.environ.update(given)
     host = parts.netloc.rsplit("@", 1)[1]
     return urllib.parse.urlunsplit(parts._replace(netloc=host))

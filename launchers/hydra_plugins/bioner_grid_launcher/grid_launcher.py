@@ -114,26 +114,41 @@ def move_credentials(config, job_overrides: Sequence[Sequence[str]]) -> list[lis
 
     parser = OverridesParser.create()
     master = OmegaConf.select(config, "tracking.uri", default=None)  # resolved: a file or ${oc.env:} may hold it
-    moved: dict[str, str] = {}  # URI with credentials -> the same without
+    moved: dict[str, str] = {}  # each form of a URI with credentials -> the same form without
+    clean_uris: set[str] = set()
+
+    def moved_uri(line: str) -> str | None:
+        """The clean URI of a ``tracking.uri=`` override carrying credentials (else None); every form
+        of it (as typed, as Hydra escapes it) goes into ``moved``."""
+        o = parser.parse_override(line)
+        value = o.value() if o.key_or_group == "tracking.uri" else None
+        if not _is_http(value) or clean(value) == value:
+            return None
+        moved[value] = clean(value)
+        clean_uris.add(clean(value))
+        moved[escape_special_characters(value)] = escape_special_characters(clean(value))
+        moved[line.split("=", 1)[1]] = escape_special_characters(clean(value))  # as typed (override_dirname)
+        return clean(value)
+
     if _is_http(master) and clean(master) != master:
         moved[master] = clean(master)
+        clean_uris.add(clean(master))
+    for line in config.hydra.overrides.task:  # typed on the command line
+        moved_uri(line)
     jobs = []
     for overrides in job_overrides:
-        overrides, given = list(overrides), None
-        for i, o in enumerate(parser.parse_overrides(overrides)):
-            if o.key_or_group == "tracking.uri":
-                given = i
-                value = o.value()
-                if _is_http(value) and clean(value) != value:
-                    moved[value] = clean(value)
-                    overrides[i] = f"{o.get_key_element()}={escape_special_characters(clean(value))}"
-        if given is None and master in moved:  # the URI comes from a config file: the job's override wins
+        overrides, given = list(overrides), False
+        for i, line in enumerate(overrides):
+            uri = moved_uri(line)
+            given |= parser.parse_override(line).key_or_group == "tracking.uri"
+            if uri is not None:
+                overrides[i] = f"{line.split('=', 1)[0]}={escape_special_characters(uri)}"
+        if not given and master in moved:  # the URI comes from a config file: the job's override wins
             overrides.append(f"tracking.uri={escape_special_characters(moved[master])}")
         jobs.append(overrides)
     if moved:
-        # as typed and as Hydra writes override values (``http\\://user\\:pass@``, override_dirname)
-        _replace_strings(config, {**moved, **{escape_special_characters(k): escape_special_characters(v)
-                                                for k, v in moved.items()}})
+        # longest first: a typed form may hold the bare URI
+        _replace_strings(config, dict(sorted(moved.items(), key=lambda kv: -len(kv[0]))))
         if master in moved:
             with read_write(config.tracking), open_dict(config.tracking):
                 config.tracking.uri = moved[master]  # an interpolation resolving to it, too
@@ -141,7 +156,7 @@ def move_credentials(config, job_overrides: Sequence[Sequence[str]]) -> list[lis
         if multirun.exists():
             OmegaConf.save(config, multirun)
         log.info("tracking.uri: credentials moved to %s; the jobs get %s", " / ".join(tracking.CREDENTIAL_ENV),
-                 ", ".join(sorted(set(moved.values()))))
+                 ", ".join(sorted(clean_uris)))
     return jobs
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from bioner_grid import redact, schema
+from bioner_grid import errors, redact, schema
 
 log = logging.getLogger("bioner_grid")
 
@@ -53,10 +53,9 @@ def disk_full(e: BaseException) -> bool:
 
 def exit_code(e: BaseException) -> int | None:
     """2 for bad input, 1 for the environment, None for anything else (a bug: keep its traceback)."""
-    from bioner_grid.errors import BionerError
     from bioner_grid.tracking import TrackingError
 
-    if isinstance(e, BionerError):  # errors.py's own types (tracking.split_credentials raises InputError)
+    if isinstance(e, errors.BionerError):  # errors.py's own types (tracking.split_credentials raises InputError)
         return e.exit_code
     if isinstance(e, (TrackingError, OSError)) or disk_full(e):
         return 1

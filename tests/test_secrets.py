@@ -243,11 +243,13 @@ def test_a_sweep_with_a_password_in_its_uri_leaves_it_nowhere(tmp_path, data_roo
     assert "s3cr3t" not in out + err
 
 
-def test_a_sweep_whose_credentials_clash_with_the_environment_is_refused(tmp_path):
+@pytest.mark.parametrize("mode", ["sweep", "single run"])
+def test_credentials_that_clash_with_the_environment_are_refused(tmp_path, mode):
     """MLFLOW_TRACKING_PASSWORD already set to another password: one line naming tracking.uri, exit 2,
-    nothing launched, and the sweeper's multirun.yaml masked."""
-    r = subprocess.run([sys.executable, "-m", "bioner_grid", "-m", "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep",
-                        f"tracking.uri=http\\://{TYPED}@127.0.0.1\\:9"], cwd=tmp_path,
+    nothing launched or created (a sweep's multirun.yaml, saved by the sweeper before the launch, masked)."""
+    args = ["-m", "scheme=vanilla,welt"] if mode == "sweep" else []
+    r = subprocess.run([sys.executable, "-m", "bioner_grid", *args, f"hydra.sweep.dir={tmp_path}/sweep",
+                        f"hydra.run.dir={tmp_path}/run", f"tracking.uri=http\\://{TYPED}@127.0.0.1\\:9"], cwd=tmp_path,
                        env={**ENV, "MLFLOW_TRACKING_PASSWORD": "other"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == (
@@ -255,4 +257,6 @@ def test_a_sweep_whose_credentials_clash_with_the_environment_is_refused(tmp_pat
         "is already set to a different value; give them one way (the environment variables, with the URI as "
         "http://host:port)")
     assert "Traceback" not in r.stderr and "s3cr3t" not in r.stdout + r.stderr
-    assert leaks(tmp_path) == [] and [p.name for p in (tmp_path / "sweep").iterdir()] == ["multirun.yaml"]
+    assert leaks(tmp_path) == [] and not (tmp_path / "run").exists()
+    assert [p.name for p in (tmp_path / "sweep").iterdir()] == ["multirun.yaml"] if mode == "sweep" else \
+        not (tmp_path / "sweep").exists()

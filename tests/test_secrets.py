@@ -143,28 +143,43 @@ def test_split_credentials_refuses_variables_holding_other_ones(monkeypatch):
 # --- the launcher's move_credentials, in-process on the real config ---
 
 
-def test_move_credentials_cleans_the_jobs_and_the_sweep_config(tmp_path):
+@pytest.mark.parametrize("given", ["typed", "escaped", "config file", "interpolation"])
+def test_move_credentials_cleans_the_jobs_and_the_sweep_config(tmp_path, monkeypatch, given):
+    """However the URI reaches the sweep (typed on the command line, Hydra-escaped as the sweeper
+    writes a job's override, from a config file, through ${oc.env:}): every job's overrides and the
+    sweep's config end up with the clean URI, the credentials in MLflow's variables."""
     from hydra.core.hydra_config import HydraConfig
     from hydra_plugins.bioner_grid_launcher.grid_launcher import move_credentials
     from omegaconf import OmegaConf
 
-    typed = "tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"  # escaped only where Hydra needs it
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:9"
+    fixed, job = {
+        "typed": (["tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"],  # escaped only where Hydra needs it
+                  ["tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"]),
+        "escaped": ([f"tracking.uri=http\\://{TYPED}@127.0.0.1\\:9"], [f"tracking.uri=http\\://{TYPED}@127.0.0.1\\:9"]),
+        "config file": (["tracking=mine", f"hydra.searchpath=[file://{tmp_path}]"], ["tracking=mine"]),
+        "interpolation": (["tracking.uri=${oc.env:SECRET_URI}"], ["tracking.uri=${oc.env:SECRET_URI}"]),
+    }[given]
+    (tmp_path / "tracking").mkdir()
+    (tmp_path / "tracking" / "mine.yaml").write_text(f"uri: '{uri}'\nexperiment: bioner-grid\n")
+    monkeypatch.setenv("SECRET_URI", uri)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = compose("config", overrides=[typed, "scheme=vanilla", f"hydra.sweep.dir={tmp_path}"],
+        config = compose("config", overrides=[*fixed, "scheme=vanilla", f"hydra.sweep.dir={tmp_path}"],
                          return_hydra_config=True)
-    assert "s3cr3t" in config.hydra.job.override_dirname  # as typed
+    assert config.tracking.uri == uri
     (tmp_path / "multirun.yaml").write_text(OmegaConf.to_yaml(config))  # as the sweeper saves it
-    assert NEEDLE in (tmp_path / "multirun.yaml").read_bytes()
-    escaped = f"tracking.uri=http\\://{TYPED}@127.0.0.1\\:9"  # as Hydra's sweeper writes a job's override
-    jobs = move_credentials(config, [["scheme=vanilla", escaped], ["scheme=welt"]])
+    jobs = move_credentials(config, [["scheme=vanilla", *job], ["scheme=welt", *job]])
 
-    clean = escape_special_characters("http://127.0.0.1:9")
-    assert jobs == [["scheme=vanilla", f"tracking.uri={clean}"], ["scheme=welt", f"tracking.uri={clean}"]]
+    clean = "tracking.uri=" + escape_special_characters("http://127.0.0.1:9")
+    assert [[o for o in j if o.startswith("tracking.uri=")] for j in jobs] == [[clean], [clean]]
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == PASSWORD
     assert config.tracking.uri == "http://127.0.0.1:9"
-    assert b"s3cr3t" not in OmegaConf.to_yaml(config).encode()
+    assert "s3cr3t" not in OmegaConf.to_yaml(config)  # what submitit pickles with the launcher
+    assert "s3cr3t" not in OmegaConf.to_yaml(HydraConfig.get())  # and with Hydra's state
     assert b"s3cr3t" not in (tmp_path / "multirun.yaml").read_bytes()
-    assert "s3cr3t" not in OmegaConf.to_yaml(HydraConfig.get())  # the state submitit pickles with each job
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        recomposed = compose("config", overrides=[*fixed, *jobs[1]], return_hydra_config=True)  # as a job does
+    assert recomposed.tracking.uri == "http://127.0.0.1:9"
 
 
 # --- a real sweep against a real tracking server ---

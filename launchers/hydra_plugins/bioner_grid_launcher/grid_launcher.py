@@ -78,7 +78,7 @@ def _replace_strings(node, pairs: dict[str, str]) -> None:
     replaced by its value, in place."""
     for key in (node.keys() if isinstance(node, DictConfig) else range(len(node))):
         child = node._get_node(key)
-        if isinstance(child, (DictConfig, ListConfig)):
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
             if not child._is_none() and not child._is_missing():
                 _replace_strings(child, pairs)
             continue
@@ -117,30 +117,37 @@ def move_credentials(config, job_overrides: Sequence[Sequence[str]]) -> list[lis
     moved: dict[str, str] = {}  # each form of a URI with credentials -> the same form without
     clean_uris: set[str] = set()
 
+    def sets_uri(line: str) -> bool:
+        return "tracking.uri" in line and parser.parse_override(line).key_or_group == "tracking.uri"
+
     def moved_uri(line: str) -> str | None:
         """The clean URI of a ``tracking.uri=`` override carrying credentials (else None); every form
         of it (as typed, as Hydra escapes it) goes into ``moved``."""
-        o = parser.parse_override(line)
-        value = o.value() if o.key_or_group == "tracking.uri" else None
+        value = parser.parse_override(line).value() if sets_uri(line) else None
         if not _is_http(value) or clean(value) == value:
             return None
         moved[value] = clean(value)
         clean_uris.add(clean(value))
         moved[escape_special_characters(value)] = escape_special_characters(clean(value))
-        moved[line.split("=", 1)[1]] = escape_special_characters(clean(value))  # as typed (override_dirname)
+        typed = line.split("=", 1)[1]
+        if typed != value:  # typed escaped, or quoted (override_dirname holds it so)
+            moved[typed] = escape_special_characters(clean(value))
         return clean(value)
 
     if _is_http(master) and clean(master) != master:
         moved[master] = clean(master)
         clean_uris.add(clean(master))
-    for line in config.hydra.overrides.task:  # typed on the command line
+    for line in OmegaConf.to_container(config.hydra.overrides.task):  # as typed (unresolved: ${oc.env:} stays)
         moved_uri(line)
     jobs = []
     for overrides in job_overrides:
         overrides, given = list(overrides), False
         for i, line in enumerate(overrides):
-            uri = moved_uri(line)
-            given |= parser.parse_override(line).key_or_group == "tracking.uri"
+            if not sets_uri(line):
+                continue
+            given, uri = True, moved_uri(line)
+            if uri is None and master in moved and not _is_http(parser.parse_override(line).value()):
+                uri = moved[master]  # an interpolation (${oc.env:...}) resolving to the sweep's URI
             if uri is not None:
                 overrides[i] = f"{line.split('=', 1)[0]}={escape_special_characters(uri)}"
         if not given and master in moved:  # the URI comes from a config file: the job's override wins

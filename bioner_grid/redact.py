@@ -1,6 +1,6 @@
-"""Secrets never written or printed: ``user:pass@`` in URIs and values of keys that look like
-tokens or passwords are replaced by ``REDACTED`` in params, artifacts, result.json, Hydra's saved
-configs and log lines. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
+"""Secrets never written or printed: ``user:pass@`` in URIs (as typed, Hydra-escaped or
+percent-encoded) and values of keys that look like tokens or passwords are replaced by ``REDACTED``
+in params, artifacts, result.json, Hydra's saved configs, log lines and every line a command prints. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD`` (``tracking.split_credentials`` moves them there from a URI).
 """
 

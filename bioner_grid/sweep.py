@@ -88,7 +88,8 @@ class SweepRun:
 
         self.experiment_id = tracking.setup(self.tcfg)
         prog = os.path.basename(sys.argv[0])
-        command = redact.text(" ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])]))
+        command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
+        command = redact.text(command)  # a tracking.uri typed with user:pass@, a token=... override
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
@@ -114,10 +115,10 @@ class SweepRun:
         rows = children(client, self.experiment_id, self.run_id)
         close(client, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
-        print(redact.text(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
-                          + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui "
-                                                                         f"--backend-store-uri {tracking_uri(self.tcfg)})")),
-              flush=True)
+        ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}" + (
+            "" if self.tcfg.uri.startswith("http")
+            else f"  (start the UI: make ui, or mlflow ui --backend-store-uri {tracking_uri(self.tcfg)})")
+        print(redact.text(ui), flush=True)
         return False
 
 

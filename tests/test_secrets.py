@@ -225,9 +225,9 @@ def test_a_sweep_with_a_password_in_its_uri_leaves_it_nowhere(tmp_path, data_roo
     port, state = server
     uri = f"http\\://{TYPED}@127.0.0.1\\:{port}"
     # two corpora, not two schemes: jobs logging the same dataset at once race in MLflow's server
-    sweep = ["-m", "debug=quick", "train.max_steps=2", "dataset=ncbi_disease,bc5cdr_chem", "hydra/launcher=submitit_local",
-             f"hydra.sweep.dir={tmp_path}/sweep", f"data.root={data_root}", f"data.cache={tmp_path}/cache",
-             "tracking=server", f"tracking.uri={uri}"]
+    sweep = ["-m", "debug=quick", "train.max_steps=2", "dataset=ncbi_disease,bc5cdr_chem",
+             "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", f"data.root={data_root}",
+             f"data.cache={tmp_path}/cache", "tracking=server", f"tracking.uri={uri}"]
     r = subprocess.run([sys.executable, "-m", "bioner_grid", *sweep], cwd=tmp_path, env=ENV, capture_output=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
@@ -249,7 +249,7 @@ def test_a_sweep_with_a_password_in_its_uri_leaves_it_nowhere(tmp_path, data_roo
 
     typed = f"tracking.uri=http://{TYPED}@127.0.0.1:{port}"
     capfd.readouterr()
-    assert plan.main([*sweep[1:4], f"data.root={data_root}", f"data.cache={tmp_path}/cache", "tracking=server", typed]) == 0
+    assert plan.main([*sweep[1:4], f"data.root={data_root}", "tracking=server", typed]) == 0
     assert register.main(["tracking=server", typed, "report.experiment=no-such", "name=x"]) == 2
     out, err = capfd.readouterr()
     assert f"tracking http://{redact.MASK}@127.0.0.1:{port} (experiment bioner-grid): 2 FINISHED" in out

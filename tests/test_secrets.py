@@ -275,3 +275,16 @@ def test_credentials_that_clash_with_the_environment_are_refused(tmp_path, mode)
     assert leaks(tmp_path) == [] and not (tmp_path / "run").exists()
     assert [p.name for p in (tmp_path / "sweep").iterdir()] == ["multirun.yaml"] if mode == "sweep" else \
         not (tmp_path / "sweep").exists()
+
+
+def test_the_basic_launcher_moves_them_before_it_asks_the_store_anything(tmp_path):
+    """Hydra's basic launcher (jobs in this process) too: the store check that fails already names
+    the clean URI, and the sweeper's multirun.yaml holds no password."""
+    r = subprocess.run([sys.executable, "-m", "bioner_grid", "-m", "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep",
+                        "tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"], cwd=tmp_path, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == \
+        "error: tracking.uri=http://127.0.0.1:9: server not reachable ([Errno 111] Connection refused)"
+    assert "the jobs get http://127.0.0.1:9" in r.stdout + r.stderr and "s3cr3t" not in r.stdout + r.stderr
+    assert leaks(tmp_path) == [] and "uri: http://127.0.0.1:9" in (tmp_path / "sweep" / "multirun.yaml").read_text()

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bioner_grid import aio, pubtator
+from bioner_grid import aio, pubtator, redact
 from bioner_grid.corpus import (
     SPLITS,
     Corpus,
@@ -150,8 +150,8 @@ def main(argv: list[str]) -> int:
     check_root(cfg.data.root)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
     for report in corpus.reports:
-        print(pubtator.format_report(report))
-    print(format_stats(corpus))
+        print(redact.text(pubtator.format_report(report)))
+    print(redact.text(format_stats(corpus)))
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
+from bioner_grid.errors import ConfigError
 from bioner_grid.heads import CRFTagger, head_named
 
 

@@ -14,7 +14,7 @@ from hydra import initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bioner_grid import identity, spec
+from bioner_grid import identity, redact, spec
 from bioner_grid.config import CONF_DIR, compose_here
 from bioner_grid.errors import ConfigError
 from bioner_grid.grid import decisions, preflight
@@ -61,17 +61,17 @@ def main(argv: list[str]) -> int:
     verdicts = decisions(configs)
     name = configs[0].grid.name if configs else "?"
     counts = Counter(d.status for d in verdicts)
-    print(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
-          f"(experiment {configs[0].tracking.experiment}): "
-          + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO")))
+    print(redact.text(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
+                      f"(experiment {configs[0].tracking.experiment}): "
+                      + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO"))))
     for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
-        print(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}")
+        print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}"))
     problems = preflight(configs)  # the config rules passed above: the models and files
-    print(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems))
+    print(redact.text(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems)))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
         for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):
-            print(line)
+            print(redact.text(line))
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Secrets never written or printed: ``user:pass@`` in URIs and values of keys that look like
-tokens or passwords are replaced by ``REDACTED`` in params, artifacts, result.json, Hydra's saved
-configs and log lines. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
+"""Secrets never written or printed: ``user:pass@`` in URIs (as typed, Hydra-escaped or
+percent-encoded) and values of keys that look like tokens or passwords are replaced by ``REDACTED``
+in params, artifacts, result.json, Hydra's saved configs, log lines and every line a command prints. Credentials belong in ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD`` (``tracking.split_credentials`` moves them there from a URI).
 """
 
@@ -13,12 +13,27 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 MASK = "REDACTED"  # a plain YAML scalar, unlike ***
-USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
+# ``scheme://user:pass@`` as written, and as Hydra writes an override value into ``overrides.yaml``,
+# ``hydra.yaml`` (``override_dirname``) and its log lines: every ``\ ( ) [ ] { } : = ,`` space and
+# tab escaped by a backslash (``http\://user\:pass@``), the backslash doubled once more in a Python
+# repr or a JSON string. The userinfo runs to the last ``@`` before a ``/`` or a blank, so that a
+# password holding a raw ``@`` is masked whole.
+USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*\\*://)(?:\\.|[^/\s\\])*@")
+# the same with the URI itself percent-encoded (``http%3A%2F%2Fuser%3Apass%40host``, a URI in a query
+# string); a userinfo whose own characters are percent-encoded (``user:p%40ss@``) is the plain case
+USERINFO_ENCODED = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*%3A%2F%2F)(?:(?!%2F)[^/\s&#?])*%40", re.IGNORECASE)
 SECRET_WORDS = r"(?:password|passwd|secret|token|api_?key|access_?key|credentials?)"
 SECRET_KEY = re.compile(rf"(?:^|[._-]){SECRET_WORDS}$", re.IGNORECASE)
-# key=value (overrides, log lines) and key: value (YAML) where the key looks like a secret
+# key=value (overrides, log lines) and key: value (YAML) where the key looks like a secret; the value
+# plain (Hydra's backslash escapes included) or quoted
 SECRET_PAIR = re.compile(rf"(?<![A-Za-z0-9])(?P<key>(?:[A-Za-z0-9_.-]*[._-])?{SECRET_WORDS})(?![A-Za-z0-9])"
-                         r"(?P<sep>\s*[:=]\s*)(?P<value>[^\s'\",}\]]+)", re.IGNORECASE)
+                         r"(?P<sep>\s*\\?[:=]\s*)"
+                         r"(?P<value>'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|(?:\\.|[^\s'\",}\]\\])+)", re.IGNORECASE)
+# a block-style YAML line ``  token: value`` (``- token: value``): its value runs to the end of the
+# line, commas and blanks included (``config.yaml`` of a token ``a,b``)
+SECRET_LINE = re.compile(rf"^(?P<key>[ \t]*(?:-[ \t]+)?(?:[A-Za-z0-9_.-]*[._-])?{SECRET_WORDS}:[ \t]+)"
+                         r"(?P<value>[^\s{\[].*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+UNSET = ("null", "None", "''", '""', MASK)  # values that hold no secret: left as they are
 
 
 def is_secret_key(key: str) -> bool:
@@ -29,7 +44,9 @@ def is_secret_key(key: str) -> bool:
 def text(s: str) -> str:
     """``s`` with URI credentials and ``secret_key=value`` / ``secret_key: value`` masked."""
     s = USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", s)
-    return SECRET_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{MASK}" if m["value"] not in ("null", "None", MASK) else m[0], s)
+    s = USERINFO_ENCODED.sub(lambda m: f"{m['scheme']}{MASK}%40", s)
+    s = SECRET_LINE.sub(lambda m: m[0] if m["value"] in UNSET else f"{m['key']}{MASK}", s)
+    return SECRET_PAIR.sub(lambda m: m[0] if m["value"] in UNSET else f"{m['key']}{m['sep']}{MASK}", s)
 
 
 def value(key: str, v):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bioner_grid import redact
 from bioner_grid.config import compose
 from bioner_grid.errors import InputError
 from bioner_grid.report import load_runs
@@ -104,7 +105,7 @@ def main(argv: list[str]) -> int:
     from bioner_grid.store import RunStore
 
     for line in register(RunStore(cfg.tracking.uri, experiments[0], retry_s=cfg.tracking.retry_s), df, names[0]):
-        print(line)
+        print(redact.text(line))
     return 0
 
 

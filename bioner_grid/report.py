@@ -729,7 +729,7 @@ def main(argv: list[str]) -> int:
     experiments = [e.strip() for e in str(r.experiment).split(",") if e.strip()]
     for name in experiments:  # submitted sweeps whose jobs have all ended get their summary now
         for line in settle_submitted(cfg.tracking.uri, name):
-            print(line)
+            print(redact.text(line))
     df = load_runs(cfg.tracking.uri, experiments, r.filter or "")
     if df.empty:
         print(f"error: no runs in experiment(s) {', '.join(experiments)} at {redact.text(cfg.tracking.uri)}"
@@ -745,7 +745,7 @@ def main(argv: list[str]) -> int:
                            {"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)})
     store.log_artifacts(run.info.run_id, out)
     store.terminate(run.info.run_id, "FINISHED")
-    print(f"{len(df)} runs -> {page}")
+    print(redact.text(f"{len(df)} runs -> {page}"))
     return 0
 
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from bioner_grid import redact
 from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class SweepRun:
         self.experiment_id = self.store.experiment_id()
         prog = os.path.basename(sys.argv[0])
         command = " ".join(["python -m bioner_grid" if prog == "__main__.py" else prog, shlex.join(sys.argv[1:])])
+        command = redact.text(command)  # a tracking.uri typed with user:pass@, a token=... override
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
                 **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
@@ -109,9 +111,10 @@ class SweepRun:
         rows = children(self.store, self.experiment_id, self.run_id)
         close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
-        print(f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}"
-              + ("" if self.tcfg.uri.startswith("http") else f"  (start the UI: make ui, or mlflow ui --backend-store-uri "
-                                                             f"{self.store.uri})"), flush=True)
+        ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}" + (
+            "" if self.tcfg.uri.startswith("http")
+            else f"  (start the UI: make ui, or mlflow ui --backend-store-uri {self.store.uri})")
+        print(redact.text(ui), flush=True)
         return False
 
 

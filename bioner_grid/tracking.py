@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bioner_grid import identity, redact
-from bioner_grid.errors import StoreError
+from bioner_grid.errors import InputError, StoreError
 
 log = logging.getLogger(__name__)
 TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME, written last in a checkpoint
@@ -32,15 +32,28 @@ CHECK_TIMEOUT = 5  # seconds for the one request that tells whether a tracking s
 TrackingError = StoreError  # the tracking store cannot be used; the message is one line naming the URI or path
 
 
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # what MLflow's REST client reads
+
+
 def split_credentials(uri: str) -> str:
-    """``uri`` without ``user:pass@``; those go to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
-    (which MLflow reads), unless already set, so that no URI the project writes carries them."""
+    """``uri`` without ``user:pass@``; those move to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``,
+    which MLflow reads and every job of a sweep inherits (submitit's local processes; sbatch exports
+    the environment by default), so that no URI the project writes, prints or pickles carries them.
+    Percent-escapes in them are decoded (``p%40ss`` is the password ``p@ss``). Variables already set
+    to other values are refused (``InputError`` naming ``tracking.uri``): which pair would be used is
+    not for this function to guess; the same values again are fine (a sweep's job, a second call)."""
     parts = urllib.parse.urlsplit(uri)
-    if not parts.username and not parts.password:
+    if "@" not in parts.netloc:
         return uri
-    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", urllib.parse.unquote(parts.username or ""))
-    if parts.password is not None:
-        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", urllib.parse.unquote(parts.password))
+    given = dict(zip(CREDENTIAL_ENV, (parts.username, parts.password)))
+    given = {k: urllib.parse.unquote(v) for k, v in given.items() if v is not None}
+    clash = [k for k, v in given.items() if os.environ.get(k, v) != v]
+    if clash:
+        held = f"{clash[0]} is already set to a different value" if len(clash) == 1 else \
+            f"{' and '.join(clash)} are already set to different values"
+        raise InputError(f"tracking.uri={redact.text(uri)}: carries credentials, but {held}; give them one way "
+                         "(the environment variables, with the URI as http://host:port)")
+    os.environ.update(given)
     host = parts.netloc.rsplit("@", 1)[1]
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
 

@@ -36,9 +36,12 @@ from typing import Sequence
 
 import submitit
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra._internal.grammar.utils import escape_special_characters
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from bioner_grid import errors, redact, spec
 from bioner_grid.grid import gpu_problem, select_jobs
@@ -64,6 +67,104 @@ def check_stores(configs) -> None:
 
     for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
         errors.guarded(tracking.check_store, tcfg)
+
+
+def _is_http(uri) -> bool:
+    return isinstance(uri, str) and uri.startswith(("http://", "https://"))
+
+
+def _replace_strings(node, pairs: dict[str, str]) -> None:
+    """Every string leaf of a config (interpolations left unresolved) with each key of ``pairs``
+    replaced by its value, in place."""
+    for key in (node.keys() if isinstance(node, DictConfig) else range(len(node))):
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
+            if not child._is_none() and not child._is_missing():
+                _replace_strings(child, pairs)
+            continue
+        old = child._value()
+        if not isinstance(old, str):
+            continue
+        new = old
+        for secret, clean in pairs.items():
+            new = new.replace(secret, clean)
+        if new != old:
+            with read_write(node), open_dict(node):
+                node[key] = new
+
+
+def move_credentials(config, job_overrides: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Credentials leave a sweep here, at the start of a launch, before anything is written, printed
+    or pickled: ``user:pass@`` of an http(s) ``tracking.uri`` moves to MLflow's environment variables
+    (``tracking.split_credentials``; every job inherits them, and variables already holding other
+    credentials are refused, exit 2), and every job gets the clean URI, in its overrides (its
+    ``.hydra/*.yaml`` and submitit's pickles of its arguments) and in the sweep's config (``config``,
+    changed in place: ``multirun.yaml``, the launcher and Hydra's state that submitit pickles, which
+    each job recomposes its config from). Returns the jobs' overrides."""
+    from bioner_grid import tracking
+
+    multirun = Path(str(config.hydra.sweep.dir)) / "multirun.yaml"  # the sweeper saved it before the launch
+
+    def clean(uri: str) -> str:
+        try:
+            return tracking.split_credentials(uri)
+        except errors.BionerError as e:
+            redact.rewrite(multirun)  # refused: nothing launched, nothing kept
+            raise errors.fail(e) from None
+
+    parser = OverridesParser.create()
+    master = OmegaConf.select(config, "tracking.uri", default=None)  # resolved: a file or ${oc.env:} may hold it
+    moved: dict[str, str] = {}  # each form of a URI with credentials -> the same form without
+    clean_uris: set[str] = set()
+
+    def sets_uri(line: str) -> bool:
+        return "tracking.uri" in line and parser.parse_override(line).key_or_group == "tracking.uri"
+
+    def moved_uri(line: str) -> str | None:
+        """The clean URI of a ``tracking.uri=`` override carrying credentials (else None); every form
+        of it (as typed, as Hydra escapes it) goes into ``moved``."""
+        value = parser.parse_override(line).value() if sets_uri(line) else None
+        if not _is_http(value) or clean(value) == value:
+            return None
+        moved[value] = clean(value)
+        clean_uris.add(clean(value))
+        moved[escape_special_characters(value)] = escape_special_characters(clean(value))
+        typed = line.split("=", 1)[1]
+        if typed != value:  # typed escaped, or quoted (override_dirname holds it so)
+            moved[typed] = escape_special_characters(clean(value))
+        return clean(value)
+
+    if _is_http(master) and clean(master) != master:
+        moved[master] = clean(master)
+        clean_uris.add(clean(master))
+    for line in OmegaConf.to_container(config.hydra.overrides.task):  # as typed (unresolved: ${oc.env:} stays)
+        moved_uri(line)
+    jobs = []
+    for overrides in job_overrides:
+        overrides, given = list(overrides), False
+        for i, line in enumerate(overrides):
+            if not sets_uri(line):
+                continue
+            given, uri = True, moved_uri(line)
+            if uri is None and master in moved and not _is_http(parser.parse_override(line).value()):
+                uri = moved[master]  # an interpolation (${oc.env:...}) resolving to the sweep's URI
+            if uri is not None:
+                overrides[i] = f"{line.split('=', 1)[0]}={escape_special_characters(uri)}"
+        if not given and master in moved:  # the URI comes from a config file: the job's override wins
+            overrides.append(f"tracking.uri={escape_special_characters(moved[master])}")
+        jobs.append(overrides)
+    if moved:
+        # longest first: a typed form may hold the bare URI
+        _replace_strings(config, dict(sorted(moved.items(), key=lambda kv: -len(kv[0]))))
+        if master in moved:
+            with read_write(config.tracking), open_dict(config.tracking):
+                config.tracking.uri = moved[master]  # an interpolation resolving to it, too
+        HydraConfig.instance().set_config(config)  # submitit pickles Hydra's state with each job
+        if multirun.exists():
+            OmegaConf.save(config, multirun)
+        log.info("tracking.uri: credentials moved to %s; the jobs get %s", " / ".join(tracking.CREDENTIAL_ENV),
+                 ", ".join(sorted(clean_uris)))
+    return jobs
 
 
 def fail(message: str) -> None:
@@ -105,6 +206,7 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
     (``grid.on_error``)."""
 
     def launch(self, job_overrides, initial_job_idx):
+        job_overrides = move_credentials(self.config, job_overrides)
         jobs = self._select(job_overrides)
         if not jobs:
             return []
@@ -191,6 +293,7 @@ class GridSubmititMixin(GridLauncherMixin):
         """Things the cluster cannot give, found before anything is submitted (SLURM only)."""
 
     def launch(self, job_overrides, initial_job_idx):
+        job_overrides = move_credentials(self.config, job_overrides)
         jobs = self._select(job_overrides)
         groups: dict[str, list] = {}
         for overrides, cfg in jobs:  # one job array per distinct resource request

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

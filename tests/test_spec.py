@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_faults import ENV, TINY, cli, last_line, recorded_runs, write  # noqa: F401 (ENV: the subprocesses' PYTHONPATH)
 
 from bioner_grid import errors, spec
 from bioner_grid.config import compose
-from conftest import NCBI
-from test_faults import ENV, TINY, cli, last_line, recorded_runs, write  # noqa: F401 (ENV: the subprocesses' PYTHONPATH)
 
 NO_ENTITIES = "Aspirin\tO\ninduced\tO\nasthma\tO\n\nFever\tO\nreturned\tO\n"
 

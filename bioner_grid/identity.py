@@ -105,7 +105,7 @@ def identity(cfg, with_seed: bool = True) -> dict:
     train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in TRAIN_OPERATIONAL}
     if not with_seed:
         train.pop("seed", None)
-    data = {k: cfg.data[k] for k in DATA_INCLUDED}
+    data = {k: cfg.data[k] for k in DATA_INCLUDED if k in cfg.data}  # a config from before a key existed lacks it
     for section, key in NEW_AT_DEFAULT:  # settings added later stay out of the key at their default
         part = {"train": train, "data": data}[section]
         if part.get(key) == NEW_AT_DEFAULT[section, key]:

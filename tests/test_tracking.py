@@ -22,8 +22,9 @@ def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
 
 def test_settings_added_later_keep_the_earlier_keys_at_their_defaults():
     cfg = compose([])
-    old = compose([])  # a configuration from before train.select and data.train_on existed
-    OmegaConf.set_struct(old, False)
+    # a configuration from before train.select and data.train_on existed: a plain config, as one read
+    # back from an old run's config.yaml (the composed one is typed and closed, and refuses deletion)
+    old = OmegaConf.create(OmegaConf.to_container(compose([]), resolve=True))
     del old.train["select"]
     if "train_on" in old.data:
         del old.data["train_on"]

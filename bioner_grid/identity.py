@@ -124,8 +124,8 @@ def identity(cfg, with_seed: bool = True) -> dict:
         part = {"train": train, "data": data}[section]
         if part.get(key) == NEW_AT_DEFAULT[section, key]:
             part.pop(key)
-    if data.get("overlap") in OVERLAP_OUT_OF_KEY:
-        data.pop("overlap")
+    if data.get("overlap") in (None, *OVERLAP_OUT_OF_KEY):  # None: a configuration from before the setting
+        data.pop("overlap", None)
     return {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
             "faireval_focus": cfg.evaluation.faireval_focus}
 

@@ -144,8 +144,9 @@ class Screen:
         return [item for k, item in enumerate(items) if k not in hit]
 
     def found(self, member: str | None, split: str) -> int:
-        """Training units (of ``member``; None: all) found in a ``split`` (test or dev) split:
-        distinct per training file and member, before anything is removed."""
+        """How many training units of ``member`` (None: of every member) were found in a ``split``
+        (``test`` or ``dev``) evaluation split: distinct per training file and member, counted
+        before anything is removed."""
         out: dict[tuple, set[str]] = {}
         for p in self.pairs:
             if p.split == split and (member is None or p.member == member):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from omegaconf import OmegaConf
 
 from bioner_grid.corpus import Adapter, Corpus, DataError, Sentence, Split, seeded_split
-from bioner_grid.pubtator import cached_convert
+from bioner_grid.overlap import Evaluation, Screen
+from bioner_grid.pubtator import document_units, keyed_documents
 
 
 def task_tags(task: str) -> tuple[str, str]:
@@ -42,10 +43,15 @@ def plain(tokens: list[str], tags: list[str], types: list[str] | None = None) ->
     return tokens[1:-1], [t if keep(t) else "O" for t in inner]
 
 
-def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None = None) -> Corpus:
+def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None = None, overlap: str = "warn") -> Corpus:
     """Members' PubTator files converted (cached), task-tagged and merged; dev held out per member by
     document (``dev_fraction``, seeded). ``max_train`` / ``max_eval`` cap each member's sentences
-    (first N; for small demonstrations)."""
+    (first N; for small demonstrations).
+
+    ``overlap`` (``bioner_grid.overlap``; a run's default here is ``drop``, AIONER's protocol): each
+    member's training documents are compared with every member's test file before its dev is held
+    out, then with every member's held-out dev (a document of one member's training file can be
+    another's dev document)."""
     splits = {"train": [], "dev": [], "test": []}
     members, reports, tags = {}, [], []
     caps = {"train": max_train, "dev": max_eval, "test": max_eval}
@@ -53,17 +59,27 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
     unknown = only - {m.name for m in ds.members}
     if unknown:
         raise DataError(f"dataset {ds.name}:0: dataset.only names unknown members {sorted(unknown)}")
-    for m in ds.members:
-        if only and m.name not in only:
-            continue
+    kept = [m for m in ds.members if not only or m.name in only]
+    screen = Screen(overlap)
+    docs = {}  # member -> split -> [((PMID, text), sentences)]
+    for m in kept:
         types = OmegaConf.to_container(m.types, resolve=True)
-        train = cached_convert(m.train, types, cache_dir)
-        test = cached_convert(m.test, types, cache_dir)
+        train, train_docs = keyed_documents(m.train, types, cache_dir)
+        test, test_docs = keyed_documents(m.test, types, cache_dir)
         reports += [train.report, test.report]
-        train_docs, dev_docs = seeded_split(train.documents, 1.0 - float(ds.dev_fraction), int(ds.split_seed), m.train, "documents")
-        member = {"task": m.task, "types": sorted(types)}
-        for name, docs in (("train", train_docs), ("dev", dev_docs), ("test", test.documents)):
-            sentences = [tag_sentence(s, m.task) for d in docs for s in d]
+        docs[m.name] = {"train": train_docs, "test": test_docs}
+    tests = [Evaluation("test", document_units(m.test, docs[m.name]["test"]), m.name) for m in kept]
+    for m in kept:
+        d = docs[m.name]
+        d["train"] = screen.apply(d["train"], document_units(m.train, d["train"]), tests, m.name)
+        d["train"], d["dev"] = seeded_split(d["train"], 1.0 - float(ds.dev_fraction), int(ds.split_seed), m.train, "documents")
+    devs = [Evaluation("dev", document_units(f"{m.train} (held-out dev of {m.name})", docs[m.name]["dev"]), m.name) for m in kept]
+    for m in kept:
+        d = docs[m.name]
+        d["train"] = screen.apply(d["train"], document_units(m.train, d["train"]), devs, m.name)
+        member = {"task": m.task, "types": sorted(OmegaConf.to_container(m.types, resolve=True))}
+        for name in ("train", "dev", "test"):
+            sentences = [tag_sentence(s, m.task) for _, sents in d[name] for s in sents]
             if caps[name]:
                 sentences = sentences[: int(caps[name])]
             member[name] = list(range(len(splits[name]), len(splits[name]) + len(sentences)))
@@ -72,7 +88,8 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
         tags += [t for t in task_tags(m.task) if t not in tags]
     if not members:
         raise DataError(f"dataset {ds.name}:0: no member corpora")
-    return Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, AllInOne(tuple(tags), members))
+    return Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, AllInOne(tuple(tags), members),
+                  overlap=screen)
 
 
 @dataclass

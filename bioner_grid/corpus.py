@@ -84,6 +84,7 @@ class Corpus:
     splits: dict[str, Split]
     reports: list[dict] = field(default_factory=list)  # conversion reports (PubTator input)
     adapter: Adapter = field(default_factory=Adapter)  # aio.AllInOne for AIONER's all-in-one corpora
+    overlap: object = None  # an overlap.Screen: training units also in an evaluation split, and what was done
 
     @property
     def labels(self) -> list[str]:

@@ -7,7 +7,11 @@ module's for ``conll``, ``bioner_grid.pubtator``'s for ``pubtator``, ``bioner_gr
 ``aio``; the corpus types they share live in ``bioner_grid.corpus``. Bad input stops with
 ``DataError("file:line: problem")`` before anything is trained or recorded.
 
-``python -m bioner_grid.data dataset=<name>`` prints the corpus statistics (WeLT Tables 1 and 11).
+``python -m bioner_grid.data dataset=<name>`` prints the corpus statistics (WeLT Tables 1 and 11)
+and what ``data.overlap`` found (training units also in an evaluation split) and removed.
+``python -m bioner_grid.data overlap dataset=<name>[,<name>...]`` prints the overlap matrix: how many
+documents (PubTator) or sentences of 8+ tokens (BIO) of every test file occur in every training
+file of the datasets (``dataset=aio``: all its members), each file once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from bioner_grid import aio, pubtator, redact
+from bioner_grid.overlap import MATRIX_MIN_TOKENS, Evaluation, Screen, Units, format_table, matrix
 from bioner_grid.corpus import (
     SPLITS,
     Corpus,
@@ -48,20 +53,23 @@ def _split_sentences(split: Split, fraction: float, seed: int) -> tuple[Split, S
     return Split(first, split.source), Split(second, split.source)
 
 
-def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache") -> Corpus:
+def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache",
+                overlap: str = "warn") -> Corpus:
     """Read a dataset config (``conf/dataset/*.yaml``) into train/dev/test splits.
 
     BIO TSV (``format: conll``): a single training file with ``split`` set is cut into train/test
     by sentence with a fixed seed; without a dev file, ``dev_fraction`` of the training sentences
     is held out as dev. PubTator (``format: pubtator``): see ``pubtator.load_pubtator``; all-in-one
-    (``format: aio``): see ``aio.load_aio``.
+    (``format: aio``): see ``aio.load_aio``. ``overlap`` (a run passes ``cfg.data.overlap``): what
+    happens to training units also in an evaluation split (``bioner_grid.overlap``); the corpus's
+    ``overlap`` says what was found.
     """
     if ds.format == "pubtator":
-        corpus = pubtator.load_pubtator(ds, cache_dir)
+        corpus = pubtator.load_pubtator(ds, cache_dir, overlap)
     elif ds.format == "aio":
-        return aio.load_aio(ds, cache_dir, max_train, max_eval)  # caps apply per member
+        return aio.load_aio(ds, cache_dir, max_train, max_eval, overlap)  # caps apply per member
     elif ds.format == "conll":
-        corpus = load_conll(ds)
+        corpus = load_conll(ds, overlap)
     else:
         raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r} (conll, pubtator)")
     caps = {"train": max_train, "dev": max_eval, "test": max_eval}
@@ -85,17 +93,28 @@ def check_unseen_labels(corpus: Corpus, ds) -> None:
                     raise DataError(f"{split.source}:{line}: label {tag!r} does not occur in the training split")
 
 
-def load_conll(ds) -> Corpus:
+def load_conll(ds, overlap: str = "warn") -> Corpus:
+    """Training sentences also in test (or a dev file) are dropped, kept or refused (``overlap``)
+    before dev is held out; those also in a held-out dev, after (``bioner_grid.overlap``)."""
+    screen = Screen(overlap)
     train = read_conll(ds.train, ds.entity_type)
     test = read_conll(ds.test, ds.entity_type) if ds.get("test") else None
+    test_source = ds.get("test")
     if test is None:
         if not ds.get("split"):
             raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
         train, test = _split_sentences(train, float(ds.split), int(ds.split_seed))
+        test_source = f"{ds.train} (test split)"
     dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
+    evaluations = [Evaluation("test", Units.of_sentences(test_source, test.sentences))]
+    if dev is not None:
+        evaluations.append(Evaluation("dev", Units.of_sentences(ds.dev, dev.sentences)))
+    train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), evaluations)
     if dev is None:
         train, dev = _split_sentences(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
-    return Corpus(ds.name, {"train": train, "dev": dev, "test": test})
+        held_out = Units.of_sentences(f"{ds.train} (held-out dev)", dev.sentences)
+        train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), [Evaluation("dev", held_out)])
+    return Corpus(ds.name, {"train": train, "dev": dev, "test": test}, overlap=screen)
 
 
 def check_root(root: str | Path) -> Path:
@@ -140,18 +159,81 @@ def format_stats(corpus: Corpus) -> str:
     return f"corpus {corpus.name}\n" + "\n".join(rows)
 
 
+def file_units(path: str | Path, fmt: str) -> Units:
+    """The units of a corpus file as ``overlap`` compares them: documents of a PubTator file (no
+    conversion needed), sentences of a BIO TSV file."""
+    if fmt == "conll":
+        return Units.of_sentences(path, read_conll(path).sentences)
+    return Units.of_documents(path, [(d.pmid, d.text) for d in pubtator.read_pubtator(path)[0]])
+
+
+def file_label(path: str | Path, fmt: str) -> str:
+    """A short name for a corpus file in the matrix: its folder (``NCBI-disease`` for
+    ``conll/NCBI-disease/test.tsv``) or its PubTator name without the split (``BioRED``)."""
+    path = Path(path)
+    if fmt == "conll":
+        return path.parent.name or path.stem
+    name = path.stem
+    for suffix in ("_revision", "_TrainDev", "_Train", "_Test", "_Dev"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def corpus_files(ds) -> list[tuple[str, str, str]]:
+    """(split, format, path) of every training and test file a dataset config names (an
+    all-in-one corpus's: its members', ``only`` respected); a test cut from the training file has none."""
+    fmt = "conll" if ds.format == "conll" else "pubtator"
+    only = set(ds.get("only") or [])
+    nodes = [m for m in ds.members if not only or m.name in only] if ds.format == "aio" else [ds]
+    return [(split, fmt, str(node[split])) for node in nodes for split in ("train", "test") if node.get(split)]
+
+
+def overlap_matrix(datasets) -> str:
+    """The overlap matrix of the dataset configs' files (each file once), as a table."""
+    files: dict[str, dict[str, tuple[str, str]]] = {"train": {}, "test": {}}  # split -> path -> (format, label)
+    for ds in datasets:
+        for split, fmt, path in corpus_files(ds):
+            files[split].setdefault(str(Path(path).resolve()), (fmt, file_label(path, fmt)))
+    units = {path: file_units(path, fmt) for split in files.values() for path, (fmt, _) in split.items()}
+
+    def named(split):
+        seen: dict[str, int] = {}
+        out = []
+        for path, (_, label) in files[split].items():
+            seen[label] = seen.get(label, 0) + 1
+            out.append((label if seen[label] == 1 else f"{label}#{seen[label]}", units[path]))
+        return out
+
+    rows = matrix(named("train"), named("test"))
+    return ("overlap matrix: units of each test file also in each training file (PubTator: documents, by PMID or "
+            f"normalised title + abstract; BIO: sentences of {MATRIX_MIN_TOKENS}+ tokens, by normalised text)\n"
+            + format_table(rows))
+
+
 def main(argv: list[str]) -> int:
     # The command line's own needs: the readers above stay below the configuration modules (tests/test_imports.py).
     from bioner_grid import spec
     from bioner_grid.config import compose
 
+    if argv[:1] == ["overlap"]:  # the matrix; dataset=a,b,c compares several datasets' files
+        chosen = [a for a in argv[1:] if a.startswith("dataset=")]
+        rest = [a for a in argv[1:] if not a.startswith("dataset=")]
+        names = [n.strip() for n in chosen[-1].split("=", 1)[1].strip("[]").split(",")] if chosen else [None]
+        cfgs = [compose([*rest, *([f"dataset={n}"] if n else [])]) for n in names]
+        for cfg in cfgs:
+            spec.check(cfg)
+        check_root(cfgs[0].data.root)
+        print(redact.text(overlap_matrix([cfg.dataset for cfg in cfgs])))
+        return 0
     cfg = compose(argv)  # ConfigError / DataError: one line, exit 2 (cli.run -> errors.guarded)
     spec.check(cfg)
     check_root(cfg.data.root)
-    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
+                         cfg.data.overlap)
     for report in corpus.reports:
         print(redact.text(pubtator.format_report(report)))
     print(redact.text(format_stats(corpus)))
+    print(redact.text(corpus.overlap.format()))
     return 0
 
 

@@ -5,7 +5,8 @@ the report's cells.
   (``identity``): the model without its ``resources``, the dataset's reading settings with every
   input file replaced by its SHA256 (an edited corpus is a new key; the same bytes read from
   another folder are the same key), the scheme without its display label, ``train`` without its
-  operational settings, the data caps and the FairEval focus. Launcher, resources, caches,
+  operational settings, the data caps, ``data.overlap`` where it drops training documents
+  (``OVERLAP_OUT_OF_KEY`` explains the rule) and the FairEval focus. Launcher, resources, caches,
   mirrors, report, tracking and display settings are left out.
 - ``cell_key``: the run key without the seed; the report averages seeds within one cell only.
 - ``GRID_KEYS``: the six names a grid is spanned by, used by tags, ``result.json`` and the report.
@@ -31,12 +32,25 @@ GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
 # train.* settings that change how a run is executed or kept, never what it computes.
 TRAIN_OPERATIONAL = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
 # data.* settings that change what a run computes (the rest are locations: root, cache, mirrors).
-DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on")
+DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on", "overlap")
 FILE_KEYS = ("train", "dev", "test")
 # Result-defining settings added after runs were recorded: at these defaults they are left out of the
 # key, so that the runs recorded before them keep their keys (and are not run again).
 # (The defaults are the schemas', bioner_grid.spec: one place.)
 NEW_AT_DEFAULT = {("train", "select"): TrainSchema.select, ("data", "train_on"): DataSchema.train_on}
+# data.overlap (bioner_grid.overlap) is in the key only where it changes what is trained, by this rule:
+# - ``warn`` trains on exactly what every run recorded before the setting trained, and ``fail`` trains
+#   on that too or stops before anything is recorded: both stay out of the key, so every key of the
+#   BIO and PubTator corpora (default ``warn``) is what it was;
+# - ``drop`` removes training documents, so it is in the key, also where it is the default (``dataset=aio``):
+#   the all-in-one runs recorded before it trained on the documents it now removes, and must not
+#   count as the FINISHED result of a configuration that leaves them out (``data.overlap=warn`` gives
+#   such a run's key again). Unlike ``NEW_AT_DEFAULT``, this keeps a key only where the data trained
+#   on is the same, not wherever the setting is at its default.
+# The key is decided from the configuration, never by reading the corpus (``plan`` and a sweep's
+# preflight key hundreds of jobs without reading one): ``drop`` on a corpus where nothing overlaps has a
+# key of its own though it trains what ``warn`` trains, at worst a run repeated once.
+OVERLAP_OUT_OF_KEY = ("warn", "fail")
 
 
 def grid_values(cfg) -> dict[str, str]:
@@ -110,6 +124,8 @@ def identity(cfg, with_seed: bool = True) -> dict:
         part = {"train": train, "data": data}[section]
         if part.get(key) == NEW_AT_DEFAULT[section, key]:
             part.pop(key)
+    if data.get("overlap") in (None, *OVERLAP_OUT_OF_KEY):  # None: a configuration from before the setting
+        data.pop("overlap", None)
     return {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
             "faireval_focus": cfg.evaluation.faireval_focus}
 

@@ -81,7 +81,8 @@ def prepare(cfg, out: Path) -> Prepared:
     spec.check(cfg, spec.Machine(cuda=torch.cuda.is_available()))
     tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
-    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache)
+    corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
+                         cfg.data.overlap)  # data.overlap=fail stops here: DataError, nothing recorded
     for split in corpus.splits.values():
         if split.iob_slips:
             log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
@@ -214,6 +215,7 @@ def record_inputs(cfg, run: OpenRun, p: Prepared) -> None:
             run.log_params({f"weight.{k}": f"{v:.6g}" for k, v in p.weights.items()})
         run.log_corpora(cfg)
     run.log_text(redact.config_yaml(cfg), "config.yaml")
+    p.corpus.overlap.record(run)  # tags overlap.* and overlap.json: training documents also in dev/test, removed or kept
     run.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": p.weights, "labels": p.corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 

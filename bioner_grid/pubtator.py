@@ -21,7 +21,7 @@ counted, reported with ``file:line`` and skipped: a repeated PMID (its second do
 annotation whose offsets lie beyond the text, a mention that differs from the text at its offsets.
 
 ``load_pubtator`` reads a ``format: pubtator`` dataset config into a corpus (``bioner_grid.data.load_corpus``
-calls it).
+calls it), applying ``data.overlap`` to training documents also in an evaluation split (``bioner_grid.overlap``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from bioner_grid.corpus import (
     seeded_split,
     write_atomic,
 )
+from bioner_grid.overlap import Evaluation, Screen, Units
 
 CONVERTER_VERSION = 2  # part of the cache key: bump when the output changes
 log = logging.getLogger(__name__)
@@ -287,36 +288,64 @@ def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str
     return conversion
 
 
-def load_pubtator(ds, cache_dir) -> Corpus:
+def document_keys(path: str | Path, conversion: Conversion) -> list[tuple[str, str]]:
+    """(PMID, title + " " + abstract) of each document of a PubTator file, in the order of its
+    ``conversion``'s documents (what ``overlap`` compares; the cache keeps sentences only)."""
+    docs, _ = read_pubtator(path)
+    if len(docs) != len(conversion.documents):  # the cache is keyed by the file's bytes: cannot happen
+        raise RuntimeError(f"{path}: {len(docs)} documents, but its conversion holds {len(conversion.documents)}")
+    return [(d.pmid, d.text) for d in docs]
+
+
+def keyed_documents(path: str | Path, types: dict[str, list[str]], cache_dir) -> tuple[Conversion, list[tuple[tuple[str, str], list[Sentence]]]]:
+    """The file's conversion (cached), and its documents as ((PMID, text), sentences)."""
+    conversion = cached_convert(path, types, cache_dir)
+    return conversion, list(zip(document_keys(path, conversion), conversion.documents))
+
+
+def document_units(source, documents: list[tuple[tuple[str, str], list[Sentence]]]) -> Units:
+    """``keyed_documents``' documents as ``overlap.Units``."""
+    return Units.of_documents(source, [key for key, _ in documents])
+
+
+def load_pubtator(ds, cache_dir, overlap: str = "warn") -> Corpus:
     """PubTator train/dev/test converted to BIO (cached); dev held out by document when not given:
-    the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents."""
+    the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents. Training
+    documents found in test (or a dev file) are dropped, kept or refused (``overlap``, see
+    ``bioner_grid.overlap``) before dev is held out; those found in a held-out dev, after."""
     types = OmegaConf.to_container(ds.types, resolve=True)
-    convert = lambda path: cached_convert(path, types, cache_dir)  # noqa: E731
-    train = convert(ds.train)
+    screen = Screen(overlap)
+    train, train_docs = keyed_documents(ds.train, types, cache_dir)
     reports = [train.report]
-    train_docs = train.documents
     if ds.get("test"):
-        test = convert(ds.test)
+        test, test_docs = keyed_documents(ds.test, types, cache_dir)
         reports.append(test.report)
-        test_docs = test.documents
+        test_source = ds.test
     elif ds.get("split"):
         train_docs, test_docs = seeded_split(train_docs, float(ds.split), int(ds.split_seed), ds.train, "documents")
+        test_source = f"{ds.train} (test split)"
     else:
         raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
+    evaluations = [Evaluation("test", document_units(test_source, test_docs))]
+    dev_docs = None
     if ds.get("dev"):
-        dev = convert(ds.dev)
+        dev, dev_docs = keyed_documents(ds.dev, types, cache_dir)
         reports.append(dev.report)
-        dev_docs = dev.documents
-    elif ds.get("dev_documents"):
-        n = int(ds.dev_documents)
-        if not 0 < n < len(train_docs):
-            raise DataError(f"{ds.train}:0: dev_documents={n} but the file has {len(train_docs)} documents")
-        train_docs, dev_docs = train_docs[:-n], train_docs[-n:]
-    else:
-        train_docs, dev_docs = seeded_split(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train, "documents")
-    flat = lambda docs, source: Split([s for d in docs for s in d], str(source))  # noqa: E731
+        evaluations.append(Evaluation("dev", document_units(ds.dev, dev_docs)))
+    train_docs = screen.apply(train_docs, document_units(ds.train, train_docs), evaluations)
+    if dev_docs is None:
+        if ds.get("dev_documents"):
+            n = int(ds.dev_documents)
+            if not 0 < n < len(train_docs):
+                raise DataError(f"{ds.train}:0: dev_documents={n} but the file has {len(train_docs)} documents")
+            train_docs, dev_docs = train_docs[:-n], train_docs[-n:]
+        else:
+            train_docs, dev_docs = seeded_split(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train, "documents")
+        held_out = document_units(f"{ds.train} (held-out dev)", dev_docs)
+        train_docs = screen.apply(train_docs, document_units(ds.train, train_docs), [Evaluation("dev", held_out)])
+    flat = lambda docs, source: Split([s for _, d in docs for s in d], str(source))  # noqa: E731
     return Corpus(ds.name, {"train": flat(train_docs, ds.train), "dev": flat(dev_docs, ds.get("dev") or ds.train),
-                            "test": flat(test_docs, ds.get("test") or ds.train)}, reports)
+                            "test": flat(test_docs, ds.get("test") or ds.train)}, reports, overlap=screen)
 
 
 def annotation_line(path, label_type: str, ds) -> int:

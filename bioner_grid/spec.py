@@ -78,6 +78,9 @@ class DataSchema:
     max_train_sentences: Optional[int] = None
     max_eval_sentences: Optional[int] = None
     train_on: str = "train"
+    # Training documents (BIO: sentences) also in an evaluation split: drop | warn | fail
+    # (bioner_grid.overlap). Its default is the dataset's: ``overlap_default``.
+    overlap: str = "${overlap_default:${dataset.format}}"
     cache: str = "outputs/cache"
     upstream_pubtator: str = MISSING
     upstream: str = MISSING
@@ -229,6 +232,15 @@ def register() -> None:
     for (group, name), schema in SCHEMAS.items():
         store.store(group=f"schema/{group}", name=name, node=schema)
     OmegaConf.register_new_resolver("safe_name", safe_name, replace=True)
+    OmegaConf.register_new_resolver("overlap_default", overlap_default, replace=True)
+
+
+def overlap_default(dataset_format: str) -> str:
+    """``data.overlap``'s default, the one place it is decided: ``drop`` for the all-in-one corpus
+    (AIONER's protocol: "we filtered those overlapped documents in the training set if the
+    documents also exist in the test set"; its members share many abstracts), ``warn`` elsewhere,
+    so that the standard splits of the BIO and PubTator corpora train as published."""
+    return "drop" if dataset_format == "aio" else "warn"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +298,7 @@ CHOICES = {  # key -> the values it may take
     "train.device": ("auto", "cpu", "cuda"),
     "train.select": ("best_dev", "last"),
     "data.train_on": ("train", "train+dev"),
+    "data.overlap": ("drop", "warn", "fail"),
     "model.head": ("softmax", "crf"),
     "model.source": ("hub", "package", "path", "random"),
     "scheme.kind": ("vanilla", "ins", "isns", "ens", "welt"),

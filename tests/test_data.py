@@ -104,3 +104,12 @@ def test_data_cli_bad_file_exits_nonzero_with_one_line(tmp_path):
     r = run_data_cli("dataset=conll_files", f"dataset.train={bad}", "dataset.split=0.8")
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {bad}:2: tag 'Q-X' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
+
+
+def test_data_cli_prints_what_overlap_found(data_root):
+    r = run_data_cli("dataset=ncbi_disease", f"data.root={data_root}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("overlap (data.overlap=warn): training sentences also in a test split 1, in a dev split 12; removed 0")
+    assert lines[at + 1].endswith("NCBI-disease/train.tsv: 1 sentences also in " + str(data_root / "conll/NCBI-disease/test.tsv"))
+    assert lines[-1] == "  test units also in training: test 1 of 940"

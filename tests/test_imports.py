@@ -25,7 +25,7 @@ PACKAGE = ROOT / "bioner_grid"
 # config, which the reader below it knows nothing of. Modules listed but absent are skipped.
 LAYERS = [
     ("shared", ["__init__", "errors", "redact"]),
-    ("readers", ["corpus", "data", "pubtator", "aio", "documents"]),
+    ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents"]),
     ("weights", ["weights"]),
     ("align", ["align"]),
     ("model", ["modeling", "heads", "bundle"]),

@@ -435,3 +435,27 @@ def test_non_finite_scores_are_never_ranked_and_a_note_names_the_runs(store):
     for table in tables:
         for row in table.rows:
             assert not any("inf" in c.text.lower() or "nan" in c.text.lower() for c in row), (table.title, row)
+
+
+def test_sweep_summary_ranks_no_non_finite_score_and_names_those_jobs(store):
+    from bioner_grid import sweep
+    from bioner_grid.store import RunStore, run_metrics
+
+    uri, client, exp = store
+    parent = client.create_run(exp, tags={"kind": "sweep"}).info.run_id
+    ids = {}
+    for name, f1 in (("good", 0.7), ("inf", float("inf")), ("nan", float("nan")), ("worse", 0.6)):
+        run = client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent})
+        client.log_metric(run.info.run_id, "test/strict_f1", f1)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        ids[name] = run.info.run_id
+    s = RunStore(uri, "grid")
+    rows = sweep.children(s, exp, parent)
+    assert [r["run_name"] for r in rows][:2] == ["good", "worse"]  # ranked: finite scores only, best first
+    table = sweep.summary_table(rows, "sweep-1")
+    note = table.splitlines()[-1]
+    assert note.startswith("  not ranked: 2 job(s) with a non-finite test strict F1: ")
+    assert f"inf ({ids['inf']}, inf)" in note and f"nan ({ids['nan']}, nan)" in note
+    assert "not ranked: 2 job(s)" in sweep.summary_markdown(rows, "sweep-1")
+    sweep.close(s, parent, "sweep-1", {"jobs_launched": 4}, rows)
+    assert run_metrics(client.get_run(parent))["best_test_strict_f1"] == 0.7  # not inf

@@ -84,7 +84,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
-    columns["non_finite"] = df["non_finite"] if "non_finite" in df else ""  # scores logged as inf/NaN
+    columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     out = pd.DataFrame(columns, index=df.index)

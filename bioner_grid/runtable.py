@@ -56,7 +56,7 @@ def non_finite_note(df: pd.DataFrame) -> str | None:
         return None
     def values(row) -> str:
         names = [n for n in row["non_finite"].split(",") if n.endswith(SCORES)]
-        return ", ".join(f"{n}={row[n] if n in row else 'nan'}" for n in names)
+        return ", ".join(f"{n}={row.get(n, 'nan')}" for n in names)
     runs = "; ".join(f"{r['run_id']} ({r['model']}/{r['dataset']}/{r['scheme']} seed {r['seed']:g}: {values(r)})"
                      for _, r in bad.iterrows())
     return (f"{len(bad)} finished run(s) with a non-finite score, left out of every table and ranking "

@@ -563,7 +563,7 @@ def test_signal_after_the_first_checkpoint_ends_the_run_killed_and_it_resumes_ex
 
     # SIGINT as a terminal sends it (a background job inherits it ignored; the test's child must not)
     proc = subprocess.Popen(quick_args(tmp_path), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         end = time.time() + 500
         while not list((tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json")):

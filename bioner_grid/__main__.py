@@ -6,7 +6,7 @@ import os
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from bioner_grid import errors, spec
+from bioner_grid import errors, redact, spec
 from bioner_grid.config import CONF_DIR  # also registers the schemas and ${safe_name:}
 
 # The launchers of conf/hydra/launcher/* (launchers/hydra_plugins/bioner_grid_launcher) are found by
@@ -26,7 +26,8 @@ def app(cfg) -> float | None:
     out = HydraConfig.get().runtime.output_dir
     preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step
     try:
-        result = pipeline.run(cfg, out)
+        with preempt.stop_on_signals():  # SIGTERM/SIGINT (outside submitit): the run ends KILLED, resumable
+            result = pipeline.run(cfg, out)
     except Exception as e:  # bad input (exit 2) or environment (exit 1): one line; a bug keeps its traceback
         if errors.classify(e) is None and not errors.disk_full(e):
             raise
@@ -47,6 +48,12 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
+    except KeyboardInterrupt as e:
+        if len(e.args) != 2:  # Ctrl-C before a run began (Hydra parsing the command line): Python's own
+            raise
+        line, code = e.args  # preempt.stop_on_signals: the line saying how to resume, 128 + the signal
+        print(redact.text(line), file=sys.stderr, flush=True)
+        sys.exit(code)
     except Exception as e:
         error = spec.compose_error(e) or errors.classify(e)
         if error is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, redact, runtime, scoring, spec, sweep, tracking
+from bioner_grid import export, identity, preempt, redact, runtime, scoring, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
@@ -150,8 +150,10 @@ def run(cfg, output_dir: str | Path) -> dict:
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as e:
         active.close("KILLED", retry=False)  # preempted or requeued: the next attempt resumes this run
+        if isinstance(e, KeyboardInterrupt):  # SIGTERM/SIGINT (preempt.stop_on_signals): say how to resume
+            raise KeyboardInterrupt(stopped_line(active.run_id, p.args.output_dir), preempt.exit_code()) from None
         raise
     except BaseException as e:
         # after a StoreError the store has had its budget: one try to mark the run FAILED
@@ -164,6 +166,15 @@ def run(cfg, output_dir: str | Path) -> dict:
     log.info("test strict F1 %.4f (default %.4f), train %.0f s, run %s", result["metrics"]["test_strict_f1"],
              result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
     return result
+
+
+def stopped_line(run_id: str, checkpoints: str) -> str:
+    """What a run stopped by SIGTERM or SIGINT tells its user: it is KILLED, and the same command
+    continues it from its newest complete checkpoint (``grid.skip_finished``'s resume)."""
+    checkpoint = tracking.last_complete_checkpoint(checkpoints)
+    where = f"from {Path(checkpoint).name}" if checkpoint else "from the start (no checkpoint yet)"
+    return (f"stopped by {preempt.stopped_by() or 'SIGINT'}: MLflow run {run_id} is KILLED; "
+            f"run the same command again to resume it {where}")
 
 
 def decide(cfg, store: RunStore, runs, key: str) -> identity.Decision:

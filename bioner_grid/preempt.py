@@ -17,10 +17,21 @@ signal arrives and then requeues; this module does the same for the transformers
   handler, which requeues and exits; the next attempt resumes from that step;
 - if no checkpoint is written by the deadline (a step slower than the grace, a signal after
   training), the alarm hands the signal over anyway, so the job is always requeued in time.
+
+SIGTERM and SIGINT (``scancel`` and a node shutdown send SIGTERM first, SIGKILL some seconds
+later; Ctrl-C sends SIGINT) are handled the same way outside submitit (``stop_on_signals``, around
+the whole command): during training the current step is finished, a checkpoint written and
+training stopped; before or after training the run stops at once. Either way ``KeyboardInterrupt``
+ends the run KILLED (``pipeline.run``) and the command prints one line saying that the same
+command resumes it (from that checkpoint: exactly, as a requeue does). A second signal, or the
+deadline, stops at once (the newest complete checkpoint is then resumed). Inside a submitit job
+SIGTERM is submitit's (it ignores it and requeues on USR2): a handler someone else installed is
+left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,10 +45,19 @@ log = logging.getLogger(__name__)
 GRACE_S = float(os.environ.get("BIONER_PREEMPT_GRACE_S", "20"))
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class _State:
     signum: int | None = None  # the signal received, not yet handed over
     original = None  # submitit's handler
     training_done = False
+    stop: int | None = None  # SIGTERM or SIGINT received: end the run KILLED
+    in_training = False  # between the Trainer's on_train_begin and on_train_end
+
+
+def _pending() -> bool:
+    return _State.signum is not None or _State.stop is not None
 
 
 def preempt_signal() -> int:
@@ -84,8 +104,75 @@ def install() -> bool:
     return True
 
 
-def installed() -> bool:
+def _requeue_installed() -> bool:
     return signal.getsignal(preempt_signal()) is _handler
+
+
+def installed() -> bool:
+    """Whether training should stop at a signal (``StopAtSignal``): a submitit job's requeue, or
+    SIGTERM/SIGINT outside submitit."""
+    return _requeue_installed() or any(signal.getsignal(s) is _stop_handler for s in STOP_SIGNALS)
+
+
+# --- SIGTERM and SIGINT: end the run KILLED, resumable ---------------------------------------
+
+
+def _stop_now() -> None:
+    """``KeyboardInterrupt(line, exit status)``: ``pipeline.run`` ends its run KILLED and puts the
+    run's own line in; ``__main__`` prints the line and exits with the status."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    _State.in_training = False
+    raise KeyboardInterrupt(f"stopped by {stopped_by()} before a run was opened: nothing recorded; run the same "
+                            "command again to start it", exit_code())
+
+
+def _stop_deadline(signum, frame) -> None:
+    log.warning("no checkpoint %.0f s after the signal: stopping without one", GRACE_S)
+    _stop_now()
+
+
+def _stop_handler(signum, frame) -> None:
+    name = signal.Signals(signum).name
+    if _State.in_training and _State.stop is None and _State.signum is None:
+        _State.stop = signum
+        log.warning("caught %s: finishing the current optimiser step, then checkpoint and stop (within %.0f s; "
+                    "%s again stops at once)", name, GRACE_S, name)
+        signal.signal(signal.SIGALRM, _stop_deadline)
+        signal.setitimer(signal.ITIMER_REAL, GRACE_S)
+        return
+    _State.stop = _State.stop or signum
+    _stop_now()
+
+
+def stopped_by() -> str | None:
+    """The name of the stop signal received (``SIGTERM``), or None."""
+    return signal.Signals(_State.stop).name if _State.stop is not None else None
+
+
+def exit_code() -> int:
+    """The shell's status for a process ended by the signal received (128 + its number)."""
+    return 128 + int(_State.stop or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM and SIGINT, where nobody else handles them (not inside submitit, which owns SIGTERM),
+    stop the command cleanly (``_stop_handler``); the previous handlers come back afterwards."""
+    previous = {}
+    for sig in STOP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current in (signal.SIG_DFL, signal.default_int_handler):
+            previous[sig] = current
+            signal.signal(sig, _stop_handler)
+    _State.stop, _State.in_training = None, False
+    try:
+        yield
+    finally:
+        if _State.stop is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _State.in_training = False
 
 
 def _at_epoch_end(state) -> bool:
@@ -101,24 +188,37 @@ class StopAtSignal(TrainerCallback):
     end of an epoch cut short by the stop is skipped (its evaluation belongs to the resumed job).
     (Runs after DefaultFlowCallback, which the Trainer puts first.)"""
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        _State.in_training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        _State.in_training = False
+
     def on_step_end(self, args, state, control, **kwargs):
-        if _State.signum is not None:
+        if _pending():
             epoch_save = _at_epoch_end(state) and args.save_strategy == "epoch"  # on_epoch_end saves, after its evaluation
-            log.warning("step %d done: writing checkpoint-%d, then exiting for requeue", state.global_step, state.global_step)
+            then = "exiting for requeue" if _State.signum is not None else "stopping"
+            log.warning("step %d done: writing checkpoint-%d, then %s", state.global_step, state.global_step, then)
             control.should_save = control.should_save or not epoch_save
+            if args.save_total_limit == 1:  # the Trainer would delete this checkpoint as training ends
+                args.save_total_limit = 2  # (it keeps only the best one): the next attempt resumes from it
             control.should_training_stop = True
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if _State.signum is not None and not _at_epoch_end(state):  # stopped mid-epoch: saved already
+        if _pending() and not _at_epoch_end(state):  # stopped mid-epoch: saved already
             control.should_evaluate = control.should_log = control.should_save = False
         return control
 
 
 def requeue_if_signalled() -> None:
     """After training: if the signal came, hand it to submitit's handler (requeue and exit); a
-    signal from now on is handed over at once (nothing left to checkpoint)."""
-    if not installed():
+    signal from now on is handed over at once (nothing left to checkpoint). After SIGTERM/SIGINT
+    (its checkpoint written): stop, ``KeyboardInterrupt``."""
+    _State.in_training = False
+    if _State.stop is not None:
+        _stop_now()
+    if not _requeue_installed():
         return
     _State.training_done = True
     if _State.signum is not None:
@@ -127,7 +227,7 @@ def requeue_if_signalled() -> None:
 
 def done() -> None:
     """The job's work is over (finished or skipped): no requeue needed; give submitit its handler back."""
-    if installed():
+    if _requeue_installed():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(preempt_signal(), _State.original)
         _State.signum = None

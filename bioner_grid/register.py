@@ -24,13 +24,15 @@ from bioner_grid import redact
 from bioner_grid.config import compose
 from bioner_grid.errors import InputError
 from bioner_grid.report import load_runs
+from bioner_grid.runtable import finished, unscorable
 
 CONFIG_KEYS = ["model", "scheme", "lr", "batch_size"]  # a configuration: the grid keys but dataset and seed
 
 
 def best_configurations(df: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, the configuration with the highest mean dev strict F1 (mean, std and count of seeds)."""
-    df = df[(df["status"] == "FINISHED") & df["dev_strict_f1"].notna()]
+    df = finished(df)  # FINISHED, with finite scores: an inf dev F1 is no best
+    df = df[df["dev_strict_f1"].notna()]
     cells = (df.groupby(["dataset", *CONFIG_KEYS])
              .agg(dev_strict_f1=("dev_strict_f1", "mean"), dev_strict_f1_std=("dev_strict_f1", "std"),
                   test_strict_f1=("test_strict_f1", "mean"), test_f1=("test_f1", "mean"), seeds=("run_id", "count"))
@@ -61,6 +63,15 @@ def reproduce_command(store, run) -> str:
     return shlex.join(["python", "-m", "bioner_grid", *overrides, "train.save_model=true", "train.force=true"])
 
 
+def already_registered(store, model_name: str, run_id: str):
+    """The version of ``model_name`` registered from ``run_id`` (its ``run_id`` tag, or MLflow's
+    own source run), or None."""
+    for v in sorted(store.model_versions(model_name), key=lambda v: int(v.version)):
+        if v.tags.get("run_id") == run_id or v.run_id == run_id:
+            return v
+    return None
+
+
 def register(store, df: pd.DataFrame, name: str) -> list[str]:
     """Register each dataset's best model (``store``: a ``store.RunStore``); returns one line per
     dataset (registered, or the command to run)."""
@@ -68,7 +79,7 @@ def register(store, df: pd.DataFrame, name: str) -> list[str]:
 
     lines = []
     for cell in best_configurations(df).itertuples(index=False):
-        same = (df["dataset"] == cell.dataset) & (df["status"] == "FINISHED")
+        same = (df["dataset"] == cell.dataset) & (df["status"] == "FINISHED") & ~unscorable(df)
         for key in CONFIG_KEYS:
             same &= df[key] == getattr(cell, key)
         runs = df[same].sort_values("dev_strict_f1", ascending=False)
@@ -86,6 +97,11 @@ def register(store, df: pd.DataFrame, name: str) -> list[str]:
                 "run_key": run.data.tags.get("run_key", ""),
                 **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
                 **{f"run_{k}": f"{metrics[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
+        earlier = already_registered(store, f"{name}-{cell.dataset}", run.info.run_id)
+        if earlier is not None:  # idempotent: a second `register` adds no version of the same run
+            lines.append(f"{what}: already registered as models:/{earlier.name}/{earlier.version} "
+                         f"(run {run.info.run_id}); nothing new")
+            continue
         version = store.register_model(run.data.tags["model_uri"], f"{name}-{cell.dataset}", tags=tags)
         lines.append(f"{what}: registered models:/{version.name}/{version.version} (run {run.info.run_id})")
     return lines

@@ -36,6 +36,7 @@ from scipy import stats
 from bioner_grid import redact
 from bioner_grid.errors import DataError
 from bioner_grid.config import compose
+from bioner_grid.corpus import write_atomic
 from bioner_grid.identity import GRID_KEYS, defines_result
 from bioner_grid.runtable import (
     SCHEME_NAMES,
@@ -45,6 +46,7 @@ from bioner_grid.runtable import (
     chooser,
     finished,
     metric_column,
+    non_finite_note,
     scheme_names,
     schemes_of,
 )
@@ -74,13 +76,15 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
 
     df = RunStore(uri, experiments[0]).runs_frame(experiments, filter_string or "")  # metrics.* under flat names
     if df.empty:
-        return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs"])
+        return pd.DataFrame(columns=["run_id", "status", *KEYS, "cell_key", "scheme_label", "model_name", "model_lr_bs",
+                                     "non_finite"])
     if "tags.kind" in df:  # report runs (older stores kept them beside the training runs) and sweep parents
         df = df[~df["tags.kind"].fillna("").isin(["report", "sweep"])]
     columns = {"run_id": df["run_id"], "status": df["status"]}
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
     columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
+    columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
@@ -577,7 +581,7 @@ def error_profile_table(profile: pd.DataFrame, dataset: str, split: str = "test"
 def md_escape(s: str) -> str:
     """Text safe in Markdown (and the HTML it may carry): no raw tags, no cell breaks, no links or
     code spans (``_`` is left as it is: names such as bc5cdr_chem are full of it)."""
-    s = html.escape(str(s), quote=False)
+    s = " ".join(html.escape(str(s), quote=False).splitlines())  # a newline in a label must not start a heading
     return "".join("\\" + ch if ch in "\\|*`[]" else ch for ch in s)
 
 
@@ -609,12 +613,30 @@ def to_latex(t: Table) -> str:
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
 
 
-def to_csv(t: Table, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def csv_cell(value):
+    """A CSV cell a spreadsheet will not run (OWASP's CSV-injection rule): text starting with
+    ``= + - @``, a tab or a CR gets a leading apostrophe; numbers (``-0.42``, ``+3.60``) stay numbers."""
+    if not isinstance(value, str) or not value.startswith(FORMULA):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def to_csv(t: Table, path: Path, written: list[Path] | None = None) -> None:
+    def rows(f):
         w = csv.writer(f)
-        w.writerow(t.header + ["marks"])
+        w.writerow([csv_cell(h) for h in t.header] + ["marks"])
         for row in t.rows:
-            w.writerow([c.text for c in row] + [";".join(f"{t.header[i]}:{c.mark}" for i, c in enumerate(row) if c.mark)])
+            w.writerow([csv_cell(c.text) for c in row]
+                       + [csv_cell(";".join(f"{t.header[i]}:{c.mark}" for i, c in enumerate(row) if c.mark))])
+
+    save(path, rows, written)
 
 
 def to_html(t: Table) -> str:
@@ -652,6 +674,9 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
     failed = df[df["status"] != "FINISHED"]
     notes.append(f"{len(df)} runs read: {len(df) - len(failed)} finished, {len(failed)} not finished "
                  f"({', '.join(f'{n} {s}' for s, n in failed['status'].value_counts().items()) or 'none'}), left out.")
+    bad = non_finite_note(df)
+    if bad:
+        notes.append(bad.format(missing=MISSING))
     missing = missing_configurations(df)
     if missing:
         notes.append(f"{len(missing)} configuration(s) without a finished run (shown as {MISSING}): "
@@ -685,11 +710,24 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
     return tables, notes
 
 
+def save(path: Path, content, written: list[Path] | None = None) -> Path:
+    """Write one output file into a temporary file in its folder, renamed over ``path``
+    (``corpus.write_atomic``): a symlink planted at ``path`` is replaced, never followed, and a
+    killed report leaves no half file. ``content``: text, bytes, or a function writing to the open
+    (text) file. The path is added to ``written`` (what the report run uploads: those, nothing else)."""
+    binary = isinstance(content, bytes)
+    write_atomic(path, content if callable(content) else lambda f: f.write(content), binary=binary)
+    if written is not None:
+        written.append(path)
+    return path
+
+
 def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict", title: str = "bioner-grid report",
-          cache: Path | None = None, resamples: int = 1000) -> Path:
+          cache: Path | None = None, resamples: int = 1000, written: list[Path] | None = None) -> Path:
     """Write tables (md, tex, csv), figures (png) and report.html into ``out``; returns the HTML path.
     Per-run artifacts (predictions for the paired bootstrap, error analyses) are fetched once into
-    ``cache`` (default ``out/cache``)."""
+    ``cache`` (default ``out/cache``). Every file is written by ``save`` (a symlink in the way is
+    replaced, never followed) and listed in ``written``."""
     from bioner_grid.report_figures import figures
 
     out.mkdir(parents=True, exist_ok=True)
@@ -700,24 +738,26 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
     boot = bootstrap_vs_vanilla(df, files, split, resamples) if multi else None
     profile = error_profile(df, files, split) if multi else None
     tables, notes = build(df, split, mode, boot, profile)
-    df.to_csv(out / "runs.csv", index=False)
+    written = [] if written is None else written
+    save(out / "runs.csv", lambda f: df.map(csv_cell).to_csv(f, index=False), written)
     names = []
     for i, t in enumerate(tables, start=1):
         stem = f"table{i:02d}"
-        (out / f"{stem}.md").write_text(to_markdown(t), encoding="utf-8")
-        (out / f"{stem}.tex").write_text(to_latex(t), encoding="utf-8")
-        to_csv(t, out / f"{stem}.csv")
+        save(out / f"{stem}.md", to_markdown(t), written)
+        save(out / f"{stem}.tex", to_latex(t), written)
+        to_csv(t, out / f"{stem}.csv", written)
         names.append(stem)
     images = figures(df, out, split, mode, boot)
+    written += [path for path, _ in images]
     body = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     body += "".join(to_html(t) for t in tables)
     for path, caption in images:
         data = base64.b64encode(path.read_bytes()).decode()
         body += f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
     page = out / "report.html"
-    page.write_text(PAGE.format(title=html.escape(title), body=body), encoding="utf-8")
-    (out / "report.md").write_text("\n".join([f"# {md_escape(title)}", ""] + [md_escape(n) for n in notes] + [""]
-                                           + [to_markdown(t) for t in tables]), encoding="utf-8")
+    save(page, PAGE.format(title=html.escape(title), body=body), written)
+    save(out / "report.md", "\n".join([f"# {md_escape(title)}", ""] + [md_escape(n) for n in notes] + [""]
+                                      + [to_markdown(t) for t in tables]), written)
     return page
 
 
@@ -737,13 +777,16 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(r.out)
     cache = Path(cfg.data.cache) / "run_artifacts"  # outside report.out: not logged with the report
-    page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache)
+    written: list[Path] = []
+    page = write(df, out, r.split, r.mode, title=f"bioner-grid report: {', '.join(experiments)}", cache=cache,
+                 written=written)
     # Report runs go to their own experiment, not among the training runs they summarise (its
     # artifacts under the configured tracking.artifact_location, as the training runs').
     store = RunStore.from_config(cfg.tracking, experiment=f"{experiments[0]}-reports")
     run = store.create_run(f"report {', '.join(experiments)}",
                            {"kind": "report", "filter": r.filter or "", "experiments": ",".join(experiments)})
-    store.log_artifacts(run.info.run_id, out)
+    for path in written:  # only what this report wrote: never a stray file beside it (a .env, a key)
+        store.log_artifact(run.info.run_id, path)
     store.terminate(run.info.run_id, "FINISHED")
     print(redact.text(f"{len(df)} runs -> {page}"))
     return 0

@@ -27,6 +27,7 @@ from bioner_grid.runtable import (  # noqa: E402
     scheme_names,
     schemes_of,
 )
+from bioner_grid.corpus import write_atomic  # noqa: E402
 from bioner_grid.schema import safe_name  # noqa: E402
 
 NOISE_FLOOR = 1.0  # F1 points: the ΔF1 colour scale never spans less than ± this
@@ -40,8 +41,10 @@ def slug(name) -> str:
 
 
 def _save(fig, path: Path) -> Path:
+    """The figure as PNG, written as every report file is (``corpus.write_atomic``: a symlink
+    planted at ``path`` is replaced, never followed)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
     return path
 

@@ -33,8 +33,34 @@ def metric_column(split: str, mode: str, measure: str) -> str:
     return f"{split}_{'strict_' if mode == 'strict' else ''}{measure}"
 
 
+SCORES = ("_f1", "_precision", "_recall")
+
+
+def unscorable(df: pd.DataFrame) -> pd.Series:
+    """Runs with a score (an F1, precision or recall) logged as inf or NaN (``non_finite``, from the
+    store): such a number ranks nothing (an inf would be "best", a NaN silently dropped from a mean)."""
+    if "non_finite" not in df:
+        return pd.Series(False, index=df.index)
+    return df["non_finite"].fillna("").map(lambda names: any(n.endswith(SCORES) for n in names.split(",") if n))
+
+
 def finished(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "FINISHED"]
+    """The runs every table and ranking counts: FINISHED, with finite scores."""
+    return df[(df["status"] == "FINISHED") & ~unscorable(df)]
+
+
+def non_finite_note(df: pd.DataFrame) -> str | None:
+    """One line naming the FINISHED runs left out for a non-finite score, and their values."""
+    bad = df[(df["status"] == "FINISHED") & unscorable(df)]
+    if bad.empty:
+        return None
+    def values(row) -> str:
+        names = [n for n in row["non_finite"].split(",") if n.endswith(SCORES)]
+        return ", ".join(f"{n}={row.get(n, 'nan')}" for n in names)
+    runs = "; ".join(f"{r['run_id']} ({r['model']}/{r['dataset']}/{r['scheme']} seed {r['seed']:g}: {values(r)})"
+                     for _, r in bad.iterrows())
+    return (f"{len(bad)} finished run(s) with a non-finite score, left out of every table and ranking "
+            f"(shown as {{missing}} where they were the only run): {runs}.")
 
 
 def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:

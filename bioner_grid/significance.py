@@ -259,7 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         from bioner_grid.store import RunStore
 
         store = RunStore(args.uri, "")  # run ids name their experiment
-        paths = [store.download(r, f"predictions_{args.split}.conll") for r in paths]
+        if store.missing():  # looking must not create an empty store
+            print(f"error: --uri {store.shown}: no such tracking store", file=sys.stderr)
+            return 2
+        try:
+            runs = [store.find_run(r) for r in paths]
+        except LookupError as e:
+            print(f"error: --uri {store.shown}: {e}", file=sys.stderr)
+            return 2
+        paths = [store.download(r.info.run_id, f"predictions_{args.split}.conll") for r in runs]
     try:
         r = compare(read_predictions(paths[0]), read_predictions(paths[1]), args.resamples, args.seed)
     except (DataError, ValueError) as e:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -108,6 +110,16 @@ def flat_metric(name: str) -> str:
     epoch = "epoch_" if rest.startswith("epoch_") else ""
     rest = rest[len(epoch):]
     return f"{group}_{epoch}{rest[len('default_'):] if rest.startswith('default_') else rest}"
+
+
+def real_value(v: float) -> float:
+    """A metric as it was logged: MLflow's SQL store keeps +-inf as +-sys.float_info.max (NaN as NaN)."""
+    return math.copysign(math.inf, v) if abs(v) == sys.float_info.max else v
+
+
+def non_finite(metrics: dict[str, float]) -> list[str]:
+    """The names of the metrics logged as inf, -inf or NaN (a diverged run, a bug in a scorer)."""
+    return sorted(k for k, v in metrics.items() if not math.isfinite(real_value(v)))
 
 
 def run_metrics(run) -> dict[str, float]:
@@ -337,7 +349,8 @@ class RunStore:
             for k, v in r.data.metrics.items():  # a store holding both names of one metric: the grouped one
                 name = f"metrics.{flat_metric(k)}"
                 if name not in row or k != flat_metric(k):
-                    row[name] = v
+                    row[name] = real_value(v)
+            row["non_finite"] = ",".join(sorted({flat_metric(k) for k in non_finite(r.data.metrics)}))
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -378,6 +391,11 @@ class RunStore:
         """A new version of registered model ``name`` from ``model_uri``."""
         with mlflow.tracking._tracking_service.utils._use_tracking_uri(self.uri):
             return self.call(mlflow.register_model, model_uri, name, tags=tags)
+
+    def model_versions(self, name: str) -> list:
+        """Every version of registered model ``name`` (none when it does not exist)."""
+        quoted = name.replace("'", "\\'")
+        return list(self.call(self.client.search_model_versions, f"name = '{quoted}'"))
 
     # --- claiming a run --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ same table is printed with the address of the experiment's runs view.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import sys
@@ -124,7 +125,7 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
     store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
     store.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
-    finished = [r["test_strict_f1"] for r in rows if r["test_strict_f1"] is not None]
+    finished = [r["test_strict_f1"] for r in rows if ranked(r)]
     if finished:
         store.log_metric(run_id, "best_test_strict_f1", max(finished))
     store.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
@@ -156,23 +157,37 @@ def settle_submitted(uri: str, experiment_name: str) -> list[str]:
 
 def children(store, experiment_id: str, parent_id: str) -> list[dict]:
     """The parent's child runs as rows: name, status, grid keys, test/dev strict F1, train time."""
-    from bioner_grid.store import run_metrics
+    from bioner_grid.store import real_value, run_metrics
 
     runs = store.search(f"tags.mlflow.parentRunId = '{parent_id}'", experiment_ids=[experiment_id])
     rows = []
     for r in runs:
-        m, t = run_metrics(r), r.data.tags
+        m, t = {k: real_value(v) for k, v in run_metrics(r).items()}, r.data.tags
         end = r.info.end_time or int(time.time() * 1000)
         rows.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
                      **{k: t.get(k) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
                      "test_strict_f1": m.get("test_strict_f1"), "dev_strict_f1": m.get("dev_strict_f1"),
                      "seconds": m.get("train_seconds", (end - r.info.start_time) / 1000)})
-    rows.sort(key=lambda r: (r["test_strict_f1"] is None, -(r["test_strict_f1"] or 0)))
+    rows.sort(key=lambda r: (not ranked(r), -(r["test_strict_f1"] if ranked(r) else 0)))
     return rows
 
 
+def ranked(row: dict) -> bool:
+    """Whether a job takes part in the ranking: it has a finite test strict F1 (an inf is no best,
+    a NaN no score); the others are listed last, their value shown as it is."""
+    return row["test_strict_f1"] is not None and math.isfinite(row["test_strict_f1"])
+
+
+def non_finite_note(rows: list[dict]) -> str | None:
+    bad = [r for r in rows if r["test_strict_f1"] is not None and not ranked(r)]
+    if not bad:
+        return None
+    return (f"not ranked: {len(bad)} job(s) with a non-finite test strict F1: "
+            + ", ".join(f"{r['run_name']} ({r['run_id']}, {r['test_strict_f1']})" for r in bad))
+
+
 def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
+    return "—" if x is None else f"{100 * x:.1f}" if math.isfinite(x) else str(x)
 
 
 def _secs(s) -> str:
@@ -188,7 +203,8 @@ def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) 
     for r in rows:
         lines.append(f"  {r['run_name'] or '':<{width}}  {r['status']:<8}  {_pct(r['test_strict_f1']):>7}  "
                      f"{_pct(r['dev_strict_f1']):>6}  {_secs(r['seconds']):>7}")
-    return "\n".join(lines)
+    note = non_finite_note(rows)
+    return "\n".join(lines + ([f"  {note}"] if note else []))
 
 
 def summary_markdown(rows: list[dict], sweep_id: str) -> str:
@@ -200,4 +216,5 @@ def summary_markdown(rows: list[dict], sweep_id: str) -> str:
         lines.append(f"| {r['run_name']} | {r['status']} | {r['model']} | {r['dataset']} | {r['scheme']} | {r['lr']} | "
                      f"{r['batch_size']} | {r['seed']} | {_pct(r['test_strict_f1'])} | {_pct(r['dev_strict_f1'])} | "
                      f"{_secs(r['seconds'])} |")
-    return "\n".join(lines) + "\n"
+    note = non_finite_note(rows)
+    return "\n".join(lines + (["", note] if note else [])) + "\n"

@@ -475,3 +475,108 @@ def test_signal_while_loading_still_makes_progress_and_a_slow_step_is_requeued_i
     else:
         assert "step 1 done: writing checkpoint-1" in log and checkpoints == ["checkpoint-1"]
         assert [s for _, s in recorded_runs(tmp_path / "mlflow.db")] == ["KILLED"]
+
+
+# --- Read-only commands never create a store (issue 20) ---
+
+MISSING_STORE_CASES = [
+    # (module, its arguments ({db}: a SQLite store that does not exist, {tmp}: the test's folder), message, exit code)
+    ("bioner_grid.report", ["tracking.uri=sqlite:///{db}", "report.experiment=grid", "report.out={tmp}/out",
+                            "data.cache={tmp}/cache"], "error: no runs in experiment(s) grid at sqlite:///{db}", 2),
+    ("bioner_grid.register", ["tracking.uri=sqlite:///{db}", "report.experiment=grid", "name=best", "data.cache={tmp}/cache"],
+     "error: report.experiment=grid: no scored runs at sqlite:///{db}", 2),
+    ("bioner_grid.significance", ["RUN_A", "RUN_B", "--uri", "sqlite:///{db}"],
+     "error: --uri sqlite:///{db}: no such tracking store", 2),
+    # plan's natural answer: every job still to do (exit 0)
+    ("bioner_grid.plan", ["tracking.uri=sqlite:///{db}", "train.seed=1,2", "data.cache={tmp}/cache"], None, 0),
+]
+
+
+@pytest.mark.parametrize("module,args,message,code", MISSING_STORE_CASES, ids=[c[0] for c in MISSING_STORE_CASES])
+def test_read_only_command_on_a_missing_store_creates_nothing(tmp_path, module, args, message, code):
+    db = tmp_path / "nowhere" / "mlflow.db"
+    db.parent.mkdir()
+    r = subprocess.run([sys.executable, "-m", module, *(a.format(db=db, tmp=tmp_path) for a in args)], cwd=tmp_path,
+                       env=ENV, capture_output=True, text=True, timeout=300)
+    if message is None:
+        jobs = [line for line in r.stdout.splitlines() if line.startswith("  #")]
+        assert r.returncode == code and len(jobs) == 2 and all(j.endswith(" TODO") for j in jobs), r.stdout + r.stderr[-2000:]
+    else:
+        assert_refused(r, tmp_path, message.format(db=db), code)
+    assert list(db.parent.iterdir()) == []  # no empty .db, no lock beside it
+    assert not (tmp_path / "out").exists()
+
+
+# --- SIGTERM and SIGINT (scancel, a node shutdown, Ctrl-C): the run ends KILLED, the same command resumes it ---
+
+SIGNAL_CASES = [("SIGTERM", 143), ("SIGINT", 130)]  # (signal, exit status: 128 + its number, as a shell reports it)
+QUICK = ["debug=quick"]
+METRICS = "SELECT key, value FROM latest_metrics WHERE key LIKE 'test/%' OR key LIKE 'dev/%' OR key = 'train/steps'"
+
+
+def quick_args(tmp: Path) -> list[str]:
+    """What ``cli`` passes ``python -m bioner_grid``: this checkout's command against a store in ``tmp``."""
+    return [sys.executable, "-m", "bioner_grid", f"data.root={NCBI.parent.parent}", f"data.cache={tmp}/cache",
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_location={tmp}/artifacts",
+            f"hydra.run.dir={tmp}/run", *QUICK]
+
+
+def scored(db: Path) -> dict[str, float]:
+    """The test and dev scores and step count a store's (one) run ended with; time metrics left out."""
+    with sqlite3.connect(db) as con:
+        metrics = dict(con.execute(METRICS).fetchall())
+    return {k: v for k, v in metrics.items() if not (k.endswith("_seconds") or "seconds_per" in k)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_quick(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    r = subprocess.run(quick_args(tmp), cwd=tmp, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return scored(tmp / "mlflow.db")
+
+
+def assert_stopped(r, tmp: Path, name: str, code: int) -> str:
+    """One line on stderr naming the signal, the KILLED run and the checkpoint the same command resumes
+    from (which exists, complete); the store holds that run, KILLED. Returns the checkpoint's name."""
+    import re
+
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    m = re.fullmatch(rf"stopped by {name}: MLflow run (\w+) is KILLED; run the same command again to resume it from "
+                     r"(checkpoint-\d+)", last_line(r))
+    assert m, r.stderr[-2000:]
+    assert (tmp / "run" / "checkpoints" / m[2] / "trainer_state.json").is_file()
+    with sqlite3.connect(tmp / "mlflow.db") as con:
+        assert con.execute("SELECT run_uuid, status FROM runs").fetchall() == [(m[1], "KILLED")]
+    return m[2]
+
+
+@pytest.mark.parametrize("name,code", SIGNAL_CASES, ids=[c[0] for c in SIGNAL_CASES])
+def test_signal_after_the_first_checkpoint_ends_the_run_killed_and_it_resumes_exactly(tmp_path, uninterrupted_quick,
+                                                                                       name, code):
+    """A real signal to a real ``python -m bioner_grid debug=quick`` once its first checkpoint is
+    complete: it finishes its step, checkpoints, ends the run KILLED and says in one line how to
+    resume; the same command continues the run and ends with the uninterrupted run's metrics."""
+    import signal
+    import time
+
+    # SIGINT as a terminal sends it (a background job inherits it ignored; the test's child must not)
+    proc = subprocess.Popen(quick_args(tmp_path), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+    try:
+        end = time.time() + 500
+        while not list((tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None and time.time() < end, "no checkpoint before the run ended"
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, name))
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    checkpoint = assert_stopped(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), tmp_path, name, code)
+
+    again = subprocess.run(quick_args(tmp_path), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"checkpoints/{checkpoint}" in again.stdout + again.stderr and "resuming MLflow run" in again.stdout + again.stderr
+    assert recorded_runs(tmp_path / "mlflow.db") == [("tiny_bert-ncbi_disease-welt-0.0003-16-42", "FINISHED")]
+    assert scored(tmp_path / "mlflow.db") == uninterrupted_quick

@@ -355,3 +355,107 @@ def test_delta_colour_scale_does_not_stretch_noise():
     assert delta_limit(np.array([[0.0, 0.002, -0.001]])) == 1.0  # sub-noise differences stay pale
     assert delta_limit(np.array([[0.0, 2.5, -0.4]])) == 2.5
     assert delta_limit(np.array([[0.0, 0.3]]), np.array([1.2, 1.6, 1.4])) == pytest.approx(1.4)
+
+
+# --- Output folders written safely; non-finite scores never ranked (issue 20) ---
+
+
+def two_scheme_grid(client, exp, model="bert", dataset="ncbi_disease", f1=(0.70, 0.75)):
+    for scheme, value in zip(("vanilla", "welt"), f1):
+        f1_run(client, exp, model, dataset, scheme, value)
+
+
+def test_report_replaces_a_symlink_in_its_way_and_uploads_only_what_it_wrote(store, tmp_path):
+    """A symlink named like an output (pointing at a file of the user's) is replaced, never followed;
+    a stray file in report.out (a .env with a secret) is not uploaded with the report."""
+    uri, client, exp = store
+    two_scheme_grid(client, exp)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    for name in ("table01.csv", "report.html", "report.md", "runs.csv"):
+        (out / name).symlink_to(victim)
+    (out / ".env").write_text("TOKEN=hunter2\n")
+    argv = [f"tracking.uri={uri}", "report.experiment=grid", f"report.out={out}", f"data.cache={tmp_path}/cache",
+            f"tracking.artifact_location={tmp_path}/artifacts"]
+    assert report.main(argv) == 0
+    assert victim.read_text() == "keep me\n"
+    assert not any(p.is_symlink() for p in out.iterdir()) and (out / "table01.csv").read_text().startswith("Dataset,Model,")
+    reports = client.get_experiment_by_name("grid-reports")
+    (run,) = client.search_runs([reports.experiment_id])
+    uploaded = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert ".env" not in uploaded and {"table01.csv", "report.html", "report.md", "runs.csv"} <= uploaded
+    assert uploaded == {p.name for p in out.iterdir() if p.name != ".env"}  # everything it wrote, nothing else
+    assert not any(p.name.endswith(".part") for p in out.iterdir())
+
+
+def test_formulas_in_csv_and_newlines_in_markdown_are_escaped(store, tmp_path):
+    """A dataset named like a spreadsheet formula starts no CSV cell as a formula (OWASP: a leading
+    apostrophe), and a model label with a newline starts no Markdown heading."""
+    import csv
+
+    uri, client, exp = store
+    evil = '=HYPERLINK("http://evil.example/x","click")'
+    two_scheme_grid(client, exp, model="bert\n# pwned", dataset=evil)
+    out = tmp_path / "out"
+    report.write(report.load_runs(uri, ["grid"]), out)
+    cells = [c for p in out.glob("*.csv") for row in csv.reader(p.open(encoding="utf-8")) for c in row]
+    assert "'" + evil in cells and evil not in cells
+    formulas = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not c.replace(".", "").lstrip("+-").isdigit()]
+    assert formulas == []
+    assert report.csv_cell("-0.42") == "-0.42" and report.csv_cell("+3.60") == "+3.60" and report.csv_cell("@x") == "'@x"
+    assert "bert # pwned" in (out / "report.md").read_text(encoding="utf-8")  # the label kept, on one line
+    for md in out.glob("*.md"):
+        lines = md.read_text(encoding="utf-8").splitlines()
+        assert not [line for line in lines if line.lstrip().startswith("# pwned")], md
+
+
+def test_non_finite_scores_are_never_ranked_and_a_note_names_the_runs(store):
+    """A run with an inf F1 is not crowned best, a NaN one is not silently dropped from a mean:
+    both are left out of every table and ranking, and a note names them with their values."""
+    uri, client, exp = store
+    f1_run(client, exp, "bert", "ncbi_disease", "vanilla", 0.70)
+    f1_run(client, exp, "bert", "ncbi_disease", "welt", float("inf"))
+    f1_run(client, exp, "gpt2", "ncbi_disease", "vanilla", 0.60)
+    f1_run(client, exp, "gpt2", "ncbi_disease", "welt", 0.65)
+    f1_run(client, exp, "gpt2", "ncbi_disease", "welt", float("nan"), seed=2)
+    df = report.load_runs(uri, ["grid"])
+    ids = {(m, s, seed): r for m, s, seed, r in df[["model", "scheme", "seed", "run_id"]].itertuples(index=False)}
+    tables, notes = report.build(df)
+    note = next(n for n in notes if "non-finite" in n)
+    assert f"{ids[('bert', 'welt', 1)]} (bert/ncbi_disease/welt seed 1: test_strict_f1=inf" in note
+    assert f"{ids[('gpt2', 'welt', 2)]} (gpt2/ncbi_disease/welt seed 2: test_strict_f1=nan" in note
+    t = report.welt_table(df, "ncbi_disease")
+    rows = {(r[0].text, r[1].text): r for r in t.rows}
+    bert = [(c.text, c.mark) for c in rows[("bert", "F")][2:]]
+    assert ("70.00", "best") in bert and ("—", None) in bert  # inf is no best: shown missing, the note says why
+    gpt2 = [(c.text, c.mark) for c in rows[("gpt2", "F")][2:]]
+    assert ("65.00", "best") in gpt2  # the NaN seed is out (n=1), not averaged in
+    for table in tables:
+        for row in table.rows:
+            assert not any("inf" in c.text.lower() or "nan" in c.text.lower() for c in row), (table.title, row)
+
+
+def test_sweep_summary_ranks_no_non_finite_score_and_names_those_jobs(store):
+    from bioner_grid import sweep
+    from bioner_grid.store import RunStore, run_metrics
+
+    uri, client, exp = store
+    parent = client.create_run(exp, tags={"kind": "sweep"}).info.run_id
+    ids = {}
+    for name, f1 in (("good", 0.7), ("inf", float("inf")), ("nan", float("nan")), ("worse", 0.6)):
+        run = client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent})
+        client.log_metric(run.info.run_id, "test/strict_f1", f1)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        ids[name] = run.info.run_id
+    s = RunStore(uri, "grid")
+    rows = sweep.children(s, exp, parent)
+    assert [r["run_name"] for r in rows][:2] == ["good", "worse"]  # ranked: finite scores only, best first
+    table = sweep.summary_table(rows, "sweep-1")
+    note = table.splitlines()[-1]
+    assert note.startswith("  not ranked: 2 job(s) with a non-finite test strict F1: ")
+    assert f"inf ({ids['inf']}, inf)" in note and f"nan ({ids['nan']}, nan)" in note
+    assert "not ranked: 2 job(s)" in sweep.summary_markdown(rows, "sweep-1")
+    sweep.close(s, parent, "sweep-1", {"jobs_launched": 4}, rows)
+    assert run_metrics(client.get_run(parent))["best_test_strict_f1"] == 0.7  # not inf

@@ -9,11 +9,13 @@ sentences; each member is evaluated on its own test split, under its own task ta
 predictions of types outside its task counted as O.
 
 All of it reaches the rest of the package through ``AllInOne``, the corpus's adapter
-(``corpus.Adapter``'s hooks, which every stage calls for any corpus).
+(``corpus.Adapter``'s hooks, which every stage calls for any corpus), and the report's through
+``REPORT`` (``ReportHooks``, which the report calls for any runs).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from omegaconf import OmegaConf
@@ -158,3 +160,51 @@ def without_tasks(tokens, gold, pred) -> tuple[list, list, list]:
     """Every sentence with its task tags removed (``O-Task`` -> ``O``): the merged set scored as one."""
     views = [plain(t, g) + plain(t, p)[1:] for t, g, p in zip(tokens, gold, pred)]
     return tuple(list(x) for x in zip(*views))
+
+
+# ---------------------------------------------------------------------------------------------
+# In the report: runs read back from the store (``report.VARIANTS``), not a corpus being trained
+
+
+class ReportHooks:
+    """The all-in-one corpus in the report, as hooks the report calls whatever its runs: the runs'
+    member corpora (the ``aio_members`` tag, ``AllInOne.run_tags``) as a column, corpora of one name
+    told apart by their members in the corpus tables, and AIONER's table of each member trained
+    alone versus merged with the others. ``runs`` is the report's frame of runs (pandas, one row a
+    run, ``report.load_runs``); ``fmt`` the report's formatter of a percentage (``report.fmt``)."""
+
+    column = "aio_members"  # the run tag read into the report's column of the same name
+
+    def corpus_label(self, dataset: str, members) -> str:
+        """The corpus tables' name for runs of ``dataset`` with these members (NaN: not an
+        all-in-one run): ``aio (NCBIdisease)``, ``aio (9 corpora)``."""
+        if not isinstance(members, str):
+            return dataset
+        parts = members.split(",")
+        return f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
+
+    def tables(self, runs, split: str, fmt) -> list[tuple[str, list[str], list[list[str]]]]:
+        """(title, header, rows) of the report's all-in-one tables: ``table`` where any run (finished
+        or not) is an all-in-one run, none otherwise."""
+        return [self.table(runs, split, fmt)] if runs[self.column].notna().any() else []
+
+    def table(self, runs, split: str, fmt) -> tuple[str, list[str], list[list[str]]]:
+        """AIONER's layout: per member corpus, strict F1 of a single-corpus run (only that member)
+        beside the all-in-one run that merged it with the others; Δ = AIO − single. Finished runs
+        only (``runtable.finished``'s rule)."""
+        ok = runs[runs[self.column].notna() & (runs["status"] == "FINISHED")]
+        members = ok[self.column].str.split(",")
+        single, merged = ok[members.str.len() == 1], ok[members.str.len() > 1]
+        names = list(dict.fromkeys(n for ms in members for n in ms))
+        rows = []
+        for name in names:
+            col = f"{split}_{name}_strict_f1"
+            alone = 100 * single.loc[single[self.column] == name, col].mean() if col in single else float("nan")
+            together = 100 * merged[col].mean() if col in merged else float("nan")
+            delta = together - alone
+            rows.append([name, fmt(alone), fmt(together), fmt(None) if math.isnan(delta) else f"{delta:+.2f}"])
+        return (f"All-in-one versus single-corpus training ({split} strict F1, %)",
+                ["Corpus", "single corpus", "AIO", "ΔF1 (points)"], rows)
+
+
+REPORT = ReportHooks()

@@ -10,6 +10,12 @@ pipeline, which tokenises raw text its own way (no PubTator sentence split, no p
 task tags, truncation at the model's length): it would not be the model the run scored. The pyfunc
 model takes a table of texts and returns their entities with character offsets, exactly as
 ``python -m bioner_grid.tag`` does.
+
+The pyfunc model is logged as code (MLflow's models-from-code, ``bioner_grid/tagger_model.py``),
+not cloudpickled: loading it runs this package's code and unpickles nothing. Models logged before
+hold a ``python_model.pkl``, which ``mlflow.pyfunc.load_model`` unpickles (MLflow's choice, from
+their ``MLmodel``); ``python -m bioner_grid.tag`` loads them, as any, from their saved folder,
+never from the pickle.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from bioner_grid.documents import Document, Passage
 log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent
+MODEL_CODE = PACKAGE / "tagger_model.py"  # the pyfunc model as code: mlflow.models.set_model(TaggerModel())
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "text"), ColSpec("string", "id", required=False)]),
@@ -68,15 +75,22 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=["id", "start", "end", "mention", "type"]).astype({"start": "int64", "end": "int64"})
 
 
+def set_tagger_model() -> None:
+    """The model of a logged model folder, handed to MLflow: what ``tagger_model.py`` runs when
+    MLflow loads the model (models-from-code)."""
+    mlflow.models.set_model(TaggerModel())
+
+
 def log_model(folder: Path, run_id: str):
     """Log ``folder`` to run ``run_id`` as a pyfunc model (``mlflow.pyfunc.log_model`` less its
-    fluent active run); returns MLflow's ModelInfo."""
+    fluent active run), the model given as code (``MODEL_CODE``), so that no pickle of it is written;
+    returns MLflow's ModelInfo."""
     return mlflow.models.Model.log(
         artifact_path=None,
         name="model",
         flavor=mlflow.pyfunc,
         run_id=run_id,
-        python_model=TaggerModel(),
+        python_model=str(MODEL_CODE),  # a path: MLflow copies the file and runs it on load
         artifacts={"tagger": str(folder)},
         code_paths=[str(PACKAGE)],  # bioner_grid travels with the model: loads wherever its requirements are installed
         signature=SIGNATURE,

@@ -33,7 +33,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
-from bioner_grid import redact
+from bioner_grid import aio, redact
 from bioner_grid.errors import DataError
 from bioner_grid.config import compose
 from bioner_grid.corpus import write_atomic
@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
+# Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
+# name for a corpus in the corpus tables, its own tables (aio.ReportHooks: the all-in-one corpus).
+VARIANTS = (aio.REPORT,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
         df = df[~df["tags.kind"].fillna("").isin(["report", "sweep"])]
     columns = {"run_id": df["run_id"], "status": df["status"]}
     columns.update({key: df.get(f"tags.{key}") for key in KEYS})
-    columns["aio_members"] = df["tags.aio_members"] if "tags.aio_members" in df else None
+    columns.update({v.column: df.get(f"tags.{v.column}") for v in VARIANTS})
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
     columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
@@ -244,11 +247,10 @@ def missing_configurations(df: pd.DataFrame) -> list[tuple[str, str, str]]:
 def corpus_tables(df: pd.DataFrame) -> tuple[Table, Table]:
     """WeLT Table 1 (class distribution of the training split) and Table 11 (sentences per split)."""
     classes, sentences = [], []
-    for (dataset, members), runs in finished(df).groupby(["dataset", "aio_members"], dropna=False):
+    for (dataset, *values), runs in finished(df).groupby(["dataset", *(v.column for v in VARIANTS)], dropna=False):
         r = runs.iloc[0]
-        if isinstance(members, str):  # all-in-one runs differ by their member corpora
-            parts = members.split(",")
-            dataset = f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
+        for variant, value in zip(VARIANTS, values):  # all-in-one runs differ by their member corpora
+            dataset = variant.corpus_label(dataset, value)
         if "data_train_n_O" not in r or pd.isna(r.get("data_train_n_O")):
             continue
         n = {c: r[f"data_train_n_{c}"] for c in "OBI"}
@@ -340,21 +342,18 @@ def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table
     return Table(f"{dataset}: seqeval strict F1 / FairEval fair F1 ({split})", ["Model"] + [names[s] for s in schemes], rows)
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    return Table(title, header, [[Cell(text) for text in row] for row in rows])
+
+
+def variant_tables(df: pd.DataFrame, split: str = "test") -> list[Table]:
+    """The tables the corpus variants of the runs add (``VARIANTS``)."""
+    return [_table(*t) for v in VARIANTS for t in v.tables(df, split, fmt)]
+
+
 def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
-    """AIONER's layout: per member corpus, strict F1 of a single-corpus run (only that member) beside
-    the all-in-one run that merged it with the others; Δ = AIO − single."""
-    ok = finished(df[df["aio_members"].notna()])
-    members = ok["aio_members"].str.split(",")
-    single, merged = ok[members.str.len() == 1], ok[members.str.len() > 1]
-    names = [m for m in dict.fromkeys(n for ms in members for n in ms)]
-    rows = []
-    for name in names:
-        col = f"{split}_{name}_strict_f1"
-        alone = 100 * single.loc[single["aio_members"] == name, col].mean() if col in single else float("nan")
-        together = 100 * merged[col].mean() if col in merged else float("nan")
-        delta = together - alone
-        rows.append([Cell(name), Cell(fmt(alone)), Cell(fmt(together)), Cell(MISSING if math.isnan(delta) else f"{delta:+.2f}")])
-    return Table(f"All-in-one versus single-corpus training ({split} strict F1, %)", ["Corpus", "single corpus", "AIO", "ΔF1 (points)"], rows)
+    """AIONER's layout: per member corpus, single-corpus versus all-in-one strict F1 (``aio.ReportHooks.table``)."""
+    return _table(*aio.REPORT.table(df, split, fmt))
 
 
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
@@ -699,8 +698,7 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
                        if profile.loc[profile["dataset"] == d, [c for c, _ in ERROR_COLUMNS]].notna().any().any()]
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
-    if df["aio_members"].notna().any():
-        tables.append(aio_table(df, split))
+    tables += variant_tables(df, split)
     if df["lr"].nunique() > 1 or df["batch_size"].nunique() > 1:
         tables.append(foundation_table(df, split, mode))
     tables += list(corpus_tables(df))

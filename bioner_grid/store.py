@@ -159,6 +159,17 @@ def transient(e: BaseException) -> bool:
     return any(marker in str(e) for marker in TRANSIENT_TEXT)
 
 
+# The datasets table's key (experiment, name, digest) refusing a row another writer inserted first,
+# in SQLite's, PostgreSQL's and MySQL's words as MLflow passes them on.
+DUPLICATE_TEXT = ("UNIQUE constraint failed: datasets.", 'unique constraint "dataset_pk"', "for key 'datasets.PRIMARY'")
+
+
+def duplicate_dataset(e: BaseException) -> bool:
+    """Whether ``e`` is the datasets table refusing a dataset (name, digest) another writer inserted
+    between MLflow's look-up and its insert."""
+    return any(marker in str(e) for marker in DUPLICATE_TEXT)
+
+
 def problem(e: BaseException) -> str:
     """The first line of what went wrong, short."""
     text = e.message if isinstance(e, MlflowException) else str(e)
@@ -442,6 +453,21 @@ class RunStore:
             run = self.get_run(run_id)
         return OpenRun(self, run, system_metrics, resumed=run_id is not None)
 
+    def log_inputs(self, run_id: str, inputs: list) -> None:
+        """Dataset inputs of a run. MLflow looks each dataset (name, digest) up in the experiment and
+        inserts it when missing, so jobs logging the same corpus at the same moment (two schemes of
+        one sweep) may all insert it, and all but one fail on the datasets table's unique constraint
+        (nothing of theirs is written). The dataset exists then: trying again links it. Each such
+        failure means another job has just created one of these datasets, hence at most one more
+        try per dataset."""
+        for tries_left in range(len(inputs), -1, -1):
+            try:
+                return self.call(self.client.log_inputs, run_id, datasets=inputs)
+            except MlflowException as e:
+                if not tries_left or not duplicate_dataset(e):
+                    raise
+                log.info("dataset inputs of run %s: created by another job at the same moment; linking them", run_id)
+
     def delete_run(self, run_id: str) -> None:
         self.call(self.client.delete_run, run_id)
 
@@ -598,7 +624,7 @@ class OpenRun:
                 entity = MetaDataset(source, name=name, digest=digest[:16])._to_mlflow_entity()
                 inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", split)]))
         if inputs:
-            self.store.call(self.store.client.log_inputs, self.run_id, datasets=inputs)
+            self.store.log_inputs(self.run_id, inputs)
 
     def close(self, status: str, retry: bool = True) -> None:
         """Send the buffered metrics, then end the run with ``status``. If the metrics cannot be

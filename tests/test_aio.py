@@ -86,3 +86,86 @@ def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_
     merged = 100 * row["metrics.test_NCBIdisease_strict_f1"]
     assert rows["NCBIdisease"] == [f"{single:.2f}", f"{merged:.2f}", f"{merged - single:+.2f}"]
     assert rows["Linnaeus"][0] == "—"
+
+
+def log_aio_store(tmp_path) -> str:
+    """A store with all-in-one runs (two members merged, and NCBIdisease alone) and plain
+    ncbi_disease runs, two schemes and two seeds each, and one FAILED all-in-one run; metrics
+    logged under their stored (grouped) names as the pipeline logs them."""
+    from mlflow import MlflowClient
+
+    from bioner_grid.store import metric_name
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+
+    def run(dataset, scheme, seed, f1, members=None, metrics=None, status="FINISHED"):
+        tags = {"model": "tiny_bert", "dataset": dataset, "scheme": scheme, "lr": "5e-05", "batch_size": "32", "seed": str(seed)}
+        r = client.create_run(experiment, tags={**tags, **({"aio_members": members} if members else {})})
+        for k, v in {"test_strict_f1": f1, "test_strict_precision": f1, "test_strict_recall": f1, **(metrics or {})}.items():
+            client.log_metric(r.info.run_id, metric_name(k), v)
+        client.set_terminated(r.info.run_id, status)
+
+    def data(o, b, i, sentences):
+        return {"data_train_n_O": o, "data_train_n_B": b, "data_train_n_I": i,
+                **{f"data_{s}_sentences": n for s, n in zip(("train", "dev", "test"), sentences)}}
+
+    for scheme, base in (("vanilla", 0.0), ("welt", 0.01)):
+        for seed in (1, 2):
+            run("aio", scheme, seed, 0.70 + base + seed / 100, "NCBIdisease,GNormPlus",
+                {"test_NCBIdisease_strict_f1": 0.80 + base + seed / 100, "test_GNormPlus_strict_f1": 0.60 + base, **data(900, 60, 40, (100, 10, 20))})
+            run("aio", scheme, seed, 0.75 + base, "NCBIdisease", {"test_NCBIdisease_strict_f1": 0.75 + base + seed / 200, **data(450, 30, 20, (50, 5, 10))})
+            run("ncbi_disease", scheme, seed, 0.82 + base - seed / 100, metrics=data(800, 120, 80, (70, 7, 9)))
+    run("aio", "welt", 3, 0.1, "NCBIdisease,GNormPlus", status="FAILED")
+    return uri
+
+
+def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
+    """The all-in-one corpus's part of the report (aio.ReportHooks, called for any runs): its table,
+    its corpora named by their members in the corpus tables; a store without all-in-one runs gets
+    neither. The tables are those the report gave when it held these branches itself (commit 7f093a4)."""
+    uri = log_aio_store(tmp_path)
+    df = report.load_runs(uri, ["grid"])
+    tables, notes = report.build(df)
+    assert [t.title.split(" (")[0].split(":")[0] for t in tables] == [
+        "Overview", "aio", "ncbi_disease", "Wins", "Best scheme per model and corpus, chosen on test strict F1; test F1",
+        "Schemes versus Vanilla over matched", "All-in-one versus single-corpus training", "Class distribution of the training split",
+        "Sentences per split"]
+    assert notes[0] == "13 runs read: 12 finished, 1 not finished (1 FAILED), left out."
+    assert "\n".join(report.to_markdown(t) for t in tables[-3:]) == """\
+### All-in-one versus single-corpus training (test strict F1, %)
+
+| Corpus | single corpus | AIO | ΔF1 (points) |
+|---|---|---|---|
+| NCBIdisease | 76.25 | 82.00 | +5.75 |
+| GNormPlus | — | 60.50 | — |
+
+### Class distribution of the training split (%)
+
+| Dataset | O | B | I |
+|---|---|---|---|
+| aio (NCBIdisease) | 90.00 | 6.00 | 4.00 |
+| aio (2 corpora) | 90.00 | 6.00 | 4.00 |
+| ncbi_disease | 80.00 | 12.00 | 8.00 |
+
+### Sentences per split
+
+| Dataset | Train | Dev | Test |
+|---|---|---|---|
+| aio (NCBIdisease) | 50 | 5 | 10 |
+| aio (2 corpora) | 100 | 10 | 20 |
+| ncbi_disease | 70 | 7 | 9 |
+"""
+    assert "| aio | tiny_bert | <u>73.25 ± 2.06 (n=4)</u> | **74.25 ± 2.06 (n=4)** |" in report.to_markdown(tables[0])
+    assert report.aio_table(df).rows == tables[-3].rows
+
+    plain = report.load_runs(uri, ["grid"], "tags.dataset = 'ncbi_disease'")
+    assert plain["aio_members"].isna().all()
+    tables, _ = report.build(plain)
+    assert not any(t.title.startswith("All-in-one") for t in tables)
+    assert [[c.text for c in row] for row in tables[-1].rows] == [["ncbi_disease", "70", "7", "9"]]
+    # the files the report writes carry the same: no all-in-one table, and aio_members a column of runs.csv
+    report.write(plain, tmp_path / "out", cache=tmp_path / "cache")
+    assert "aio_members" in (tmp_path / "out" / "runs.csv").read_text().splitlines()[0].split(",")
+    assert "All-in-one" not in (tmp_path / "out" / "report.md").read_text()

@@ -325,3 +325,60 @@ def test_reproduce_command_without_the_run_folder_names_the_runs_experiment(tmp_
     command = reproduce_command(store, store.get_run(run.info.run_id))
     assert command == ("python -m bioner_grid experiment=minilm_study model=minilm dataset=bc5cdr_chem scheme=welt "
                        "train.lr=0.0001 train.batch_size=32 train.seed=2 train.save_model=true train.force=true")
+
+
+class _Payload:
+    """A pickle that, when unpickled, creates ``marker`` (as a planted payload would run a command)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_the_logged_model_is_code_and_a_planted_pickle_never_runs(trained, tmp_path):
+    """The pyfunc model is logged as code (MLflow's models-from-code, bioner_grid/tagger_model.py):
+    its folder in the artifact store holds no python_model.pkl; a pickle planted there under that
+    name does not run when mlflow.pyfunc.load_model loads the model (a model logged as a pickle
+    runs it: the test fails on the code before models-from-code); the loaded model tags documents
+    exactly as bundle.Tagger does."""
+    import pickle
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from bioner_grid.documents import Document, Passage
+
+    tmp, _, run = trained
+    uri = run.data.tags["model_uri"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")  # where load_model looks the models:/ URI up
+    stored = MlflowClient(f"sqlite:///{tmp}/mlflow.db").get_logged_model(uri.removeprefix("models:/")).artifact_location
+    (mlmodel,) = Path(url2pathname(urlparse(stored).path)).rglob("MLmodel")
+    folder = mlmodel.parent
+    pyfunc_conf = yaml.safe_load(mlmodel.read_text())["flavors"]["python_function"]
+    logged_pickle = (folder / "python_model.pkl").exists()
+
+    marker = tmp_path / "payload-ran"
+    (folder / "python_model.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as e:  # noqa: BLE001 (a payload that ran leaves no model: say first that it ran)
+        model = e
+    finally:
+        (folder / "python_model.pkl").unlink()
+    assert not marker.exists(), "loading the model unpickled the planted python_model.pkl"
+    assert not isinstance(model, Exception), model
+    assert not logged_pickle and "python_model" not in pyfunc_conf
+    assert pyfunc_conf["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert Path(pyfunc_conf["model_code_path"]).name == "tagger_model.py" and (folder / "tagger_model.py").is_file()
+
+    source, _ = read_pubtator(tmp / "test.PubTator")
+    table = model.predict(pd.DataFrame({"id": [d.pmid for d in source], "text": [d.text for d in source]}))
+    docs = [Document(d.pmid, [Passage(0, d.text)]) for d in source]
+    tag.open_tagger(tmp / "run" / "model").tag_documents(docs)
+    expected = [(d.id, s, e, d.passages[0].text[s:e], t) for d in docs for s, e, t in d.passages[0].entities]
+    assert len(expected) > 10  # the model finds entities: the equality is not of two empty lists
+    assert list(table.itertuples(index=False, name=None)) == expected

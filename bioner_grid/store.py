@@ -601,8 +601,19 @@ class OpenRun:
     def log_model(self, log_fn):
         """``log_fn(run_id)`` (the bundle's ``mlflow.models.Model.log`` call) against this store;
         MLflow's model logging reads the tracking URI from its global, set only around this call."""
-        with mlflow.tracking._tracking_service.utils._use_tracking_uri(self.store.uri):
-            return self.store.call(log_fn, self.run_id)
+        # MLflow creates the logged model in the *active* experiment (MLFLOW_EXPERIMENT_ID, else the
+        # Default experiment "0"), not the source run's: without this the model's files went to
+        # ./mlruns/0 under the working directory, outside tracking.artifact_location
+        previous = os.environ.get("MLFLOW_EXPERIMENT_ID")
+        os.environ["MLFLOW_EXPERIMENT_ID"] = self.experiment_id
+        try:
+            with mlflow.tracking._tracking_service.utils._use_tracking_uri(self.store.uri):
+                return self.store.call(log_fn, self.run_id)
+        finally:
+            if previous is None:
+                os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+            else:
+                os.environ["MLFLOW_EXPERIMENT_ID"] = previous
 
     def log_corpora(self, cfg) -> None:
         """Every input file of the run as an MLflow dataset input (name, SHA256 digest, context

@@ -304,3 +304,22 @@ def test_jobs_logging_one_corpus_at_once_against_a_server_both_record_it(tmp_pat
             run.close("FINISHED")
     finally:
         stop_server(server)
+
+
+def test_a_saved_model_lands_in_the_runs_experiment_and_artifact_folder(tmp_path, data_root, monkeypatch):
+    """MLflow creates a logged model in the active experiment, not its source run's: the store sets
+    it around the call, so the model is not put in the Default experiment's ./mlruns/0 under the
+    working directory."""
+    from bioner_grid import pipeline
+
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    pipeline.run(compose(overrides(tmp_path, data_root, "train.save_model=true")), tmp_path / "run")
+    client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FINISHED" and run.data.tags["model_uri"].startswith("models:/")
+    (model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert model.artifact_location.startswith((tmp_path / "artifacts").as_uri())
+    assert not (work / "mlruns").exists() and "MLFLOW_EXPERIMENT_ID" not in __import__("os").environ

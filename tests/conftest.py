@@ -3,6 +3,7 @@ family, and the command line run into a temporary MLflow store."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -82,14 +83,24 @@ def app_inproc(monkeypatch, capsys, cwd: Path, *argv) -> subprocess.CompletedPro
     from bioner_grid import __main__ as app
 
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["bioner_grid", *map(str, argv)])
+    monkeypatch.setattr(sys, "argv", [str(Path(app.__file__)), *map(str, argv)])  # as ``python -m`` sets them
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # main() sets it; restored after the test
     capsys.readouterr()
+    # Hydra configures logging for the job (dictConfig: the root logger's handlers replaced by its
+    # console and run-log handlers): a process of its own would end there; this one goes on, so the
+    # loggers are put back as they were (pytest's capture included) and Hydra's handlers closed.
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in ("bioner_grid", "hydra", "mlflow"))]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
     try:
         app.main()
         code = 0
     except SystemExit as e:  # errors.JobFailed, or Hydra's own exit
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            for h in set(lg.handlers) - set(handlers):
+                h.close()
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(sys.argv, code, out, err)
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bioner_grid.errors import JobFailed
-from conftest import ROOT, SLICE, cli, run_inproc, runs
+from conftest import ROOT, SLICE, app_inproc, cli, run_inproc, runs
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +175,11 @@ def test_missing_data_root_is_one_line(tmp_path):
         f"error: {tmp_path}/nowhere:0: data root not found; pass data.root=PATH or set BIONER_DATA (default ../shared/datasets)")
 
 
-def test_multirun_sweeps_schemes_and_flags_uniform_weights(tmp_path, data_root):
-    r = cli(tmp_path, data_root, *SLICE, "train.epochs=1", "scheme=vanilla,ens_0.3", f"hydra.sweep.dir={tmp_path}/sweep",
-            multirun=True)
+def test_multirun_sweeps_schemes_and_flags_uniform_weights(tmp_path, data_root, monkeypatch, capsys):
+    # the sweep in this process (Hydra's basic launcher runs its jobs in it; a real one: tests/test_cli.py)
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   f"tracking.artifact_location={tmp_path}/artifacts", *SLICE, "train.epochs=1", "scheme=vanilla,ens_0.3",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(tmp_path).set_index("tags.scheme")
     assert sorted(df.index) == ["ens_0.3", "vanilla"]

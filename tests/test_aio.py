@@ -9,7 +9,7 @@ from bioner_grid import report
 from bioner_grid.aio import AllInOne, plain, tag_sentence
 from bioner_grid.corpus import Adapter, Sentence
 from bioner_grid.scoring import score
-from conftest import ROOT, cli, runs
+from conftest import ROOT, run_inproc, runs
 
 MEMBERS = ["BioRED", "NCBIdisease", "BC5CDR_Chemical", "BC5CDR_Disease", "Linnaeus", "GNormPlus", "NLMgene", "tmVar3", "BioID"]
 
@@ -60,10 +60,10 @@ def test_the_adapters_hooks_a_plain_corpus_and_an_all_in_one_one():
     assert tokenizers[1].tokenize("<Gene> BRCA1 </Gene>")[0] == "<Gene>"
 
 
-def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_root):
-    r = cli(tmp_path, data_root, "dataset=aio", "model=tiny_bert", "data.max_train_sentences=24", "data.max_eval_sentences=12",
-            "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache", f"hydra.run.dir={tmp_path}/aio")
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # in this process, as the command line runs it (tests/conftest.py run_inproc)
+    run_inproc(tmp_path, data_root, "dataset=aio", "model=tiny_bert", "data.max_train_sentences=24", "data.max_eval_sentences=12",
+               "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache", out=tmp_path / "aio")
     row = runs(tmp_path).iloc[0]
     assert row["tags.aio_members"] == ",".join(MEMBERS) and row["status"] == "FINISHED"
     for m in MEMBERS:
@@ -74,10 +74,9 @@ def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_
     lines = (tmp_path / "aio" / "predictions_test.conll").read_text().split("\n")
     assert lines[0].startswith("<ALL>\tO-ALL\t")
     # a single-corpus baseline in the same setting, and the AIONER-layout table
-    r = cli(tmp_path, data_root, "dataset=aio", "dataset.only=[NCBIdisease]", "model=tiny_bert", "data.max_train_sentences=24",
-            "data.max_eval_sentences=12", "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache",
-            f"hydra.run.dir={tmp_path}/single")
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_inproc(tmp_path, data_root, "dataset=aio", "dataset.only=[NCBIdisease]", "model=tiny_bert", "data.max_train_sentences=24",
+               "data.max_eval_sentences=12", "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache",
+               out=tmp_path / "single")
     df = report.load_runs(f"sqlite:///{tmp_path}/mlflow.db", ["bioner-grid"])
     t = report.aio_table(df)
     rows = {c[0].text: [x.text for x in c[1:]] for c in t.rows}

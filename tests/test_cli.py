@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from conftest import ROOT
-from conftest import SLICE, cli, runs
+from conftest import SLICE, app_inproc, cli, runs
 
 COMMANDS = ["plan", "report", "data", "prefetch", "evaluate"]
 
@@ -73,11 +73,14 @@ def test_slurm_sweep_asking_for_gpus_on_this_cluster_stops_before_sbatch(tmp_pat
     assert not (tmp_path / "sweep" / ".submitit").exists()
 
 
-def test_a_sweep_is_one_parent_run_with_its_jobs_as_children(tmp_path, data_root, monkeypatch):
+def test_a_sweep_is_one_parent_run_with_its_jobs_as_children(tmp_path, data_root, monkeypatch, capsys):
     # system metrics every second (MLflow's default is 10 s, longer than a tiny run on an idle machine)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
-    r = cli(tmp_path, data_root, *SLICE, "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
+    # in this process (Hydra's basic launcher runs the jobs in it); the relaunch below: the real command line
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   f"tracking.artifact_location={tmp_path}/artifacts", *SLICE, "scheme=vanilla,welt",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(tmp_path, parents=True)
     parent = df[df["tags.kind"] == "sweep"]

@@ -1,6 +1,7 @@
 """Jobs that meet in one store: twins started at the same moment, 8 first writers of a new store,
 and a run interrupted twice (kill -9) that still ends as an uninterrupted one."""
 
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ import time
 import mlflow
 from mlflow import MlflowClient
 
-from conftest import SLICE, cli, runs
+from conftest import SLICE, run_inproc, runs
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=48", "data.max_eval_sentences=16", "train.max_steps=3",
         "train.batch_size=16", "train.lr=3e-4"]
@@ -24,7 +25,7 @@ def start(tmp_path, data_root, *overrides, name="run"):
     return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_the_same_command_twice_at_the_same_moment_trains_once(tmp_path, data_root):
+def test_the_same_command_twice_at_the_same_moment_trains_once(tmp_path, data_root, caplog, monkeypatch):
     jobs = [start(tmp_path, data_root, *TINY, name=f"twin{i}") for i in (1, 2)]
     assert [j.wait(timeout=600) for j in jobs] == [0, 0]
     logs = [(tmp_path / f"twin{i}.log").read_text() for i in (1, 2)]
@@ -34,9 +35,11 @@ def test_the_same_command_twice_at_the_same_moment_trains_once(tmp_path, data_ro
     assert sum((tmp_path / f"twin{i}" / "result.json").exists() for i in (1, 2)) == 1
     history = MlflowClient().get_metric_history(df.iloc[0]["run_id"], "train/loss")
     assert [m.step for m in history] == [3]  # every metric logged once
-    # and a relaunch while nothing runs any more skips it as FINISHED
-    r = cli(tmp_path, data_root, *TINY, f"hydra.run.dir={tmp_path}/again")
-    assert r.returncode == 0 and "is FINISHED as MLflow run" in r.stdout + r.stderr
+    # and a relaunch while nothing runs any more skips it as FINISHED (in this process: no process meets another)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="bioner_grid")
+    assert run_inproc(tmp_path, data_root, *TINY, out=tmp_path / "again")["skipped"]
+    assert "is FINISHED as MLflow run" in caplog.text
 
 
 def test_eight_jobs_on_a_store_that_does_not_exist_yet(tmp_path, data_root):
@@ -59,14 +62,14 @@ def wait_for(condition, timeout=300, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_run_killed_twice_resumes_from_the_first_attempts_checkpoint(tmp_path, data_root):
+def test_a_run_killed_twice_resumes_from_the_first_attempts_checkpoint(tmp_path, data_root, caplog, monkeypatch):
     """kill -9 after a checkpoint; kill -9 the resumed attempt before its own first checkpoint; the
     third attempt still finds the first attempt's checkpoint, and ends as an uninterrupted run."""
     args = [*SLICE, "model=minilm", "train.checkpoint_steps=4"]
     reference = tmp_path / "reference"
     reference.mkdir()
-    r = cli(reference, data_root, *args, f"hydra.run.dir={reference}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+    monkeypatch.chdir(reference)  # the uninterrupted reference and the last attempt in this process: they are not killed
+    run_inproc(reference, data_root, *args, out=reference / "run")
     expected = runs(reference).iloc[0]
 
     first = start(tmp_path, data_root, *args, name="attempt1")
@@ -87,9 +90,10 @@ def test_a_run_killed_twice_resumes_from_the_first_attempts_checkpoint(tmp_path,
     assert "resuming MLflow run" in (tmp_path / "attempt2.log").read_text()
     assert not list((tmp_path / "attempt2" / "checkpoints").glob("checkpoint-*/trainer_state.json"))  # killed before its own
 
-    r = cli(tmp_path, data_root, *args, f"hydra.run.dir={tmp_path}/attempt3")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"resuming MLflow run {run_id} from {tmp_path}/attempt1/checkpoints/checkpoint-" in r.stdout + r.stderr
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="bioner_grid")
+    run_inproc(tmp_path, data_root, *args, out=tmp_path / "attempt3")
+    assert f"resuming MLflow run {run_id} from {tmp_path}/attempt1/checkpoints/checkpoint-" in caplog.text
     df = runs(tmp_path)
     assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.resumed"] == 1.0
     for m in ("test_strict_f1", "test_f1", "dev_strict_f1", "test_fair_f1", "train_steps"):

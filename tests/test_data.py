@@ -90,10 +90,12 @@ def run_data_cli(*args):
     return subprocess.run([sys.executable, "-m", "bioner_grid.data", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_data_cli_prints_tables_1_and_11(data_root):
-    r = run_data_cli("dataset=bc5cdr_chem", f"data.root={data_root}")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+def test_data_cli_prints_tables_1_and_11(data_root, capsys, monkeypatch):
+    from bioner_grid import cli
+
+    monkeypatch.chdir(ROOT)  # in this process (the real command line: the test below)
+    assert cli.run("data", ["dataset=bc5cdr_chem", f"data.root={data_root}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "corpus bc5cdr_chem"
     train = lines[2].split()
     assert train[:3] == ["train", "4560", "118170"] and "Chemical=5203" in lines[2]

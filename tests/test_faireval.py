@@ -1,8 +1,5 @@
 """FairEval: the reference's published example reproduced exactly, and hand-built error cases."""
 
-import subprocess
-import sys
-
 import pytest
 
 from bioner_grid.corpus import DataError
@@ -53,12 +50,15 @@ def test_golden_confusion_matrix(golden_counts):
         assert [golden_counts.confusion.get((target, s), 0) for s in columns] == [int(c) for c in cells]
 
 
-def test_cli_prints_the_reference_tables():
-    r = subprocess.run([sys.executable, "-m", "bioner_grid.evaluate", str(GOLDEN / "target/ner_spans.csv"),
-                        str(GOLDEN / "system/ner_spans.csv")], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
+def test_cli_prints_the_reference_tables(monkeypatch, capsys):
+    from bioner_grid import cli as commands
+
+    monkeypatch.chdir(ROOT)  # python -m bioner_grid.evaluate, in this process (its real entry point: tests/test_cli.py)
+    code = commands.run("evaluate", [str(GOLDEN / "target/ner_spans.csv"), str(GOLDEN / "system/ner_spans.csv")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
     reference = (GOLDEN / "eval_ner.csv").read_text()
-    block = r.stdout[r.stdout.index("### Traditional evaluation:"):].strip()
+    block = out[out.index("### Traditional evaluation:"):].strip()
     assert block in reference  # the three tables, byte for byte as the reference printed them
 
 

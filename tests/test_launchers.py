@@ -9,7 +9,7 @@ import time
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import ROOT, cli, runs
+from conftest import ROOT, app_inproc, cli, runs
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=48", "data.max_eval_sentences=16", "train.max_steps=2",
         "train.batch_size=16"]
@@ -34,7 +34,19 @@ def test_hydra_discovers_the_launchers_that_the_launcher_configs_name():
     assert not (ROOT / "launchers" / "hydra_plugins" / "__init__.py").exists()
 
 
-def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_skips_them(tmp_path, data_root):
+def plan_inproc(monkeypatch, capsys, tmp_path, *args) -> subprocess.CompletedProcess:
+    """``python -m bioner_grid.plan *args`` run in ``tmp_path``, in this process (its real entry point:
+    tests/test_cli.py)."""
+    from bioner_grid import cli as commands
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = commands.run("plan", list(args))
+    return subprocess.CompletedProcess("plan", code, *capsys.readouterr())
+
+
+def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_skips_them(tmp_path, data_root, monkeypatch,
+                                                                                        capsys):
     sweep = [*TINY, "scheme=vanilla,welt", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep"]
     r = cli(tmp_path, data_root, *sweep, multirun=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -48,8 +60,8 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_sk
     assert "skipping 2 of 2 runs already FINISHED" in r.stdout + r.stderr and len(runs(tmp_path)) == 2
 
     # plan reads the same store with the same rule; a third scheme is still to do
-    plan = subprocess.run([sys.executable, "-m", "bioner_grid.plan", *TINY, "scheme=vanilla,welt,ins", f"data.root={data_root}",
-                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True)
+    plan = plan_inproc(monkeypatch, capsys, tmp_path, *TINY, "scheme=vanilla,welt,ins", f"data.root={data_root}",
+                       f"tracking.uri=sqlite:///{tmp_path}/mlflow.db")
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "3 jobs" in plan.stdout and "2 FINISHED, 0 IN FLIGHT, 0 STALE, 1 TODO" in plan.stdout
     for scheme, status in (("vanilla", "FINISHED"), ("welt", "FINISHED"), ("ins", "TODO")):
@@ -57,9 +69,11 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_sk
         assert f"  {status}" in line, line
 
 
-def test_preflight_lists_every_missing_input_and_launches_nothing(tmp_path, data_root):
-    r = cli(tmp_path, data_root, *TINY, "dataset=conll_files", f"dataset.train={tmp_path}/a.tsv,{tmp_path}/b.tsv",
-            "dataset.split=0.8", multirun=True)
+def test_preflight_lists_every_missing_input_and_launches_nothing(tmp_path, data_root, monkeypatch, capsys):
+    # in this process (the real entry point: tests/test_cli.py's preflight test)
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   f"tracking.artifact_location={tmp_path}/artifacts", *TINY, "dataset=conll_files",
+                   f"dataset.train={tmp_path}/a.tsv,{tmp_path}/b.tsv", "dataset.split=0.8")
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "preflight: 2 problem(s), nothing launched" in out
@@ -67,7 +81,7 @@ def test_preflight_lists_every_missing_input_and_launches_nothing(tmp_path, data
     assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path).empty
 
 
-def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended(tmp_path, data_root):
+def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended(tmp_path, data_root, monkeypatch, capsys):
     """``grid.wait=false`` with submitit's local processes: the launch returns without waiting, its
     parent run stays RUNNING (``state=submitted``) while the job trains on in its own process, and
     ``plan`` closes the parent once the job has ended."""
@@ -96,9 +110,7 @@ def test_submit_and_exit_leaves_the_sweep_running_until_plan_sees_its_jobs_ended
     assert job["tags.mlflow.parentRunId"].iloc[0] == parent_id
     assert client.get_run(parent_id).info.status == "RUNNING"  # nothing closes it but plan or report
 
-    plan = subprocess.run([sys.executable, "-m", "bioner_grid.plan", *sweep, f"data.root={data_root}",
-                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True, text=True,
-                          check=False)
+    plan = plan_inproc(monkeypatch, capsys, tmp_path, *sweep, f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db")
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert f"all 1 job(s) ended; parent run {parent_id} FINISHED" in plan.stdout
     assert client.get_run(parent_id).info.status == "FINISHED"

@@ -1,20 +1,23 @@
 """The command line end to end: tiny_bert on a slice of real NCBI into a temporary MLflow store."""
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from conftest import ROOT, SLICE, cli, runs
+from bioner_grid.errors import JobFailed
+from conftest import ROOT, SLICE, app_inproc, cli, run_inproc, runs
 
 
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("single")
-    r = cli(tmp, data_root, *SLICE, f"hydra.run.dir={tmp}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        run_inproc(tmp, data_root, *SLICE, out=tmp / "run")
     return tmp
 
 
@@ -79,14 +82,14 @@ def test_faireval_traditional_counts_agree_with_seqeval_strict_on_real_predictio
     assert row["metrics.test_fair_TP"] == counts["TP"]
 
 
-def test_finished_configuration_is_skipped_and_force_reruns_it_identically(single_run, data_root):
-    r = cli(single_run, data_root, *SLICE, f"hydra.run.dir={single_run}/again")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "is FINISHED as MLflow run" in r.stdout + r.stderr and "skipping" in r.stdout + r.stderr
+def test_finished_configuration_is_skipped_and_force_reruns_it_identically(single_run, data_root, caplog, monkeypatch):
+    monkeypatch.chdir(single_run)
+    caplog.set_level(logging.INFO, logger="bioner_grid")
+    assert run_inproc(single_run, data_root, *SLICE, out=single_run / "again")["skipped"]
+    assert "is FINISHED as MLflow run" in caplog.text and "skipping" in caplog.text
     assert len(runs(single_run)) == 1 and not (single_run / "again" / "result.json").exists()
 
-    r = cli(single_run, data_root, *SLICE, "train.force=true", f"hydra.run.dir={single_run}/run2")
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_inproc(single_run, data_root, *SLICE, "train.force=true", out=single_run / "run2")
     df = runs(single_run)
     assert len(df) == 2  # the first run is kept, not overwritten
     assert df.iloc[0]["tags.run_key"] == df.iloc[1]["tags.run_key"]
@@ -109,21 +112,22 @@ def test_last_complete_checkpoint_passes_over_ones_cut_short(tmp_path):
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
 
 
-def test_killed_run_resumes_from_its_last_whole_checkpoint_with_the_same_result(tmp_path, data_root):
+def test_killed_run_resumes_from_its_last_whole_checkpoint_with_the_same_result(tmp_path, data_root, caplog, monkeypatch):
     """A job killed while saving a checkpoint (SLURM time limit, preemption) leaves a folder cut
     short; the relaunch passes over it, continues the same MLflow run and ends as it would have."""
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="bioner_grid")
     args = [*SLICE, "train.checkpoint_steps=4", "train.keep_checkpoints=true"]
-    r = cli(tmp_path, data_root, *args, f"hydra.run.dir={tmp_path}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_inproc(tmp_path, data_root, *args, out=tmp_path / "run")
     first = runs(tmp_path).iloc[0]
     MlflowClient().set_terminated(first["run_id"], "KILLED")  # as if the job had died before finishing
     cut_short = tmp_path / "run" / "checkpoints" / "checkpoint-99"
     cut_short.mkdir()
     (cut_short / "model.safetensors").write_bytes(b"half a model")
 
-    r = cli(tmp_path, data_root, *args, f"hydra.run.dir={tmp_path}/relaunch")
-    assert r.returncode == 0, r.stderr[-3000:]
-    log = r.stdout + r.stderr
+    caplog.clear()
+    run_inproc(tmp_path, data_root, *args, out=tmp_path / "relaunch")
+    log = caplog.text
     assert "checkpoint-99 was not written to the end" in log and "resuming MLflow run" in log
     df = runs(tmp_path)
     assert len(df) == 1 and df.iloc[0]["run_id"] == first["run_id"]  # one run per key, continued
@@ -133,32 +137,34 @@ def test_killed_run_resumes_from_its_last_whole_checkpoint_with_the_same_result(
         assert row[f"metrics.{m}"] == first[f"metrics.{m}"], m
 
 
-def test_run_stopped_before_its_first_checkpoint_starts_over_in_the_same_mlflow_run(tmp_path, data_root):
-    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_run_stopped_before_its_first_checkpoint_starts_over_in_the_same_mlflow_run(tmp_path, data_root, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="bioner_grid")
+    run_inproc(tmp_path, data_root, *SLICE, out=tmp_path / "run")
     first = runs(tmp_path).iloc[0]  # its checkpoints are deleted once it has finished
     MlflowClient().set_terminated(first["run_id"], "KILLED")  # as if preempted before the first checkpoint
 
-    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/relaunch")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"continuing MLflow run {first['run_id']} from the start" in r.stdout + r.stderr
+    caplog.clear()
+    run_inproc(tmp_path, data_root, *SLICE, out=tmp_path / "relaunch")
+    assert f"continuing MLflow run {first['run_id']} from the start" in caplog.text
     df = runs(tmp_path)
     assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.resumed"] == 0.0
     assert df.iloc[0]["metrics.test_strict_f1"] == first["metrics.test_strict_f1"]
 
     # a FAILED run (an error, not a stop) is kept as it is; the relaunch records a new run
     MlflowClient().set_terminated(first["run_id"], "FAILED")
-    r = cli(tmp_path, data_root, *SLICE, f"hydra.run.dir={tmp_path}/after_failure")
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_inproc(tmp_path, data_root, *SLICE, out=tmp_path / "after_failure")
     assert sorted(runs(tmp_path)["status"]) == ["FAILED", "FINISHED"]
 
 
-def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root):
+def test_bad_input_stops_before_anything_is_recorded(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.tsv"
     bad.write_text("Aspirin\tO\ninduced\tB-Disease\nasthma\tX-Disease\n")
-    r = cli(tmp_path, data_root, "model=tiny_bert", "dataset=conll_files", f"dataset.train={bad}", "dataset.split=0.8")
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == f"error: {bad}:3: tag 'X-Disease' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
+    with pytest.raises(JobFailed) as stopped:
+        run_inproc(tmp_path, data_root, "model=tiny_bert", "dataset=conll_files", f"dataset.train={bad}", "dataset.split=0.8")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bad}:3: tag 'X-Disease' is not IOB2 (expected O, B, I, B-<type> or I-<type>)"
     assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path).empty
 
 
@@ -169,9 +175,11 @@ def test_missing_data_root_is_one_line(tmp_path):
         f"error: {tmp_path}/nowhere:0: data root not found; pass data.root=PATH or set BIONER_DATA (default ../shared/datasets)")
 
 
-def test_multirun_sweeps_schemes_and_flags_uniform_weights(tmp_path, data_root):
-    r = cli(tmp_path, data_root, *SLICE, "train.epochs=1", "scheme=vanilla,ens_0.3", f"hydra.sweep.dir={tmp_path}/sweep",
-            multirun=True)
+def test_multirun_sweeps_schemes_and_flags_uniform_weights(tmp_path, data_root, monkeypatch, capsys):
+    # the sweep in this process (Hydra's basic launcher runs its jobs in it; a real one: tests/test_cli.py)
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   f"tracking.artifact_location={tmp_path}/artifacts", *SLICE, "train.epochs=1", "scheme=vanilla,ens_0.3",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(tmp_path).set_index("tags.scheme")
     assert sorted(df.index) == ["ens_0.3", "vanilla"]

@@ -36,17 +36,27 @@ def prefetch(*args):
                           cwd=ROOT, timeout=300)
 
 
-def test_prefetch_downloads_and_verifies_a_sweeps_corpora(mirror, tmp_path, data_root):
+def prefetch_inproc(monkeypatch, capsys, *args) -> subprocess.CompletedProcess:
+    """``prefetch(*args)`` in this process (the real entry point: the test below, tests/test_cli.py)."""
+    from bioner_grid import cli as commands
+
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    code = commands.run("prefetch", list(args))
+    return subprocess.CompletedProcess("prefetch", code, *capsys.readouterr())
+
+
+def test_prefetch_downloads_and_verifies_a_sweeps_corpora(mirror, tmp_path, data_root, monkeypatch, capsys):
     _, url = mirror
     target = tmp_path / "data"
-    r = prefetch("experiment=smoke_grid", f"data.root={target}", f"data.upstream={url}")
+    r = prefetch_inproc(monkeypatch, capsys, "experiment=smoke_grid", f"data.root={target}", f"data.upstream={url}")
     assert r.returncode == 0, r.stderr
     assert "tiny_bert: random, nothing to fetch" in r.stdout
     for local in UPSTREAM:
         for f in ("train", "devel", "test"):
             assert sha256_of(target / "conll" / local / f"{f}.tsv") == sha256_of(data_root / "conll" / local / f"{f}.tsv")
     assert r.stdout.count("fetched ") == 6 and r.stdout.count("verified") == 6
-    again = prefetch("experiment=smoke_grid", f"data.root={target}", f"data.upstream={url}")
+    again = prefetch_inproc(monkeypatch, capsys, "experiment=smoke_grid", f"data.root={target}", f"data.upstream={url}")
     assert again.returncode == 0 and again.stdout.count("present ") == 6  # verified, not downloaded again
 
 

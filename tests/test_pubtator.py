@@ -147,18 +147,16 @@ def test_biored_splits_400_100_by_document(tmp_path, data_root):
     assert [r["documents"] for r in corpus.reports] == [500, 100]
 
 
-def test_users_own_pubtator_corpus_with_document_split_and_report(tmp_path, data_root):
-    import subprocess
-    import sys
-
+def test_users_own_pubtator_corpus_with_document_split_and_report(tmp_path, data_root, monkeypatch, capsys):
+    from bioner_grid import cli as commands
     from conftest import ROOT
 
-    r = subprocess.run([sys.executable, "-m", "bioner_grid.data", "dataset=pubtator_files",
-                        f"dataset.train={PUBTATOR / 'Linnaeus_Train.PubTator'}", "dataset.split=0.75",
-                        "dataset.types={Organism: [Species]}", f"data.cache={tmp_path}"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    monkeypatch.chdir(ROOT)  # python -m bioner_grid.data, in this process (its real entry point: tests/test_data.py)
+    code = commands.run("data", ["dataset=pubtator_files", f"dataset.train={PUBTATOR / 'Linnaeus_Train.PubTator'}",
+                                 "dataset.split=0.75", "dataset.types={Organism: [Species]}", f"data.cache={tmp_path}"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
     assert lines[0].endswith("80 documents, 13651 sentences; entities in 2321, overlapping/nested dropped 0, "
                              "exact in BIO 2321 (100.00% of those kept); bad records skipped 0")
     rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] and line.split()[0] in ("train", "dev", "test")}

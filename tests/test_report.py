@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
@@ -15,7 +13,7 @@ from scipy import stats
 
 from bioner_grid import report, runtable
 from conftest import ROOT
-from conftest import cli, runs
+from conftest import app_inproc, runs
 
 ORDER = ["INS", "ISNS", "ENS(0.3)", "ENS(0.5)", "ENS(0.9)", "Vanilla", "WeLT"]
 
@@ -128,16 +126,20 @@ def test_published_versus_ours(store):
     assert [c.text for c in t.rows[0]] == ["linnaeus", "biobert", "INS", "90.00", "82.00", "86.00", "92.52", "78.57", "84.98", "+1.02"]
 
 
-def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root):
-    r = cli(tmp_path, data_root, "experiment=smoke_grid", "scheme=vanilla,welt", "train.seed=1,2",
-            f"hydra.sweep.dir={tmp_path}/sweep", multirun=True)
+def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root, monkeypatch, capsys):
+    from bioner_grid import cli as commands
+
+    # the sweep and the report in this process (the real entry points: tests/test_cli.py)
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   f"tracking.artifact_location={tmp_path}/artifacts", "experiment=smoke_grid", "scheme=vanilla,welt",
+                   "train.seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep")
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(runs(tmp_path)) == 8
     out = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "bioner_grid.report", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                        f"tracking.artifact_location={tmp_path}/artifacts", "report.experiment=bioner-grid",
-                        f"report.out={out}"], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    monkeypatch.chdir(ROOT)
+    code = commands.run("report", [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/artifacts",
+                                   "report.experiment=bioner-grid", f"report.out={out}"])
+    assert code == 0, capsys.readouterr().err[-3000:]
     assert {"report.html", "report.md", "table01.tex", "table01.csv", "schemes_ncbi_disease.png"} <= {p.name for p in out.iterdir()}
     md = (out / "report.md").read_text()
     assert "±" in md  # two seeds per configuration

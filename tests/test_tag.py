@@ -19,6 +19,7 @@ from bioner_grid.corpus import read_rows
 from bioner_grid.scoring import score
 from bioner_grid.pubtator import read_pubtator
 from bioner_grid.store import run_metrics
+from conftest import inproc
 
 NCBI_TYPES = {"Disease": ["DiseaseClass", "SpecificDisease", "CompositeMention", "Modifier"]}
 N_DOCS = 12  # first NCBI test documents: ~110 sentences
@@ -35,13 +36,15 @@ def trained(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("tag")
     blocks = (data_root / "pubtator" / "NCBIdisease_Test.PubTator").read_text(encoding="utf-8").split("\n\n")
     (tmp / "test.PubTator").write_text("\n\n".join(blocks[:N_DOCS]) + "\n", encoding="utf-8")
-    r = cli(tmp, "bioner_grid", "model=tiny_bert", "dataset=pubtator_files", f"data.root={data_root}",
+    with pytest.MonkeyPatch.context() as mp:  # in this process, as the command line runs it (conftest.inproc)
+        mp.chdir(tmp)
+        inproc(tmp / "run", [
+            "model=tiny_bert", "dataset=pubtator_files", f"data.root={data_root}",
             f"dataset.train={data_root}/pubtator/NCBIdisease_TrainDev.PubTator", f"dataset.test={tmp}/test.PubTator",
             "dataset.types=" + json.dumps(NCBI_TYPES).replace('"', ""), "dataset.dev_documents=20",
             "data.max_train_sentences=320", "data.max_eval_sentences=300", "train.epochs=3", "train.batch_size=16",
             "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-            f"tracking.artifact_location={tmp}/artifacts", f"hydra.run.dir={tmp}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+            f"tracking.artifact_location={tmp}/artifacts"])
     result = json.loads((tmp / "run" / "result.json").read_text())
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     return tmp, result, mlflow.get_run(result["run_id"])
@@ -292,13 +295,14 @@ def test_types_asked_must_be_the_models(trained, tmp_path, capsys):
     assert (tmp_path / "b.pubtator").read_text() == (tmp_path / "c.pubtator").read_text()
 
 
-def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root):
+def test_crf_head_is_saved_and_tags_as_the_run_predicted(tmp_path, data_root, monkeypatch):
     """The CRF head is our own module (no transformers class): saved as one state dict, rebuilt by the tagger."""
-    r = cli(tmp_path, "bioner_grid", "model=tiny_bert", "model.head=crf", "scheme=vanilla", f"data.root={data_root}",
-            "data.max_train_sentences=64", "data.max_eval_sentences=40", "train.max_steps=8", "train.batch_size=16",
-            "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-            f"tracking.artifact_location={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run")
-    assert r.returncode == 0, r.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)  # in this process, as the command line runs it (conftest.inproc)
+    inproc(tmp_path / "run", [
+        "model=tiny_bert", "model.head=crf", "scheme=vanilla", f"data.root={data_root}",
+        "data.max_train_sentences=64", "data.max_eval_sentences=40", "train.max_steps=8", "train.batch_size=16",
+        "train.lr=1e-3", "train.max_seq_length=24", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location={tmp_path}/artifacts"])
     assert json.loads((tmp_path / "run" / "model" / bundle.META).read_text())["head"] == "crf"
     run_rows = [fields for rows in read_rows(tmp_path / "run" / "predictions_test.conll", 3) for _, fields in rows]
     (tmp_path / "test.tsv").write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in

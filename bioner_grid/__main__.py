@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

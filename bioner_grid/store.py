@@ -438,9 +438,13 @@ class RunStore:
         self.call(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def create_run(self, run_name: str | None = None, tags: dict | None = None):
-        """A new RUNNING run in the experiment."""
-        return self.call(self.client.create_run, self.experiment_id(), run_name=run_name,
-                         tags={k: str(v) for k, v in (tags or {}).items()})
+        """A new RUNNING run in the experiment, with MLflow's context tags (``mlflow.user``,
+        ``mlflow.source.name``, ``mlflow.source.type``) as ``mlflow.start_run`` would add them: the
+        client call alone sets none, and the UI's User and Source columns read them."""
+        from mlflow.tracking.context import registry as context
+
+        tags = context.resolve_tags({k: str(v) for k, v in (tags or {}).items()})
+        return self.call(self.client.create_run, self.experiment_id(), run_name=run_name, tags=tags)
 
     def open_run(self, run_id: str | None = None, run_name: str | None = None, tags: dict | None = None,
                  system_metrics: bool = False) -> OpenRun:

@@ -187,7 +187,7 @@ def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(t
     from bioner_grid import sweep
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tcfg = SimpleNamespace(uri=uri, experiment="bioner-grid", artifact_location=str(tmp_path / "art"),
+    tcfg = SimpleNamespace(uri=uri, experiment="bioner-grid", artifact_location=str(tmp_path / "art"), retry_s=300.0,
                            get=lambda k, d=None: str(tmp_path / "art") if k == "artifact_location" else d)
     with sweep.SweepRun(tcfg, "smoke_grid", 3, 1, 0, 2, wait=False, varying=["scheme"]) as parent:
         assert os.environ[sweep.PARENT_ENV] == parent.run_id and sweep.child_tags()["sweep"] == parent.sweep_id

@@ -28,7 +28,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from bioner_grid import redact, tracking
 from bioner_grid.config import CONF_DIR
 from bioner_grid.errors import InputError
-from conftest import ROOT
+from conftest import DATA, ROOT
 
 # The env without any MLflow credentials of the caller, this checkout first on the path.
 ENV = {**{k: v for k, v in os.environ.items() if k not in tracking.CREDENTIAL_ENV},
@@ -281,7 +281,7 @@ def test_the_basic_launcher_moves_them_before_it_asks_the_store_anything(tmp_pat
     """Hydra's basic launcher (jobs in this process) too: the store check that fails already names
     the clean URI, and the sweeper's multirun.yaml holds no password."""
     r = subprocess.run([sys.executable, "-m", "bioner_grid", "-m", "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep",
-                        "tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"], cwd=tmp_path, env=ENV,
+                        f"data.root={DATA}", "tracking.uri=http://alice:s3cr3t\\=PW\\,x@127.0.0.1:9"], cwd=tmp_path, env=ENV,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == \

@@ -242,19 +242,20 @@ def test_a_sweep_with_a_password_in_its_uri_leaves_it_nowhere(tmp_path, data_roo
     command = db.execute("SELECT value FROM tags WHERE key = 'command'").fetchone()[0]
     assert f"tracking.uri=http\\://{redact.MASK}@127.0.0.1" in command, command
     users = db.execute("SELECT value FROM tags WHERE key = 'mlflow.user'").fetchall()
-    assert users == [("alice",)] * 2  # the jobs inherited MLFLOW_TRACKING_USERNAME
+    assert users == [("alice",)] * 3  # the parent and both jobs (which inherited MLFLOW_TRACKING_USERNAME)
 
-    # plan and register (in this process) print the URI masked
-    from bioner_grid import plan, register
+    # plan and register (in this process, through the console scripts' runner and its one printer)
+    # print the URI masked
+    from bioner_grid import cli
 
     typed = f"tracking.uri=http://{TYPED}@127.0.0.1:{port}"
     capfd.readouterr()
-    assert plan.main([*sweep[1:4], f"data.root={data_root}", "tracking=server", typed]) == 0
-    assert register.main(["tracking=server", typed, "report.experiment=no-such", "name=x"]) == 2
+    assert cli.run("plan", [*sweep[1:4], f"data.root={data_root}", "tracking=server", typed]) == 0
+    assert cli.run("register", ["tracking=server", typed, "report.experiment=no-such", "name=x"]) == 2
     out, err = capfd.readouterr()
     assert f"tracking http://{redact.MASK}@127.0.0.1:{port} (experiment bioner-grid): 2 FINISHED" in out
     assert err.strip().splitlines()[-1] == \
-        f"error: no scored runs in experiment(s) no-such at http://{redact.MASK}@127.0.0.1:{port}"
+        f"error: report.experiment=no-such: no scored runs at http://{redact.MASK}@127.0.0.1:{port}"
     assert "s3cr3t" not in out + err
 
 

@@ -33,6 +33,45 @@ def minilm_tokenizer():
     return load_tokenizer(OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml"))
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(state: Path, port: int, env: dict | None = None) -> subprocess.Popen:
+    """A plain ``mlflow server`` on a SQLite file in ``state``, 127.0.0.1:``port``, in its own session
+    (``stop_server`` ends it and its workers); returns once /health answers. Without auth it accepts,
+    and ignores, the basic-auth header a client sends."""
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
+                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail("mlflow server did not start in 120 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers (its own session)
+    proc.wait(timeout=60)
+
+
 SLICE = ["debug=quick"]  # tiny_bert, 96 training / 40 evaluation sentences, 2 epochs (conf/debug/quick.yaml)
 
 

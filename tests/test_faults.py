@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NCBI, ROOT, app_inproc
+from conftest import NCBI, ROOT, app_inproc, free_port, start_server, stop_server
 
 TINY = ["model=tiny_bert", "data.max_train_sentences=40", "data.max_eval_sentences=20", "train.epochs=1",
         "train.batch_size=16"]
@@ -231,30 +231,12 @@ def test_folder_with_only_pickled_weights_is_refused(tmp_path, monkeypatch, caps
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A plain MLflow tracking server on a SQLite file (no auth: it ignores the credentials sent)."""
-    import socket
-    import time
-    import urllib.request
-
-    state = tmp_path_factory.mktemp("server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
-                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, port = tmp_path_factory.mktemp("server"), free_port()
+    proc = start_server(state, port)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start in 120 s")
         yield port, state
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def test_secrets_are_masked_everywhere_a_run_writes_or_prints(tmp_path, mlflow_server):

@@ -11,12 +11,9 @@ files Hydra itself wrote).
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,7 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from bioner_grid import redact, tracking
 from bioner_grid.config import CONF_DIR
 from bioner_grid.errors import InputError
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, free_port, start_server, stop_server
 
 # The env without any MLflow credentials of the caller, this checkout first on the path.
 ENV = {**{k: v for k, v in os.environ.items() if k not in tracking.CREDENTIAL_ENV},
@@ -189,28 +186,12 @@ def test_move_credentials_cleans_the_jobs_and_the_sweep_config(tmp_path, monkeyp
 def server(tmp_path_factory):
     """``mlflow server`` on a SQLite file, 127.0.0.1, a free port (without auth it accepts, and
     ignores, the basic-auth header the jobs send)."""
-    state = tmp_path_factory.mktemp("server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
-                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV)
+    state, port = tmp_path_factory.mktemp("server"), free_port()
+    proc = start_server(state, port, env=ENV)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    pytest.fail("mlflow server did not start in 120 s")
-                time.sleep(0.5)
         yield port, state
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def leaks(*places: Path) -> list[str]:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -19,7 +18,7 @@ from mlflow import MlflowClient
 from bioner_grid.config import compose
 from bioner_grid.errors import StoreError
 from bioner_grid.store import RunStore, metric_name, safe_name, transient
-from conftest import SLICE
+from conftest import SLICE, free_port, start_server, stop_server
 
 EXPERIMENT = "bioner-grid"
 
@@ -196,35 +195,6 @@ def test_a_server_that_never_answers_is_a_store_error_after_retry_s(tmp_path):
         store.experiment_id()
     assert 2 <= time.monotonic() - started < 30
     assert str(e.value).startswith(f"tracking store http://127.0.0.1:{port}: ") and "secret" not in str(e.value)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(state: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{state}/server.db", "--default-artifact-root",
-                             f"{state}/artifacts", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail("mlflow server did not start in 120 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    import os
-    import signal
-
-    os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers (its own session)
-    proc.wait(timeout=60)
 
 
 @pytest.mark.server  # ~3.5 min on 2 CPUs: two server starts and a run

@@ -119,12 +119,12 @@ def select_jobs(configs, check: bool = True, skip_finished: bool = True, counts:
     problems = preflight(configs, files=check)
     if problems:
         raise InputError(f"preflight: {len(problems)} problem(s), nothing launched: " + "; ".join(problems))
-    if not skip_finished:
-        return list(range(len(configs)))
     from bioner_grid import tracking
 
     for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
-        tracking.check_store(tcfg)  # each store answers, in seconds, before it is asked anything
+        tracking.check_store(tcfg)  # each store answers, in seconds, before it is asked anything or used
+    if not skip_finished:
+        return list(range(len(configs)))
     verdicts = decisions(configs)
     todo = [i for i, d in enumerate(verdicts) if d.action not in ("finished", "in_flight")]
     counts = counts if counts is not None else {}

@@ -60,15 +60,6 @@ def create_experiments(configs) -> None:
         RunStore.from_config(tcfg).experiment_id()
 
 
-def check_stores(configs) -> None:
-    """Each tracking store answers, in seconds (before skip-finished asks it anything); else one
-    line naming it, exit 1."""
-    from bioner_grid import tracking
-
-    for tcfg in {(c.tracking.uri, c.tracking.experiment): c.tracking for c in configs}.values():
-        errors.guarded(tracking.check_store, tcfg)
-
-
 def _is_http(uri) -> bool:
     return isinstance(uri, str) and uri.startswith(("http://", "https://"))
 
@@ -185,8 +176,8 @@ class GridLauncherMixin:
         redact.rewrite(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")  # saved by the sweeper, secrets and all
         configs = self._job_configs(job_overrides)
         counts: dict = {}
+        # rules and files, then each store answers (one line, exit 1 if not), then skip-finished
         todo = errors.guarded(select_jobs, configs, check=grid.preflight, skip_finished=grid.skip_finished, counts=counts)
-        check_stores(configs)
         self._sweep = (configs, counts, len(todo))
         return [(list(job_overrides[i]), configs[i]) for i in todo]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, preempt, redact, runtime, scoring, spec, sweep, tracking
+from bioner_grid import export, identity, preempt, redact, runtime, scoring, search, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
@@ -131,7 +131,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     p = prepare(cfg, out)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
             **p.corpus.adapter.run_tags(),
-            "output_dir": str(out.resolve())}
+            "output_dir": str(out.resolve()), **search.run_tags(cfg)}
     store = RunStore.from_config(cfg.tracking)
     store.experiment_id()
     runs = store.runs_with_key(tags["run_key"])
@@ -139,6 +139,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     if decision.action in ("finished", "in_flight"):
         return {"skipped": True, "status": decision.status, "run_key": tags["run_key"], "run_id": decision.run_id}
 
+    pruning = search.pruning(cfg)  # a trial of an adaptive search: reports dev F1, stops when pruned (else None)
     tokenizer, windows, model = build(cfg, p)
     active, twin = open_run(cfg, store, runs, decision, tags, p.args.output_dir)
     if twin:  # the same configuration started at the same moment: the older run trains it
@@ -146,7 +147,10 @@ def run(cfg, output_dir: str | Path) -> dict:
     try:
         with store.heartbeat(active.run_id, float(cfg.grid.heartbeat_s)):
             record_inputs(cfg, active, p)
-            trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics)
+            trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics,
+                                   (pruning,) if pruning else ())
+            if pruning:
+                active.set_tags(pruning.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
@@ -231,7 +235,7 @@ def record_inputs(cfg, run: OpenRun, p: Prepared) -> None:
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
 
 
-def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, log_metrics):
+def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, log_metrics, callbacks=()):
     """Fine-tune (train loss and dev scores logged per epoch); returns the Trainer holding the model
     ``train.select`` chose, and the training metrics with the corpus sizes (WeLT Tables 1 and 11)."""
     if p.device == "cuda":
@@ -239,7 +243,7 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     started = time.perf_counter()
     dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
-                    cfg.train.patience, log_metrics, resume_from, score=scoring.score)
+                    cfg.train.patience, log_metrics, resume_from, tuple(callbacks), score=scoring.score)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
     for name, split in p.corpus.splits.items():

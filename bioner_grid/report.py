@@ -47,6 +47,7 @@ from bioner_grid.runtable import (
     finished,
     metric_column,
     non_finite_note,
+    pruned,
     scheme_names,
     schemes_of,
 )
@@ -88,6 +89,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns.update({v.column: df.get(f"tags.{v.column}") for v in VARIANTS})
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
     columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
+    columns["pruned"] = df.get("tags.pruned")  # stopped early by an adaptive search (runtable.pruned)
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
@@ -676,6 +678,9 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
     bad = non_finite_note(df)
     if bad:
         notes.append(bad.format(missing=MISSING))
+    if pruned(df).any():
+        notes.append(f"{int(pruned(df).sum())} pruned run(s) (stopped early by an adaptive search: tag pruned=true) "
+                     "left out of every table and ranking.")
     missing = missing_configurations(df)
     if missing:
         notes.append(f"{len(missing)} configuration(s) without a finished run (shown as {MISSING}): "

@@ -44,9 +44,17 @@ def unscorable(df: pd.DataFrame) -> pd.Series:
     return df["non_finite"].fillna("").map(lambda names: any(n.endswith(SCORES) for n in names.split(",") if n))
 
 
+def pruned(df: pd.DataFrame) -> pd.Series:
+    """Runs an adaptive search stopped early (tag ``pruned=true``, ``bioner_grid.search``): FINISHED,
+    but scored after less training than their configuration asks, so never ranked beside the others."""
+    if "pruned" not in df:
+        return pd.Series(False, index=df.index)
+    return df["pruned"].fillna("").astype(str).eq("true")
+
+
 def finished(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs every table and ranking counts: FINISHED, with finite scores."""
-    return df[(df["status"] == "FINISHED") & ~unscorable(df)]
+    """The runs every table and ranking counts: FINISHED, with finite scores, not pruned."""
+    return df[(df["status"] == "FINISHED") & ~unscorable(df) & ~pruned(df)]
 
 
 def non_finite_note(df: pd.DataFrame) -> str | None:

@@ -73,6 +73,52 @@ class GridSchema:
 
 
 @dataclass
+class SearchSchema:
+    """What a job of an adaptive search (``hydra/sweeper=optuna``, ``bioner_grid.search``) needs to
+    report to its Optuna trial; set by the sweeper on each job's command line, null outside a search.
+    Not part of the run key (``identity``): a trial's configuration is the same experiment as a grid's."""
+
+    trial: Optional[int] = None     # the Optuna trial number this job is
+    study: Optional[str] = None     # the study's name
+    storage: Optional[str] = None   # the study's storage URL (sqlite:///…, postgresql://…, or a journal file)
+
+
+@dataclass
+class PrunerSchema:
+    """``hydra.sweeper.pruner``: when a search stops a trial early (``bioner_grid.search.make_pruner``)."""
+
+    kind: str = "median"            # median | halving | none
+    n_startup_trials: int = 2       # median: no trial is pruned before this many trials are COMPLETE
+    n_warmup_steps: int = 0         # median: evaluations a trial always gets before it can be pruned
+    min_resource: int = 1           # halving: evaluations before the first rung
+    reduction_factor: int = 3       # halving: 1/reduction_factor of the trials reach each next rung
+
+
+@dataclass
+class SamplerSchema:
+    kind: str = "tpe"               # tpe | random
+    seed: int = 42
+
+
+@dataclass
+class OptunaSweeperSchema:
+    """``hydra/sweeper=optuna`` (``conf/hydra/sweeper/optuna.yaml``): the Hydra Optuna sweeper's
+    interface (``n_trials``, ``n_jobs``, ``direction``, ``study_name``, ``storage``, ``sampler.seed``,
+    search spaces as overrides) on bioner-grid's own sweeper (``bioner_grid_launcher.optuna_sweeper``)."""
+
+    _target_: str = "hydra_plugins.bioner_grid_launcher.optuna_sweeper.OptunaSweeper"
+    n_trials: int = 20              # the study's total: a relaunch runs only the trials still missing
+    n_jobs: int = 1                 # trials launched together (one batch), through hydra/launcher
+    direction: str = "maximize"
+    metric: str = "dev_strict_f1"   # dev_strict_f1 | dev_f1: chosen on dev, never test
+    study_name: Optional[str] = None  # null: <grid.name>-<hash of the command's overrides and settings>
+    storage: Optional[str] = None   # null: beside the tracking store (bioner_grid.search.default_storage)
+    sampler: SamplerSchema = field(default_factory=SamplerSchema)
+    pruner: PrunerSchema = field(default_factory=PrunerSchema)
+    params: Optional[Dict[str, str]] = None  # the search space as a mapping (the plugin's hydra.sweeper.params)
+
+
+@dataclass
 class DataSchema:
     root: str = MISSING
     max_train_sentences: Optional[int] = None
@@ -213,6 +259,8 @@ SCHEMAS = {
     ("data", "schema"): DataSchema,
     ("evaluation", "schema"): EvaluationSchema,
     ("report", "schema"): ReportSchema,
+    ("search", "schema"): SearchSchema,
+    ("sweeper", "optuna_schema"): OptunaSweeperSchema,
     ("tracking", "schema"): TrackingSchema,
     ("scheme", "schema"): SchemeSchema,
     ("model", "schema"): ModelSchema,
@@ -223,7 +271,7 @@ SCHEMAS = {
 }
 SCHEMA_OPTIONS = {name for _, name in SCHEMAS}  # not choices a user makes (``model=schema``)
 # The top level: config groups and blocks (``welt_hparams`` comes with the WeLT experiments).
-ROOT_KEYS = ("model", "dataset", "scheme", "train", "tracking", "grid", "data", "evaluation", "report", "hydra")
+ROOT_KEYS = ("model", "dataset", "scheme", "train", "tracking", "grid", "data", "evaluation", "report", "search", "hydra")
 
 
 def register() -> None:

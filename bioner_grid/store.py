@@ -333,6 +333,14 @@ class RunStore:
                 out.setdefault(r.data.tags["run_key"], []).append(r)
         return out
 
+    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
+        """Every (step, value) a run logged for the flat metric ``name`` (``dev_epoch_strict_f1``), by
+        step; an adaptive search replays a reused run's dev curve into its trial (``bioner_grid.search``)."""
+        history = self.call(self.client.get_metric_history, run_id, metric_name(name))
+        if not history:  # a store written before the metric names were grouped
+            history = self.call(self.client.get_metric_history, run_id, name)
+        return sorted((int(m.step), real_value(m.value)) for m in history)
+
     def runs_with_key(self, key: str) -> list:
         """Runs carrying ``run_key=key``, newest first."""
         return self.search(f"tags.run_key = '{key}'", order_by=["attributes.start_time DESC"])

@@ -167,7 +167,8 @@ def children(store, experiment_id: str, parent_id: str) -> list[dict]:
         rows.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
                      **{k: t.get(k) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
                      "test_strict_f1": m.get("test_strict_f1"), "dev_strict_f1": m.get("dev_strict_f1"),
-                     "seconds": m.get("train_seconds", (end - r.info.start_time) / 1000)})
+                     "seconds": m.get("train_seconds", (end - r.info.start_time) / 1000),
+                     "pruned": t.get("pruned") == "true"})  # stopped early by an adaptive search (bioner_grid.search)
     rows.sort(key=lambda r: (not ranked(r), -(r["test_strict_f1"] if ranked(r) else 0)))
     return rows
 
@@ -175,11 +176,11 @@ def children(store, experiment_id: str, parent_id: str) -> list[dict]:
 def ranked(row: dict) -> bool:
     """Whether a job takes part in the ranking: it has a finite test strict F1 (an inf is no best,
     a NaN no score); the others are listed last, their value shown as it is."""
-    return row["test_strict_f1"] is not None and math.isfinite(row["test_strict_f1"])
+    return row["test_strict_f1"] is not None and math.isfinite(row["test_strict_f1"]) and not row.get("pruned")
 
 
 def non_finite_note(rows: list[dict]) -> str | None:
-    bad = [r for r in rows if r["test_strict_f1"] is not None and not ranked(r)]
+    bad = [r for r in rows if r["test_strict_f1"] is not None and not math.isfinite(r["test_strict_f1"])]
     if not bad:
         return None
     return (f"not ranked: {len(bad)} job(s) with a non-finite test strict F1: "
@@ -201,7 +202,8 @@ def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) 
     width = max([len(r["run_name"] or "") for r in rows] + [3])
     lines = [head, f"  {'run':<{width}}  {'status':<8}  {'test F1':>7}  {'dev F1':>6}  {'time':>7}"]
     for r in rows:
-        lines.append(f"  {r['run_name'] or '':<{width}}  {r['status']:<8}  {_pct(r['test_strict_f1']):>7}  "
+        status = "PRUNED" if r.get("pruned") else r["status"]
+        lines.append(f"  {r['run_name'] or '':<{width}}  {status:<8}  {_pct(r['test_strict_f1']):>7}  "
                      f"{_pct(r['dev_strict_f1']):>6}  {_secs(r['seconds']):>7}")
     note = non_finite_note(rows)
     return "\n".join(lines + ([f"  {note}"] if note else []))

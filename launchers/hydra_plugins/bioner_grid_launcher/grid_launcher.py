@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +46,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from bioner_grid import errors, redact, spec
 from bioner_grid.grid import gpu_problem, select_jobs
-from bioner_grid.sweep import SweepRun, varying_keys
+from bioner_grid.sweep import PARENT_ENV, SweepRun, varying_keys
 
 spec.register()  # ${safe_name:} in hydra.sweep.subdir is resolved in the job's process too
 
@@ -184,7 +185,7 @@ class GridLauncherMixin:
     def _sweep_run(self):
         """The MLflow parent run of this launch (``bioner_grid.sweep``), around the jobs."""
         configs, counts, launched = self._sweep
-        if not configs or not launched:
+        if not configs or not launched or os.environ.get(PARENT_ENV):  # an adaptive search's parent holds the jobs
             return contextlib.nullcontext()
         grid = self.config.grid
         wait = grid.wait if isinstance(self, GridSubmititMixin) else True

@@ -1,0 +1,218 @@
+"""Adaptive search with pruning (``hydra/sweeper=optuna``: bioner_grid/search.py and the sweeper in
+launchers/hydra_plugins/bioner_grid_launcher/optuna_sweeper.py), on tiny_bert over a slice of
+NCBI-disease (``debug=quick``), a few steps per trial, run through the real Hydra app in this
+process (``app_inproc``), each into its own SQLite store under tmp_path."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from bioner_grid import search
+from bioner_grid.errors import ConfigError
+from conftest import app_inproc, runs
+
+
+def args(tmp_path, data_root, *extra, store="mlflow"):
+    """A search of tiny trials: 2 optimiser steps, a dev evaluation after each."""
+    return ["-m", "hydra/sweeper=optuna", f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/{store}.db",
+            f"tracking.artifact_location={tmp_path}/artifacts", "debug=quick", "train.max_steps=2",
+            "train.checkpoint_steps=1", "train.save_model=false", "tracking.system_metrics=false",
+            "train.patience=null", "hydra.sweeper.sampler.seed=7", f"hydra.sweep.dir={tmp_path}/multirun",
+            *extra]
+
+
+def study_of(tmp_path, store="mlflow") -> optuna.Study:
+    storage = f"sqlite:///{tmp_path}/{store}.optuna.db"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+# ---------------------------------------------------------------------------------------------
+# The search space and the settings (no training)
+
+
+def test_search_space_overrides_parse_as_the_hydra_optuna_plugin_reads_them():
+    space, fixed = search.parse_space(["train.lr=tag(log, interval(1e-5, 1e-3))", "train.batch_size=choice(8,16,32)",
+                                       "train.epochs=range(1,4)", "train.warmup_ratio=interval(0.0, 0.2)",
+                                       "scheme=choice(vanilla,welt)", "dataset=ncbi_disease", "train.seed=3"])
+    assert space == {"train.lr": FloatDistribution(1e-5, 1e-3, log=True),
+                     "train.batch_size": CategoricalDistribution([8, 16, 32]),
+                     "train.epochs": IntDistribution(1, 3),  # Hydra's range excludes its stop
+                     "train.warmup_ratio": FloatDistribution(0.0, 0.2),
+                     "scheme": CategoricalDistribution(["vanilla", "welt"])}
+    assert fixed == ["dataset=ncbi_disease", "train.seed=3"]
+    assert search.probe(space) == ["train.lr=1e-05", "train.batch_size=8", "train.epochs=1", "train.warmup_ratio=0.0",
+                                   "scheme=vanilla"]
+    assert search.varying(space) == ["lr", "batch_size", "scheme"]
+    # a sampled float goes on the command line in full (the run key hashes the value)
+    assert search.override("train.lr", 0.00012345678901234) == "train.lr=0.00012345678901234"
+    for bad, message in (("train.lr=interval(1e-3, 1e-5)", "start < end"), ("train.lr=tag(log, interval(0.0, 1.0))", "start > 0"),
+                         ("train.epochs=range(3,3)", "empty"), ("train.lr=glob(*)", "choice")):
+        with pytest.raises(ConfigError, match=message):
+            search.parse_space([bad])
+
+
+def test_settings_refuse_a_test_metric_and_name_each_bad_key():
+    ok = {"kind": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "min_resource": 1, "reduction_factor": 3}
+    assert search.settings_problems("dev_strict_f1", "maximize", 4, 1, {"kind": "tpe"}, ok) == []
+    [line] = search.settings_problems("test_strict_f1", "maximize", 4, 1, {"kind": "tpe"}, ok)
+    assert line.startswith("hydra.sweeper.metric=test_strict_f1: a search chooses on dev, never on test")
+    found = search.settings_problems("dev_loss", "minimize", 0, 1, {"kind": "grid"}, {**ok, "kind": "hyperband"})
+    assert [p.split(":")[0] for p in found] == ["hydra.sweeper.metric=dev_loss", "hydra.sweeper.direction=minimize",
+                                                "hydra.sweeper.n_trials=0", "hydra.sweeper.sampler.kind=grid",
+                                                "hydra.sweeper.pruner.kind=hyperband"]
+
+
+def test_the_study_lives_beside_the_tracking_store(tmp_path):
+    assert search.default_storage(f"sqlite:///{tmp_path}/mlflow.db") == f"sqlite:///{tmp_path}/mlflow.optuna.db"
+    assert search.default_storage(str(tmp_path / "mlruns")) == f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    assert search.default_storage("http://login:5000").endswith("outputs/optuna/studies.journal")
+    with pytest.raises(ConfigError, match="PGPASSWORD"):
+        search.check_storage("postgresql://mlflow:secret@db:5432/optuna")
+    search.check_storage("postgresql://mlflow@db:5432/optuna")
+
+
+@pytest.mark.parametrize("bad,line", [
+    (["hydra.sweeper.metric=test_strict_f1"], "error: hydra.sweeper.metric=test_strict_f1: a search chooses on dev"),
+    (["train.lrr=tag(log, interval(1e-5, 1e-3))"], "error: train.lrr: no such key (did you mean train.lr?)"),
+    (["train.batch_size=choice(8,0)", "train.lr=-1"], "error: train.lr=-1.0: must be > 0"),
+])
+def test_bad_input_stops_with_one_line_and_exit_2_before_anything_is_recorded(tmp_path, data_root, monkeypatch, capsys,
+                                                                             bad, line):
+    space = [] if any("=choice" in b or "=tag" in b for b in bad) else ["train.lr=tag(log, interval(1e-5, 1e-3))"]
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, *space, *bad))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), r.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlflow.optuna.db").exists()
+    assert not (tmp_path / "multirun").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Searches that train (a few seconds per trial)
+
+
+def test_trials_are_child_runs_and_a_relaunch_continues_the_study_training_nothing_twice(tmp_path, data_root,
+                                                                                        monkeypatch, capsys):
+    space = ["train.lr=tag(log, interval(1e-5, 1e-3))", "train.batch_size=choice(8,16)"]
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=2", *space))
+    assert r.returncode == 0, r.stderr
+    df = runs(tmp_path, parents=True)
+    parent = df[df["tags.kind"] == "sweep"]
+    children = df[df["tags.kind"] != "sweep"]
+    assert len(parent) == 1 and len(children) == 2  # one parent for the whole search, not one per batch
+    assert set(children["tags.mlflow.parentRunId"]) == set(parent["run_id"])
+    assert sorted(children["tags.trial"]) == ["0", "1"]
+    assert set(children["tags.pruned"]) == {"false"} and set(children["status"]) == {"FINISHED"}
+    assert parent["tags.search"].item() == "optuna" and parent["status"].item() == "FINISHED"
+    study = study_of(tmp_path)
+    assert parent["tags.study"].item() == study.study_name
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    by_trial = dict(zip(children["tags.trial"].astype(int), children["metrics.dev_strict_f1"]))
+    assert {t.number: t.value for t in study.trials} == by_trial  # dev strict F1 (never test) is the objective
+    assert {t.user_attrs["run_id"] for t in study.trials} == set(children["run_id"])
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # each job reported both evaluations
+    assert "study " + study.study_name in r.stdout and "best dev_strict_f1" in r.stdout
+
+    # the same command again: the study holds its n_trials, nothing runs
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=2", *space))
+    assert r.returncode == 0, r.stderr
+    assert "2 trial(s): 2 complete, 0 pruned, 0 failed; this launch trained 0, reused 0" in r.stdout
+    assert len(runs(tmp_path, parents=True)) == 3
+
+    # a new study over the same store with the same seed asks the same configurations: every one is
+    # FINISHED in the store, so their dev F1 is reused and nothing trains (no new run, no new parent)
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=2",
+                                                          "hydra.sweeper.study_name=again", *space))
+    assert r.returncode == 0, r.stderr
+    assert "this launch trained 0, reused 2 FINISHED run(s)" in r.stdout
+    assert len(runs(tmp_path, parents=True)) == 3
+    again = optuna.load_study(study_name="again", storage=f"sqlite:///{tmp_path}/mlflow.optuna.db")
+    assert [t.params for t in again.trials] == [t.params for t in study.trials]
+    assert [t.value for t in again.trials] == [t.value for t in study.trials]
+    assert [t.intermediate_values for t in again.trials] == [t.intermediate_values for t in study.trials]
+    assert all(t.user_attrs["reused"] for t in again.trials)
+
+    # raising n_trials continues the first study: one more trial, numbered 2, a child of a new parent
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=3", *space))
+    assert r.returncode == 0, r.stderr
+    assert [t.number for t in study_of_name(tmp_path, study.study_name).trials] == [0, 1, 2]
+    children = runs(tmp_path)
+    assert sorted(children["tags.trial"]) == ["0", "1", "2"]
+
+
+def study_of_name(tmp_path, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/mlflow.optuna.db")
+
+
+def seed_study(tmp_path, name: str, curve: dict[int, float], store="mlflow") -> None:
+    """The study ``name`` with one COMPLETE trial whose dev F1 curve is ``curve`` (as an earlier
+    search would have left it), and the pruner the searches below use, so that the median pruner
+    (n_startup_trials=1) compares every new trial with it from the first evaluation on."""
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/{store}.optuna.db", direction="maximize")
+    for key, value in (("metric", "dev_strict_f1"), ("sampler", {"kind": "tpe", "seed": 7}), ("pruner", PRUNER)):
+        study.set_user_attr(key, value)
+    study.add_trial(optuna.trial.create_trial(
+        params={"train.lr": 1e-4}, distributions={"train.lr": FloatDistribution(1e-5, 1e-3, log=True)},
+        value=max(curve.values()), intermediate_values=curve))
+
+
+PRUNER = {"kind": "median", "n_startup_trials": 1, "n_warmup_steps": 0, "min_resource": 1, "reduction_factor": 3}
+PRUNED = ["hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.study_name=pruning"]
+
+
+def test_a_pruned_run_stops_early_ends_finished_tagged_pruned_keeps_its_metrics_and_is_never_resumed(
+        tmp_path, data_root, monkeypatch, capsys):
+    seed_study(tmp_path, "pruning", {1: 0.9, 2: 0.95})  # no tiny_bert reaches this after one step
+    space = ["train.lr=tag(log, interval(1e-5, 1e-3))"]
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=2", *PRUNED, *space))
+    assert r.returncode == 0, r.stderr
+    [run] = runs(tmp_path).to_dict("records")
+    assert run["status"] == "FINISHED" and run["tags.pruned"] == "true" and run["tags.pruned_at_evaluation"] == "1"
+    assert run["tags.trial"] == "1"
+    assert run["metrics.train_steps"] == 1  # stopped after its first evaluation, of max_steps=2
+    assert math.isfinite(run["metrics.dev_strict_f1"]) and math.isfinite(run["metrics.test_strict_f1"])  # kept
+    study = study_of_name(tmp_path, "pruning")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert list(study.trials[1].intermediate_values) == [1]
+    assert "1 pruned" in r.stdout
+
+    # skip-finished treats it as done: a new study asking the same configuration reuses it as PRUNED
+    seed_study(tmp_path, "pruning2", {1: 0.9, 2: 0.95})
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=2",
+                                                          "hydra.sweeper.pruner.n_startup_trials=1",
+                                                          "hydra.sweeper.study_name=pruning2", *space))
+    assert r.returncode == 0, r.stderr
+    assert "reused 1 FINISHED run(s)" in r.stdout and len(runs(tmp_path)) == 1
+    assert study_of_name(tmp_path, "pruning2").trials[1].state == TrialState.PRUNED
+
+    # the report counts it apart and ranks nothing with it
+    from bioner_grid import report
+    from bioner_grid.runtable import finished
+
+    df = report.load_runs(f"sqlite:///{tmp_path}/mlflow.db", ["bioner-grid"])
+    assert finished(df).empty
+    _, notes = report.build(df)
+    assert any(n.startswith("1 pruned run(s)") for n in notes), notes
+
+
+@pytest.mark.slow
+def test_the_same_seed_and_study_give_the_same_trials_and_pruning_decisions(tmp_path, data_root, monkeypatch, capsys):
+    """Two searches from scratch, each with its own tracking store and study (nothing to reuse):
+    the same trials, the same dev curves and the same pruning decisions."""
+    space = ["train.lr=tag(log, interval(1e-4, 1e-2))", "train.batch_size=choice(8,16)"]
+    seen = []
+    for store in ("a", "b"):
+        seed_study(tmp_path, "pruning", {1: 0.0, 2: 0.02}, store=store)  # pruned: no entity found by evaluation 2
+        r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=4", *PRUNED,
+                                                              "train.max_steps=3", *space, store=store))
+        assert r.returncode == 0, r.stderr
+        study = optuna.load_study(study_name="pruning", storage=f"sqlite:///{tmp_path}/{store}.optuna.db")
+        seen.append([(t.params, t.state, t.intermediate_values) for t in study.trials])
+    assert seen[0] == seen[1]
+    assert len({str(p) for p, _, _ in seen[0]}) == 4  # four different configurations were tried

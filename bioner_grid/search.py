@@ -340,6 +340,9 @@ def tell(study, storage, number: int, state, value, curve: list[float], reported
     from optuna.trial import TrialState
 
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+    if storage.get_trial(trial_id).state.is_finished():  # told by another launch of the same study meanwhile
+        log.warning("trial %d was told its outcome by another launch; left as it is", number)
+        return
     trial = optuna.trial.Trial(study, trial_id)
     if not reported:
         for step, v in enumerate(curve, start=1):

@@ -101,6 +101,10 @@ class OptunaSweeper(Sweeper):
         if not cfg.grid.wait:
             raise ConfigError("grid.wait=false: an adaptive search asks each batch from the results of the last, so "
                               "it waits for its trials; leave grid.wait=true")
+        from bioner_grid.grid import select_jobs
+
+        # the probe's model and files (grid.preflight) and its tracking store answer, before a study or run exists
+        select_jobs([cfg], check=cfg.grid.preflight, skip_finished=False)
         return space, fixed, cfg
 
     # --- the search --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, preempt, redact, runtime, scoring, search, spec, sweep, tracking
+from bioner_grid import export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
@@ -139,7 +139,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     if decision.action in ("finished", "in_flight"):
         return {"skipped": True, "status": decision.status, "run_key": tags["run_key"], "run_id": decision.run_id}
 
-    pruning = search.pruning(cfg)  # a trial of an adaptive search: reports dev F1, stops when pruned (else None)
+    trial = pruning.callback(cfg)  # a trial of an adaptive search: reports dev F1, stops when pruned (else None)
     tokenizer, windows, model = build(cfg, p)
     active, twin = open_run(cfg, store, runs, decision, tags, p.args.output_dir)
     if twin:  # the same configuration started at the same moment: the older run trains it
@@ -148,9 +148,9 @@ def run(cfg, output_dir: str | Path) -> dict:
         with store.heartbeat(active.run_id, float(cfg.grid.heartbeat_s)):
             record_inputs(cfg, active, p)
             trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics,
-                                   (pruning,) if pruning else ())
-            if pruning:
-                active.set_tags(pruning.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
+                                   (trial,) if trial else ())
+            if trial:
+                active.set_tags(trial.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)

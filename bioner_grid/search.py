@@ -6,7 +6,8 @@ trials in batches of ``hydra.sweeper.n_jobs`` and launches each as an ordinary j
 ``search.storage`` on its command line. The job (``pipeline.run``) attaches to its trial through
 the study's storage, so it works in its own process on any node: at every dev evaluation it
 reports the dev strict F1 (step = the evaluation's number, 1, 2, ...) and asks the study's pruner
-whether to stop (``ReportToTrial``). The sweeper then reads each trial's outcome from the tracking
+whether to stop (``bioner_grid.pruning``: apart, as it imports transformers, which the sweeper
+must not at Hydra's plugin discovery). The sweeper then reads each trial's outcome from the tracking
 store and tells the study; a configuration already FINISHED in the store (``identity.decide``) is
 not trained again: its recorded dev curve and dev F1 are told instead.
 
@@ -24,7 +25,8 @@ trials only; the sweeper tells a batch's trials after the whole batch). With ``n
 seed and study give the same trials and pruning decisions; with ``pruner.kind=halving`` and
 ``n_jobs>1`` the rungs also count the batch's running trials, so decisions there may depend on timing.
 
-optuna is imported where used: ``pipeline`` imports this module in every job, search or not.
+optuna is imported where used: ``pipeline`` imports this module in every job, search or not, and
+Hydra imports the sweeper (which imports this module) whenever it discovers plugins.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ import logging
 import math
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from transformers import TrainerCallback
 
 from bioner_grid.errors import ConfigError
 from bioner_grid.identity import GRID_KEYS
@@ -62,10 +62,8 @@ def distribution(override):
     """The Optuna distribution of one sweep override: ``choice(8,16,32)`` categorical,
     ``range(1,5)`` integers (stop excluded, as Hydra's range), ``interval(a, b)`` uniform (integer
     when both ends are), ``tag(log, interval(a, b))`` log-uniform. ``ConfigError`` for the rest."""
-    from hydra.core.override_parser.types import Transformer
+    from hydra.core.override_parser.types import Glob, Transformer
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    from hydra.core.override_parser.types import Glob
 
     key = override.get_key_element()
     if isinstance(override.value(), Glob):
@@ -242,72 +240,6 @@ def run_tags(cfg) -> dict[str, str]:
     if cfg.search.trial is None:
         return {}
     return {"trial": str(cfg.search.trial), "study": str(cfg.search.study)}
-
-
-def attach(cfg):
-    """(the Optuna trial this job is, its storage, its id): ``search.trial`` of ``search.study`` in
-    ``search.storage``, with the study's own pruner; None outside a search. ``ConfigError`` when the study or trial is not there."""
-    import optuna
-
-    s = cfg.search
-    if s.trial is None:
-        return None
-    if not s.study or not s.storage:
-        raise ConfigError("search.trial: needs search.study and search.storage (the sweeper sets all three)")
-    storage = open_storage(s.storage)
-    try:
-        study_id = storage.get_study_id_from_name(s.study)
-    except KeyError:
-        raise ConfigError(f"search.study={s.study}: no such study in {s.storage}") from None
-    attrs = storage.get_study_user_attrs(study_id)
-    study = optuna.load_study(study_name=s.study, storage=storage, pruner=make_pruner(attrs["pruner"]))
-    try:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(s.trial))
-    except KeyError:
-        raise ConfigError(f"search.trial={s.trial}: study {s.study} has no such trial") from None
-    # Optuna has no public call to attach to a trial asked by another process; a Trial over the
-    # shared storage is what its own distributed optimisation does in each worker.
-    return optuna.trial.Trial(study, trial_id), storage, trial_id
-
-
-class ReportToTrial(TrainerCallback):
-    """At every dev evaluation: report the dev score to the trial (step = the evaluation's number,
-    counted from the Trainer's log history, so a resumed run numbers them as the uninterrupted one)
-    and stop training when the study's pruner says so (``pruned_at``: that evaluation). The run then
-    goes on as any run whose training ended: the best model so far is scored on dev and test."""
-
-    def __init__(self, trial, storage, trial_id: int, key: str = "eval_strict_f1"):
-        self.trial, self.storage, self.trial_id, self.key, self.pruned_at = trial, storage, trial_id, key, None
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not metrics or self.key not in metrics:
-            return
-        step = sum(1 for entry in state.log_history if self.key in entry)
-        if self.storage.get_trial(self.trial_id).state.is_finished():  # told already (a relaunch resuming an old run)
-            return
-        value = float(metrics[self.key])
-        self.trial.report(value if math.isfinite(value) else 0.0, step)
-        if self.trial.should_prune():
-            self.pruned_at = step
-            control.should_training_stop = True
-            log.info("trial %d pruned at evaluation %d (dev score %.4f): training stops here", self.trial.number,
-                     step, value)
-
-    def tags(self) -> dict[str, str]:
-        """``pruned=true|false`` (and ``pruned_at_evaluation``) for the run."""
-        if self.pruned_at is None:
-            return {"pruned": "false"}
-        return {"pruned": "true", "pruned_at_evaluation": str(self.pruned_at)}
-
-
-def pruning(cfg, metric: str = "dev_strict_f1") -> ReportToTrial | None:
-    """The job's Trainer callback reporting to its trial (None outside a search)."""
-    attached = attach(cfg)
-    if attached is None:
-        return None
-    trial, storage, trial_id = attached
-    metric = trial.study.user_attrs.get("metric", metric)
-    return ReportToTrial(trial, storage, trial_id, METRICS[metric])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ LAYERS = [
     ("train", ["runtime", "train", "preempt"]),
     ("scoring", ["scoring", "faireval", "evaluate"]),
     ("spec", ["config", "schema", "spec"]),
-    ("store", ["store", "tracking", "identity", "sweep", "search"]),
+    ("store", ["store", "tracking", "identity", "sweep", "search", "pruning"]),
     ("report", ["runtable", "report", "report_figures", "significance"]),
     ("commands", ["__main__", "pipeline", "plan", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]

@@ -212,6 +212,7 @@ def test_the_same_seed_and_study_give_the_same_trials_and_pruning_decisions(tmp_
     print("trials:", *(f"{p} {s.name} {dict(v)}" for p, s, v in seen[0]), sep="\n  ")
     assert seen[0] == seen[1]
     assert len({str(p) for p, _, _ in seen[0]}) == 4  # four different configurations were tried
+    assert {s for _, s, _ in seen[0][1:]} == {TrialState.COMPLETE, TrialState.PRUNED}  # decisions, not all alike
 
 
 @pytest.mark.slurm

@@ -196,6 +196,27 @@ def test_a_pruned_run_stops_early_ends_finished_tagged_pruned_keeps_its_metrics_
 
 
 @pytest.mark.slow
+def test_a_relaunch_runs_a_trial_an_interrupted_launch_left_running_under_its_own_number(tmp_path, data_root,
+                                                                                       monkeypatch, capsys):
+    """A launch stopped mid-batch leaves its trials RUNNING in the study; the same command again runs
+    them (their jobs resume their runs by run key) before it asks any new trial."""
+    study = optuna.create_study(study_name="resume", storage=f"sqlite:///{tmp_path}/mlflow.optuna.db",
+                                direction="maximize")
+    for key, value in (("metric", "dev_strict_f1"), ("sampler", {"kind": "tpe", "seed": 7}),
+                       ("pruner", {**PRUNER, "n_startup_trials": 2})):
+        study.set_user_attr(key, value)
+    left = study.ask(fixed_distributions={"train.lr": FloatDistribution(1e-5, 1e-3, log=True)})
+    r = app_inproc(monkeypatch, capsys, tmp_path, *args(tmp_path, data_root, "hydra.sweeper.n_trials=1",
+                                                          "hydra.sweeper.study_name=resume",
+                                                          "train.lr=tag(log, interval(1e-5, 1e-3))"))
+    assert r.returncode == 0, r.stderr
+    [trial] = study_of_name(tmp_path, "resume").trials
+    assert trial.number == left.number == 0 and trial.state == TrialState.COMPLETE
+    [run] = runs(tmp_path).to_dict("records")
+    assert run["tags.trial"] == "0" and float(run["tags.lr"]) == left.params["train.lr"]
+
+
+@pytest.mark.slow
 def test_the_same_seed_and_study_give_the_same_trials_and_pruning_decisions(tmp_path, data_root, monkeypatch, capsys):
     """Two searches from scratch, each with its own tracking store and study (nothing to reuse):
     the same trials, the same dev curves and the same pruning decisions."""

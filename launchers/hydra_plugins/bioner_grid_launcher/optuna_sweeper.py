@@ -12,7 +12,7 @@ Why a sweeper of our own rather than hydra-optuna-sweeper (1.3.0, tried 2026-11-
   pairs trials with the wrong results (or leaves them RUNNING) on a relaunch;
 - each batch is a separate ``launch``: a separate sweep parent run per batch, an in-memory study
   by default (a relaunch starts over), and no way for a job to reach its trial (no pruning: hydra#1710, #1954).
-This one is ~200 lines on Optuna's ask/tell API: the same overrides (``choice``, ``range``,
+This one is a small sweeper on Optuna's ask/tell API: the same overrides (``choice``, ``range``,
 ``interval``, ``tag(log, interval)``; ``hydra.sweeper.params`` as a mapping), ``n_trials``,
 ``n_jobs``, ``direction``, ``study_name``, ``storage``, ``sampler.seed``, and ``pruner``. The job's
 side and the rules are in ``bioner_grid.search``; the settings are typed in

@@ -54,7 +54,7 @@ def _split_sentences(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache",
-                overlap: str = "warn") -> Corpus:
+                overlap: str = "warn", extra: list[Evaluation] = (), take=None) -> Corpus:
     """Read a dataset config (``conf/dataset/*.yaml``) into train/dev/test splits.
 
     BIO TSV (``format: conll``): a single training file with ``split`` set is cut into train/test
@@ -62,14 +62,17 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, c
     is held out as dev. PubTator (``format: pubtator``): see ``pubtator.load_pubtator``; all-in-one
     (``format: aio``): see ``aio.load_aio``. ``overlap`` (a run passes ``cfg.data.overlap``): what
     happens to training units also in an evaluation split (``bioner_grid.overlap``); the corpus's
-    ``overlap`` says what was found.
+    ``overlap`` says what was found. ``extra``: the test splits of other datasets the run also
+    scores (``evaluation.extra_tests``), compared with training as its own test is. ``take``: a
+    learning curve's subsample of the training units (``corpus.nested_subsample``), applied once
+    the overlap is dropped and dev is held out, so dev is the same at every training size.
     """
     if ds.format == "pubtator":
-        corpus = pubtator.load_pubtator(ds, cache_dir, overlap)
+        corpus = pubtator.load_pubtator(ds, cache_dir, overlap, extra, take)
     elif ds.format == "aio":
-        return aio.load_aio(ds, cache_dir, max_train, max_eval, overlap)  # caps apply per member
+        return aio.load_aio(ds, cache_dir, max_train, max_eval, overlap, take)  # caps apply per member
     elif ds.format == "conll":
-        corpus = load_conll(ds, overlap)
+        corpus = load_conll(ds, overlap, extra, take)
     else:
         raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r} (conll, pubtator)")
     caps = {"train": max_train, "dev": max_eval, "test": max_eval}
@@ -93,7 +96,7 @@ def check_unseen_labels(corpus: Corpus, ds) -> None:
                     raise DataError(f"{split.source}:{line}: label {tag!r} does not occur in the training split")
 
 
-def load_conll(ds, overlap: str = "warn") -> Corpus:
+def load_conll(ds, overlap: str = "warn", extra: list[Evaluation] = (), take=None) -> Corpus:
     """Training sentences also in test (or a dev file) are dropped, kept or refused (``overlap``)
     before dev is held out; those also in a held-out dev, after (``bioner_grid.overlap``)."""
     screen = Screen(overlap)
@@ -106,7 +109,7 @@ def load_conll(ds, overlap: str = "warn") -> Corpus:
         train, test = _split_sentences(train, float(ds.split), int(ds.split_seed))
         test_source = f"{ds.train} (test split)"
     dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
-    evaluations = [Evaluation("test", Units.of_sentences(test_source, test.sentences))]
+    evaluations = [Evaluation("test", Units.of_sentences(test_source, test.sentences)), *extra]
     if dev is not None:
         evaluations.append(Evaluation("dev", Units.of_sentences(ds.dev, dev.sentences)))
     train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), evaluations)
@@ -114,6 +117,8 @@ def load_conll(ds, overlap: str = "warn") -> Corpus:
         train, dev = _split_sentences(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
         held_out = Units.of_sentences(f"{ds.train} (held-out dev)", dev.sentences)
         train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), [Evaluation("dev", held_out)])
+    if take:  # after the hold-out: every training size of a learning curve is selected on the same dev
+        train.sentences = take(train.sentences)
     return Corpus(ds.name, {"train": train, "dev": dev, "test": test}, overlap=screen)
 
 
@@ -228,8 +233,13 @@ def main(argv: list[str]) -> int:
     cfg = compose(argv)  # ConfigError / DataError: one line, exit 2 (cli.run -> errors.guarded)
     spec.check(cfg)
     check_root(cfg.data.root)
+    from bioner_grid import cross
+    from bioner_grid.corpus import subsample_of
+
+    extra = cross.load(cfg)  # evaluation.extra_tests join the overlap check as in a run
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
-                         cfg.data.overlap)
+                         cfg.data.overlap, [e.evaluation for e in extra],
+                         subsample_of(cfg.data.train_fraction, cfg.data.train_documents, cfg.train.seed))
     for report in corpus.reports:
         print(redact.text(pubtator.format_report(report)))
     print(redact.text(format_stats(corpus)))

@@ -191,7 +191,10 @@ def load(cfg) -> list[ExtraTest]:
         else:
             _, docs = pubtator.keyed_documents(ds.test, OmegaConf.to_container(ds.types, resolve=True), cfg.data.cache)
             split = Split([s for _, sents in docs for s in sents], str(ds.test))
-            units = pubtator.document_units(ds.test, docs)
+            # compared as the training units are: documents with a PubTator training file, sentences with
+            # a BIO one (a BIO training file has no documents; its tokenisation may differ, so few match)
+            units = (Units.of_sentences(ds.test, split.sentences) if cfg.dataset.format == "conll"
+                     else pubtator.document_units(ds.test, docs))
         split = _mapped(split, mapping, name, ds)
         if cfg.data.max_eval_sentences:
             split.sentences = split.sentences[: int(cfg.data.max_eval_sentences)]

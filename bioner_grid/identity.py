@@ -40,7 +40,7 @@ DATA_WHEN_SET = ("train_fraction", "train_documents")
 EVALUATION_WHEN_SET = ("extra_tests", "type_map")
 # Their params too are recorded only when set (an unset one would make every new run differ from the
 # older ones in the report's variant labels: ``minilm (train_fraction=None)``).
-UNSET_PARAMS = {**{f"data.{k}": "None" for k in DATA_WHEN_SET}, "evaluation.extra_tests": "[]"}
+UNSET_PARAMS = {**{f"data.{k}": "None" for k in DATA_WHEN_SET}, "evaluation.extra_tests": "[]", "evaluation.type_map": "None"}
 FILE_KEYS = ("train", "dev", "test")
 # Result-defining settings added after runs were recorded: at these defaults they are left out of the
 # key, so that the runs recorded before them keep their keys (and are not run again).

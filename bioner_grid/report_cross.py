@@ -97,7 +97,7 @@ def _text(cell) -> str:
 
 def tables(df: pd.DataFrame, mode: str = "strict") -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) of each train -> test matrix (``report.Table``'s fields)."""
-    return [(m["title"], ["train \\ test", *m["tests"]],
+    return [(m["title"], ["trained on → tested on", *m["tests"]],
              [[train, *(_text(m["cells"].get(train, {}).get(test)) for test in m["tests"])] for train in m["trains"]], NOTE)
             for m in matrices(df, mode)]
 

@@ -97,7 +97,10 @@ class EvaluationSchema:
     error_examples: int = 20
     # Other datasets' test splits the model is scored on too (bioner_grid.cross): cross/<dataset>/strict_f1, ...
     extra_tests: List[str] = field(default_factory=list)
-    type_map: Dict[str, str] = field(default_factory=dict)  # an extra test set's type -> the model's (same name by default)
+    # An extra test set's type -> the model's (same name by default). Untyped and null, as PubtatorDataset.types
+    # is ???: a mapping there (typed or not, even empty) would refuse a whole one given on the command line
+    # ("evaluation.type_map={DISO: Disease}") key by key.
+    type_map: Any = None
 
 
 @dataclass

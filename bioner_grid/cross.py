@@ -15,6 +15,9 @@ extra test set's type maps to the model's type of the same name, compared case-i
 a type the extra test set does not annotate become ``O`` there: it is not scored on what that
 corpus never marked.
 
+This module decides from the configs alone (``problems``, ``plan``), as ``plan`` and a sweep's
+preflight must, before any data is read; ``data.load_extra_tests`` reads the splits.
+
 **Overlap.** Each extra test split joins the evaluation splits ``bioner_grid.overlap`` compares the
 training units with (``data.overlap``: dropped, kept with a warning, or refused), and the run
 records per extra test set ``overlap.cross.<dataset>.train_test`` and ``.test_in_train`` (what the
@@ -23,15 +26,9 @@ cross-corpus report marks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
-
-from bioner_grid import pubtator
-from bioner_grid.corpus import DataError, Sentence, Split, label_type
-from bioner_grid.data import read_conll
-from bioner_grid.overlap import Evaluation, Units
 
 
 def dataset_dir() -> Path:
@@ -126,77 +123,13 @@ def problems(cfg) -> list[str]:
     return out
 
 
-@dataclass
-class ExtraTest:
-    """One extra test set, read and mapped to the model's types."""
-
-    name: str
-    split: Split  # gold tags already in the model's types
-    units: Units  # its documents (PubTator) or sentences (BIO), for the overlap check
-    kept: set[str]  # the model types it annotates: predictions of any other type become O
-
-    @property
-    def evaluation(self) -> Evaluation:
-        return Evaluation("test", self.units, cross=self.name)
-
-    def restrict(self, tags: list[str]) -> list[str]:
-        """Predicted tags with every type this test set does not annotate as ``O``."""
-        return [t if t[:2] not in ("B-", "I-") or t[2:] in self.kept else "O" for t in tags]
-
-
-def _mapped(split: Split, mapping: dict[str, str], name: str, ds) -> Split:
-    """``split`` with each gold type renamed to the model's; ``DataError`` at the first tag of a type
-    the configs did not declare (a BIO file with typed tags other than its ``entity_type``)."""
-    sentences = []
-    for sent in split.sentences:
-        tags = []
-        for i, tag in enumerate(sent.tags):
-            kind = label_type(tag)
-            if tag[:2] in ("B-", "I-"):
-                if kind not in mapping:
-                    line = sent.lines[i] if sent.lines else pubtator.annotation_line(split.source, kind, ds)
-                    raise DataError(f"{split.source}:{line}: type {kind!r} of evaluation.extra_tests {name} maps to no "
-                                    "type the model is trained on (set evaluation.type_map)")
-                tag = f"{tag[:2]}{mapping[kind]}"
-            tags.append(tag)
-        sentences.append(Sentence(sent.tokens, tags, sent.lines))
-    return Split(sentences, split.source, split.iob_slips)
-
-
-def check_labels(extra: list[ExtraTest], labels: list[str]) -> None:
-    """Every gold label of an extra test set must be one the model has (a type the training split
-    never holds cannot be predicted): ``DataError`` at its first ``file:line``."""
-    known = set(labels)
-    for e in extra:
-        for sent in e.split.sentences:
-            for i, tag in enumerate(sent.tags):
-                if tag not in known:
-                    line = sent.lines[i] if sent.lines else 0
-                    raise DataError(f"{e.split.source}:{line}: label {tag!r} of evaluation.extra_tests {e.name} does "
-                                    "not occur in the training split")
-
-
-def load(cfg) -> list[ExtraTest]:
-    """Read every extra test split of the run (``problems`` has passed), mapped to the model's types;
-    ``data.max_eval_sentences`` caps it as it caps the run's own test (its overlap units stay whole)."""
-    out = []
+def plan(cfg) -> list[tuple[str, object, dict[str, str]]]:
+    """(name, resolved dataset config, test type -> model type) of each extra test set of a run
+    (``problems`` has passed); ``data.load_extra_tests`` reads them."""
     model_types = output_types(cfg.dataset)
     type_map = OmegaConf.to_container(cfg.evaluation.type_map) if OmegaConf.select(cfg, "evaluation.type_map") else {}
+    out = []
     for name in extra_names(cfg):
         ds = dataset_config(name, cfg)
-        mapping, _ = type_mapping(model_types, output_types(ds), type_map)
-        if ds.format == "conll":
-            split = read_conll(ds.test, ds.entity_type)
-            units = Units.of_sentences(ds.test, split.sentences)
-        else:
-            _, docs = pubtator.keyed_documents(ds.test, OmegaConf.to_container(ds.types, resolve=True), cfg.data.cache)
-            split = Split([s for _, sents in docs for s in sents], str(ds.test))
-            # compared as the training units are: documents with a PubTator training file, sentences with
-            # a BIO one (a BIO training file has no documents; its tokenisation may differ, so few match)
-            units = (Units.of_sentences(ds.test, split.sentences) if cfg.dataset.format == "conll"
-                     else pubtator.document_units(ds.test, docs))
-        split = _mapped(split, mapping, name, ds)
-        if cfg.data.max_eval_sentences:
-            split.sentences = split.sentences[: int(cfg.data.max_eval_sentences)]
-        out.append(ExtraTest(name, split, units, set(mapping.values())))
+        out.append((name, ds, type_mapping(model_types, output_types(ds), type_map)[0]))
     return out

@@ -21,7 +21,7 @@ from bioner_grid import cross, export, identity, preempt, redact, runtime, scori
 from bioner_grid.store import OpenRun, RunStore, cross_metric, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
-from bioner_grid.data import check_root, load_corpus, split_stats
+from bioner_grid.data import ExtraTest, check_extra_labels, check_root, load_corpus, load_extra_tests, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
 from bioner_grid.train import predict, train, training_arguments
@@ -53,7 +53,7 @@ class Prepared:
     degenerate: bool
     device: str
     args: TrainingArguments
-    extra: list = field(default_factory=list)  # cross.ExtraTest: other datasets' test splits scored too
+    extra: list = field(default_factory=list)  # data.ExtraTest: other datasets' test splits scored too
 
     @property
     def precision(self) -> str:
@@ -82,12 +82,13 @@ def prepare(cfg, out: Path) -> Prepared:
     spec.check(cfg, spec.Machine(cuda=torch.cuda.is_available()))
     tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
-    extra = cross.load(cfg)  # evaluation.extra_tests, in this model's types; compared with training as its test is
+    # evaluation.extra_tests, in this model's types (cross.plan); compared with training as its own test is
+    extra = load_extra_tests(cross.plan(cfg), cfg.dataset.format, cfg.data.cache, cfg.data.max_eval_sentences)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
                          cfg.data.overlap, [e.evaluation for e in extra],
                          subsample_of(cfg.data.train_fraction, cfg.data.train_documents, cfg.train.seed))
     # data.overlap=fail stops above: DataError, nothing recorded
-    cross.check_labels(extra, corpus.labels)
+    check_extra_labels(extra, corpus.labels)
     for split in corpus.splits.values():
         if split.iob_slips:
             log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
@@ -278,7 +279,7 @@ def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str, run
     return metrics
 
 
-def score_extra(cfg, out: Path, p: Prepared, trainer, tokenizer, extra: cross.ExtraTest, run: OpenRun) -> dict[str, float]:
+def score_extra(cfg, out: Path, p: Prepared, trainer, tokenizer, extra: ExtraTest, run: OpenRun) -> dict[str, float]:
     """Score the selected model on another dataset's test split (``evaluation.extra_tests``): its
     predictions of types that corpus does not annotate count as O; metrics ``cross/<dataset>/...``,
     predictions ``predictions_cross_<dataset>.conll``."""

@@ -14,7 +14,7 @@ import pytest
 from bioner_grid import cross, identity, scoring, spec, tracking
 from bioner_grid.config import compose
 from bioner_grid.corpus import nested_subsample, subsample_of
-from bioner_grid.data import load_corpus, read_conll
+from bioner_grid.data import _mapped_types, load_corpus, load_extra_tests, read_conll
 from conftest import DATA, NCBI, app_inproc, run_inproc, runs
 
 BC5CDR = DATA / "conll" / "BC5CDR-disease"
@@ -74,7 +74,7 @@ def test_a_typed_bio_file_with_an_undeclared_type_stops_at_its_line(tmp_path):
     bad.write_text("Aspirin\tB-Chemical\nhelps\tO\n\nfever\tB-Disease\n")
     ds = cross.dataset_config("bc5cdr_disease", compose([f"data.root={DATA}"]))
     with pytest.raises(Exception, match=rf"^{bad}:1: type 'Chemical' of evaluation.extra_tests x maps to no type"):
-        cross._mapped(read_conll(bad, "Disease"), {"Disease": "Disease"}, "x", ds)
+        _mapped_types(read_conll(bad, "Disease"), {"Disease": "Disease"}, "x", ds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_extra_test_sentences_pasted_into_training_are_dropped_as_the_own_test_i
         cfg = compose([f"data.root={DATA}", "dataset=conll_files", f"dataset.train={train}", f"dataset.dev={NCBI}/devel.tsv",
                        f"dataset.test={NCBI}/test.tsv", "dataset.entity_type=Disease",
                        "evaluation.extra_tests=[bc5cdr_disease]", f"data.cache={tmp_path}/cache"])
-        extra = cross.load(cfg)
+        extra = load_extra_tests(cross.plan(cfg), cfg.dataset.format, cfg.data.cache)
         return load_corpus(cfg.dataset, cache_dir=cfg.data.cache, overlap=policy, extra=[e.evaluation for e in extra])
 
     clean, copy = load(NCBI / "train.tsv", "drop"), load(dirty, "drop")

@@ -91,7 +91,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     for c in df.columns:  # overlap tags (report_cross marks cells by them) and training sizes (report_curve)
-        if c.startswith("tags.overlap.") or c[len("params."):] in report_curve.SIZES:
+        if c.startswith("tags.overlap.") or (c.startswith("params.") and c[len("params."):] in report_curve.SIZES):
             columns[c.split(".", 1)[1]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):

@@ -45,7 +45,8 @@ def plain(tokens: list[str], tags: list[str], types: list[str] | None = None) ->
     return tokens[1:-1], [t if keep(t) else "O" for t in inner]
 
 
-def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None = None, overlap: str = "warn") -> Corpus:
+def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None = None, overlap: str = "warn",
+             take=None) -> Corpus:
     """Members' PubTator files converted (cached), task-tagged and merged; dev held out per member by
     document (``dev_fraction``, seeded). ``max_train`` / ``max_eval`` cap each member's sentences
     (first N; for small demonstrations).
@@ -79,6 +80,8 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
     for m in kept:
         d = docs[m.name]
         d["train"] = screen.apply(d["train"], document_units(m.train, d["train"]), devs, m.name)
+        if take:  # a learning curve's subsample of each member's training documents (data.train_fraction)
+            d["train"] = take(d["train"])
         member = {"task": m.task, "types": sorted(OmegaConf.to_container(m.types, resolve=True))}
         for name in ("train", "dev", "test"):
             sentences = [tag_sentence(s, m.task) for _, sents in d[name] for s in sents]

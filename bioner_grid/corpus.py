@@ -171,6 +171,28 @@ def seeded_split(items: list, fraction: float, seed: int, source, what: str = "s
     return [items[i] for i in sorted(order[:cut])], [items[i] for i in sorted(order[cut:])]
 
 
+def nested_subsample(items: list, seed: int, fraction: float | None = None, count: int | None = None,
+                     source="training split", what: str = "documents") -> list:
+    """The first ``count`` items (or ``round(fraction * len(items))``, at least 1) of a permutation of
+    ``items`` seeded by ``seed`` alone, in file order: a learning curve's training subsample
+    (``data.train_fraction`` / ``data.train_documents``). The permutation does not depend on the
+    size asked for, so for one seed the subsamples are nested: 10% ⊂ 25% ⊂ 50% ⊂ 100%."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n = int(count) if count is not None else max(1, round(len(order) * float(fraction)))
+    if n > len(order):
+        raise DataError(f"{source}:0: data.train_documents={n} but the training split has {len(order)} {what}")
+    return [items[i] for i in sorted(order[:n])]
+
+
+def subsample_of(fraction: float | None, count: int | None, seed: int):
+    """``nested_subsample`` with a run's ``data.train_fraction`` / ``data.train_documents`` and seed,
+    for the readers' ``take``; None when neither is set (the whole training split)."""
+    if fraction is None and count is None:
+        return None
+    return lambda items: nested_subsample(items, int(seed), fraction, count)
+
+
 def label_type(tag: str) -> str:
     """The entity type of an IOB2 tag (``B-Chemical`` -> ``Chemical``); ``O`` and ``O-Task`` as they are."""
     return tag[2:] if tag[:2] in ("B-", "I-") else tag

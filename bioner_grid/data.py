@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from bioner_grid import aio, pubtator, redact
 from bioner_grid.overlap import MATRIX_MIN_TOKENS, Evaluation, Screen, Units, format_table, matrix
@@ -54,7 +57,7 @@ def _split_sentences(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, cache_dir: str | Path = "outputs/cache",
-                overlap: str = "warn") -> Corpus:
+                overlap: str = "warn", extra: list[Evaluation] = (), take=None) -> Corpus:
     """Read a dataset config (``conf/dataset/*.yaml``) into train/dev/test splits.
 
     BIO TSV (``format: conll``): a single training file with ``split`` set is cut into train/test
@@ -62,14 +65,17 @@ def load_corpus(ds, max_train: int | None = None, max_eval: int | None = None, c
     is held out as dev. PubTator (``format: pubtator``): see ``pubtator.load_pubtator``; all-in-one
     (``format: aio``): see ``aio.load_aio``. ``overlap`` (a run passes ``cfg.data.overlap``): what
     happens to training units also in an evaluation split (``bioner_grid.overlap``); the corpus's
-    ``overlap`` says what was found.
+    ``overlap`` says what was found. ``extra``: the test splits of other datasets the run also
+    scores (``evaluation.extra_tests``), compared with training as its own test is. ``take``: a
+    learning curve's subsample of the training units (``corpus.nested_subsample``), applied once
+    the overlap is dropped and dev is held out, so dev is the same at every training size.
     """
     if ds.format == "pubtator":
-        corpus = pubtator.load_pubtator(ds, cache_dir, overlap)
+        corpus = pubtator.load_pubtator(ds, cache_dir, overlap, extra, take)
     elif ds.format == "aio":
-        return aio.load_aio(ds, cache_dir, max_train, max_eval, overlap)  # caps apply per member
+        return aio.load_aio(ds, cache_dir, max_train, max_eval, overlap, take)  # caps apply per member
     elif ds.format == "conll":
-        corpus = load_conll(ds, overlap)
+        corpus = load_conll(ds, overlap, extra, take)
     else:
         raise DataError(f"dataset {ds.name}:0: unsupported format {ds.format!r} (conll, pubtator)")
     caps = {"train": max_train, "dev": max_eval, "test": max_eval}
@@ -93,7 +99,7 @@ def check_unseen_labels(corpus: Corpus, ds) -> None:
                     raise DataError(f"{split.source}:{line}: label {tag!r} does not occur in the training split")
 
 
-def load_conll(ds, overlap: str = "warn") -> Corpus:
+def load_conll(ds, overlap: str = "warn", extra: list[Evaluation] = (), take=None) -> Corpus:
     """Training sentences also in test (or a dev file) are dropped, kept or refused (``overlap``)
     before dev is held out; those also in a held-out dev, after (``bioner_grid.overlap``)."""
     screen = Screen(overlap)
@@ -106,7 +112,7 @@ def load_conll(ds, overlap: str = "warn") -> Corpus:
         train, test = _split_sentences(train, float(ds.split), int(ds.split_seed))
         test_source = f"{ds.train} (test split)"
     dev = read_conll(ds.dev, ds.entity_type) if ds.get("dev") else None
-    evaluations = [Evaluation("test", Units.of_sentences(test_source, test.sentences))]
+    evaluations = [Evaluation("test", Units.of_sentences(test_source, test.sentences)), *extra]
     if dev is not None:
         evaluations.append(Evaluation("dev", Units.of_sentences(ds.dev, dev.sentences)))
     train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), evaluations)
@@ -114,7 +120,86 @@ def load_conll(ds, overlap: str = "warn") -> Corpus:
         train, dev = _split_sentences(train, 1.0 - float(ds.dev_fraction), int(ds.split_seed))
         held_out = Units.of_sentences(f"{ds.train} (held-out dev)", dev.sentences)
         train.sentences = screen.apply(train.sentences, Units.of_sentences(ds.train, train.sentences), [Evaluation("dev", held_out)])
+    if take:  # after the hold-out: every training size of a learning curve is selected on the same dev
+        train.sentences = take(train.sentences)
     return Corpus(ds.name, {"train": train, "dev": dev, "test": test}, overlap=screen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other datasets' test splits a run scores too (evaluation.extra_tests; the types: bioner_grid.cross)
+
+
+@dataclass
+class ExtraTest:
+    """One extra test set (``evaluation.extra_tests``), read and mapped to the model's types."""
+
+    name: str
+    split: Split  # gold tags already in the model's types
+    units: Units  # its documents (PubTator) or sentences (BIO), for the overlap check
+    kept: set[str]  # the model types it annotates: predictions of any other type become O
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return Evaluation("test", self.units, cross=self.name)
+
+    def restrict(self, tags: list[str]) -> list[str]:
+        """Predicted tags with every type this test set does not annotate as ``O``."""
+        return [t if t[:2] not in ("B-", "I-") or t[2:] in self.kept else "O" for t in tags]
+
+
+def _mapped_types(split: Split, mapping: dict[str, str], name: str, ds) -> Split:
+    """``split`` with each gold type renamed to the model's; ``DataError`` at the first tag of a type
+    the configs did not declare (a BIO file with typed tags other than its ``entity_type``)."""
+    sentences = []
+    for sent in split.sentences:
+        tags = []
+        for i, tag in enumerate(sent.tags):
+            kind = label_type(tag)
+            if tag[:2] in ("B-", "I-"):
+                if kind not in mapping:
+                    line = sent.lines[i] if sent.lines else pubtator.annotation_line(split.source, kind, ds)
+                    raise DataError(f"{split.source}:{line}: type {kind!r} of evaluation.extra_tests {name} maps to no "
+                                    "type the model is trained on (set evaluation.type_map)")
+                tag = f"{tag[:2]}{mapping[kind]}"
+            tags.append(tag)
+        sentences.append(Sentence(sent.tokens, tags, sent.lines))
+    return Split(sentences, split.source, split.iob_slips)
+
+
+def check_extra_labels(extra: list[ExtraTest], labels: list[str]) -> None:
+    """Every gold label of an extra test set must be one the model has (a type the training split
+    never holds cannot be predicted): ``DataError`` at its first ``file:line``."""
+    known = set(labels)
+    for e in extra:
+        for sent in e.split.sentences:
+            for i, tag in enumerate(sent.tags):
+                if tag not in known:
+                    line = sent.lines[i] if sent.lines else 0
+                    raise DataError(f"{e.split.source}:{line}: label {tag!r} of evaluation.extra_tests {e.name} does "
+                                    "not occur in the training split")
+
+
+def load_extra_tests(plans, train_format: str, cache_dir, max_eval: int | None = None) -> list[ExtraTest]:
+    """Read the extra test splits of a run (``cross.plan``: name, dataset config, type mapping),
+    gold types renamed to the model's; ``max_eval`` (``data.max_eval_sentences``) caps each as it
+    caps the run's own test, while its overlap units stay whole. A PubTator test set is compared
+    with a BIO training file sentence by sentence (the file has no documents; its tokenisation may
+    differ, so fewer copies are found), with a PubTator one document by document."""
+    out = []
+    for name, ds, mapping in plans:
+        if ds.format == "conll":
+            split = read_conll(ds.test, ds.entity_type)
+            units = Units.of_sentences(ds.test, split.sentences)
+        else:
+            _, docs = pubtator.keyed_documents(ds.test, OmegaConf.to_container(ds.types, resolve=True), cache_dir)
+            split = Split([s for _, sents in docs for s in sents], str(ds.test))
+            units = (Units.of_sentences(ds.test, split.sentences) if train_format == "conll"
+                     else pubtator.document_units(ds.test, docs))
+        split = _mapped_types(split, mapping, name, ds)
+        if max_eval:
+            split.sentences = split.sentences[: int(max_eval)]
+        out.append(ExtraTest(name, split, units, set(mapping.values())))
+    return out
 
 
 def check_root(root: str | Path) -> Path:
@@ -228,8 +313,13 @@ def main(argv: list[str]) -> int:
     cfg = compose(argv)  # ConfigError / DataError: one line, exit 2 (cli.run -> errors.guarded)
     spec.check(cfg)
     check_root(cfg.data.root)
+    from bioner_grid import cross
+    from bioner_grid.corpus import subsample_of
+
+    extra = load_extra_tests(cross.plan(cfg), cfg.dataset.format, cfg.data.cache, cfg.data.max_eval_sentences)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
-                         cfg.data.overlap)
+                         cfg.data.overlap, [e.evaluation for e in extra],
+                         subsample_of(cfg.data.train_fraction, cfg.data.train_documents, cfg.train.seed))
     for report in corpus.reports:
         print(redact.text(pubtator.format_report(report)))
     print(redact.text(format_stats(corpus)))

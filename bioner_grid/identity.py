@@ -25,6 +25,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bioner_grid import cross
 from bioner_grid.spec import DataSchema, TrainSchema
 
 GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
@@ -32,7 +33,14 @@ GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
 # train.* settings that change how a run is executed or kept, never what it computes.
 TRAIN_OPERATIONAL = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
 # data.* settings that change what a run computes (the rest are locations: root, cache, mirrors).
-DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on", "overlap")
+DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on", "overlap", "train_fraction", "train_documents")
+# Result-defining settings that are in the key only when set (a learning curve's training size,
+# another dataset's test split scored too): every run recorded before them keeps its key.
+DATA_WHEN_SET = ("train_fraction", "train_documents")
+EVALUATION_WHEN_SET = ("extra_tests", "type_map")
+# Their params too are recorded only when set (an unset one would make every new run differ from the
+# older ones in the report's variant labels: ``minilm (train_fraction=None)``).
+UNSET_PARAMS = {**{f"data.{k}": "None" for k in DATA_WHEN_SET}, "evaluation.extra_tests": "[]", "evaluation.type_map": "None"}
 FILE_KEYS = ("train", "dev", "test")
 # Result-defining settings added after runs were recorded: at these defaults they are left out of the
 # key, so that the runs recorded before them keep their keys (and are not run again).
@@ -126,8 +134,20 @@ def identity(cfg, with_seed: bool = True) -> dict:
             part.pop(key)
     if data.get("overlap") in (None, *OVERLAP_OUT_OF_KEY):  # None: a configuration from before the setting
         data.pop("overlap", None)
-    return {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
-            "faireval_focus": cfg.evaluation.faireval_focus}
+    for key in DATA_WHEN_SET:
+        if data.get(key) is None:
+            data.pop(key, None)
+    out = {"model": model, "dataset": dataset, "scheme": scheme, "train": train, "data": data,
+           "faireval_focus": cfg.evaluation.faireval_focus}
+    extra = cross.extra_names(cfg)
+    if extra:  # each extra test set by the digest of its test file: an edited file is a new key
+        found = {n: cross.dataset_config(n, cfg) for n in extra}  # None: refused by spec.problems first
+        out["extra_tests"] = {n: _digest_or_pin(str(ds.test), None) if ds is not None and ds.get("test") else "missing"
+                              for n, ds in found.items()}
+        type_map = OmegaConf.select(cfg, "evaluation.type_map")
+        if type_map:
+            out["type_map"] = OmegaConf.to_container(type_map)
+    return out
 
 
 def defines_result(param: str) -> bool:
@@ -141,7 +161,7 @@ def defines_result(param: str) -> bool:
         "scheme": rest not in ("name", "label"),
         "train": rest not in TRAIN_OPERATIONAL,
         "data": rest in DATA_INCLUDED,
-        "evaluation": rest == "faireval_focus",
+        "evaluation": rest == "faireval_focus" or rest.split(".")[0] in EVALUATION_WHEN_SET,
     }.get(section, False)
 
 

@@ -89,6 +89,7 @@ class Evaluation:
     split: str  # "test" | "dev"
     units: Units
     member: str | None = None  # the all-in-one member it scores
+    cross: str | None = None  # the extra test set (evaluation.extra_tests: another dataset's test) it is
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Pair:
     found: list[str]  # where each training unit found is (PMIDs, or lines of the training file)
     member: str | None = None  # the all-in-one member whose training units these are
     evaluation_member: str | None = None
+    cross: str | None = None  # the extra test set (evaluation.extra_tests) the evaluation split is
 
 
 class Screen:
@@ -116,6 +118,7 @@ class Screen:
         self.pairs: list[Pair] = []
         self.removed: dict[str | None, int] = {}  # member (None: a single corpus) -> training units removed
         self.tests: dict[str | None, tuple[int, set[int]]] = {}  # member -> (test units, indices found in training)
+        self.cross: dict[str, tuple[int, set[int]]] = {}  # extra test set -> (its units, indices found in training)
 
     def apply(self, items: list, units: Units, evaluations: list[Evaluation], member: str | None = None) -> list:
         """``items`` (the training file's documents or sentences, parallel to ``units``) without the
@@ -125,14 +128,15 @@ class Screen:
         for ev in evaluations:
             found = units.found_in(ev.units)
             if ev.split == "test":
-                total, seen = self.tests.setdefault(ev.member, (len(ev.units), set()))
+                tests = self.cross if ev.cross else self.tests
+                total, seen = tests.setdefault(ev.cross or ev.member, (len(ev.units), set()))
                 seen.update(ev.units.found_in(units))
             if not found:
                 continue
             if self.policy == "fail":
                 raise DataError(f"{units.source}: {len(found)} {units.kind} also in {ev.units.source} (data.overlap=fail)")
             self.pairs.append(Pair(ev.split, units.source, ev.units.source, units.kind, [units.where[k] for k in found],
-                                   member, ev.member))
+                                   member, ev.member, ev.cross))
             log.log(logging.INFO if self.policy == "drop" else logging.WARNING, "%s: %d %s also in %s (data.overlap=%s)",
                     units.source, len(found), units.kind, ev.units.source, self.policy)
             hit.update(found)
@@ -143,13 +147,13 @@ class Screen:
                  units.source, len(hit), units.kind)
         return [item for k, item in enumerate(items) if k not in hit]
 
-    def found(self, member: str | None, split: str) -> int:
+    def found(self, member: str | None, split: str, cross: str | None = None) -> int:
         """How many training units of ``member`` (None: of every member) were found in a ``split``
-        (``test`` or ``dev``) evaluation split: distinct per training file and member, counted
-        before anything is removed."""
+        (``test`` or ``dev``) evaluation split (``cross``: in that extra test set only; the run's own
+        splits otherwise): distinct per training file and member, counted before anything is removed."""
         out: dict[tuple, set[str]] = {}
         for p in self.pairs:
-            if p.split == split and (member is None or p.member == member):
+            if p.split == split and (member is None or p.member == member) and p.cross == cross:
                 out.setdefault((p.member, p.train), set()).update(p.found)
         return sum(len(v) for v in out.values())
 
@@ -169,13 +173,17 @@ class Screen:
             if member in self.tests:
                 total, seen = self.tests[member]
                 tags[f"{prefix}test_in_train"] = f"{len(seen)} of {total}"
+        for name, (total, seen) in self.cross.items():  # extra test sets: the cross-corpus report marks these
+            tags[f"overlap.cross.{name}.train_test"] = str(self.found(None, "test", name))
+            tags[f"overlap.cross.{name}.test_in_train"] = f"{len(seen)} of {total}"
         return tags
 
     def summary(self) -> dict:
         """What was found and removed, listing the units: the run's ``overlap.json``."""
         return {"policy": self.policy, "pairs": [asdict(p) for p in self.pairs],
                 "removed": {m or "": n for m, n in self.removed.items()},
-                "test_in_train": {m or "": {"found": len(seen), "of": total} for m, (total, seen) in self.tests.items()}}
+                "test_in_train": {m or "": {"found": len(seen), "of": total} for m, (total, seen) in self.tests.items()},
+                "cross_test_in_train": {m: {"found": len(seen), "of": total} for m, (total, seen) in self.cross.items()}}
 
     def record(self, run) -> None:
         """Record the tags and ``overlap.json`` on ``run`` (a ``store.OpenRun``)."""
@@ -190,7 +198,8 @@ class Screen:
                  f"in a dev split {self.found(None, 'dev')}; removed {removed}"]
         lines += [f"  {p.train}: {len(p.found)} {p.kind} also in {p.evaluation}"
                   + (f" ({p.member} training, {p.evaluation_member} {p.split})" if p.member else "") for p in self.pairs]
-        tests = [f"{m or 'test'} {len(seen)} of {total}" for m, (total, seen) in self.tests.items() if seen]
+        tests = [f"{m or 'test'} {len(seen)} of {total}" for m, (total, seen) in [*self.tests.items(), *self.cross.items()]
+                 if seen]
         if tests:
             lines.append("  test units also in training: " + ", ".join(tests))
         return "\n".join(lines)

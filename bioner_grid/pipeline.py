@@ -11,17 +11,17 @@ import logging
 import resource
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
-from bioner_grid.store import OpenRun, RunStore, job_tags
+from bioner_grid import cross, export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
+from bioner_grid.store import OpenRun, RunStore, cross_metric, job_tags
 from bioner_grid.align import cached_windows
-from bioner_grid.corpus import SPLITS, Corpus, Split
-from bioner_grid.data import check_root, load_corpus, split_stats
+from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
+from bioner_grid.data import ExtraTest, check_extra_labels, check_root, load_corpus, load_extra_tests, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_model, load_tokenizer
 from bioner_grid.train import predict, train, training_arguments
@@ -53,6 +53,7 @@ class Prepared:
     degenerate: bool
     device: str
     args: TrainingArguments
+    extra: list = field(default_factory=list)  # data.ExtraTest: other datasets' test splits scored too
 
     @property
     def precision(self) -> str:
@@ -81,8 +82,13 @@ def prepare(cfg, out: Path) -> Prepared:
     spec.check(cfg, spec.Machine(cuda=torch.cuda.is_available()))
     tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
+    # evaluation.extra_tests, in this model's types (cross.plan); compared with training as its own test is
+    extra = load_extra_tests(cross.plan(cfg), cfg.dataset.format, cfg.data.cache, cfg.data.max_eval_sentences)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
-                         cfg.data.overlap)  # data.overlap=fail stops here: DataError, nothing recorded
+                         cfg.data.overlap, [e.evaluation for e in extra],
+                         subsample_of(cfg.data.train_fraction, cfg.data.train_documents, cfg.train.seed))
+    # data.overlap=fail stops above: DataError, nothing recorded
+    check_extra_labels(extra, corpus.labels)
     for split in corpus.splits.values():
         if split.iob_slips:
             log.warning("%s: %d I-X tags after O or another type (first at line %d); kept as annotated",
@@ -98,7 +104,7 @@ def prepare(cfg, out: Path) -> Prepared:
                     cfg.scheme.name, weights, cfg.dataset.name)
     device = runtime.pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
-                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device))
+                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device), extra)
 
 
 def build(cfg, p: Prepared):
@@ -153,6 +159,8 @@ def run(cfg, output_dir: str | Path) -> dict:
                 active.set_tags(trial.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
+            for extra in p.extra:
+                metrics.update(score_extra(cfg, out, p, trainer, tokenizer, extra, active))
             result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
     except (KeyboardInterrupt, SystemExit) as e:
         active.close("KILLED", retry=False)  # preempted or requeued: the next attempt resumes this run
@@ -275,6 +283,22 @@ def score_split(cfg, out: Path, corpus: Corpus, trainer, windows, name: str, run
     return metrics
 
 
+def score_extra(cfg, out: Path, p: Prepared, trainer, tokenizer, extra: ExtraTest, run: OpenRun) -> dict[str, float]:
+    """Score the selected model on another dataset's test split (``evaluation.extra_tests``): its
+    predictions of types that corpus does not annotate count as O; metrics ``cross/<dataset>/...``,
+    predictions ``predictions_cross_<dataset>.conll``."""
+    sents = extra.split.sentences
+    label2id = {label: i for i, label in p.id2label.items()}
+    windows = cached_windows(tokenizer, sents, label2id, cfg.train.max_seq_length, cfg.data.cache)
+    predicted = [extra.restrict(tags) for tags in predict(trainer, windows, p.id2label, len(sents))]
+    path = out / f"predictions_cross_{spec.safe_name(extra.name)}.conll"
+    write_conll(path, sents, predicted)
+    run.log_artifact(path)
+    scores = scoring.score_split("test", [s.tags for s in sents], predicted, cfg.evaluation.faireval_focus)
+    log.info("%s test strict F1 %.4f", extra.name, scores["test_strict_f1"])
+    return {cross_metric(extra.name, k): v for k, v in scores.items()}
+
+
 def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from, run: OpenRun) -> dict:
     """Log the metrics (with peak memory), save and log the model (``train.save_model``), and
     write ``result.json``; returns its content."""
@@ -293,7 +317,7 @@ def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags:
         **{k: tags[k] for k in identity.GRID_KEYS},
         "weights_degenerate": p.degenerate,
         "resumed_from": resume_from,
-        "metrics": {k: v for k, v in metrics.items() if k.startswith("test_") or k.endswith("_seconds")},
+        "metrics": {k: v for k, v in metrics.items() if k.startswith(("test_", "cross/")) or k.endswith("_seconds")},
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     run.log_artifact(out / "result.json")

@@ -308,7 +308,7 @@ def document_units(source, documents: list[tuple[tuple[str, str], list[Sentence]
     return Units.of_documents(source, [key for key, _ in documents])
 
 
-def load_pubtator(ds, cache_dir, overlap: str = "warn") -> Corpus:
+def load_pubtator(ds, cache_dir, overlap: str = "warn", extra: list[Evaluation] = (), take=None) -> Corpus:
     """PubTator train/dev/test converted to BIO (cached); dev held out by document when not given:
     the last ``dev_documents`` of the training file, or ``dev_fraction`` of its documents. Training
     documents found in test (or a dev file) are dropped, kept or refused (``overlap``, see
@@ -326,7 +326,7 @@ def load_pubtator(ds, cache_dir, overlap: str = "warn") -> Corpus:
         test_source = f"{ds.train} (test split)"
     else:
         raise DataError(f"{ds.train}:0: no test file given; set dataset.test=PATH or dataset.split=0.8")
-    evaluations = [Evaluation("test", document_units(test_source, test_docs))]
+    evaluations = [Evaluation("test", document_units(test_source, test_docs)), *extra]  # extra: other datasets' tests
     dev_docs = None
     if ds.get("dev"):
         dev, dev_docs = keyed_documents(ds.dev, types, cache_dir)
@@ -343,6 +343,8 @@ def load_pubtator(ds, cache_dir, overlap: str = "warn") -> Corpus:
             train_docs, dev_docs = seeded_split(train_docs, 1.0 - float(ds.dev_fraction), int(ds.split_seed), ds.train, "documents")
         held_out = document_units(f"{ds.train} (held-out dev)", dev_docs)
         train_docs = screen.apply(train_docs, document_units(ds.train, train_docs), [Evaluation("dev", held_out)])
+    if take:  # a learning curve's subsample, by document, after the hold-out: dev is the same at every size
+        train_docs = take(train_docs)
     flat = lambda docs, source: Split([s for _, d in docs for s in d], str(source))  # noqa: E731
     return Corpus(ds.name, {"train": flat(train_docs, ds.train), "dev": flat(dev_docs, ds.get("dev") or ds.train),
                             "test": flat(test_docs, ds.get("test") or ds.train)}, reports, overlap=screen)

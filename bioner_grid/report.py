@@ -33,7 +33,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
-from bioner_grid import aio, redact
+from bioner_grid import aio, redact, report_cross, report_curve
 from bioner_grid.errors import DataError
 from bioner_grid.config import compose
 from bioner_grid.corpus import write_atomic
@@ -92,6 +92,9 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns["pruned"] = df.get("tags.pruned")  # stopped early by an adaptive search (runtable.pruned)
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
+    for c in df.columns:  # overlap tags (report_cross marks cells by them) and training sizes (report_curve)
+        if c.startswith("tags.overlap.") or (c.startswith("params.") and c[len("params."):] in report_curve.SIZES):
+            columns[c.split(".", 1)[1]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
         out[key] = pd.to_numeric(out[key], errors="coerce")
@@ -704,6 +707,9 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
     tables += variant_tables(df, split)
+    # Issue 21: the cross-corpus matrices (report_cross) and learning curves (report_curve), where runs have them
+    tables += [Table(title, header, [[Cell(c) for c in row] for row in rows], note) for title, header, rows, note
+               in [*report_cross.tables(df, mode), *report_curve.tables(df, split, mode)]]
     if df["lr"].nunique() > 1 or df["batch_size"].nunique() > 1:
         tables.append(foundation_table(df, split, mode))
     tables += list(corpus_tables(df))
@@ -751,6 +757,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
         to_csv(t, out / f"{stem}.csv", written)
         names.append(stem)
     images = figures(df, out, split, mode, boot)
+    images += report_cross.figures(df, out, mode) + report_curve.figures(df, out, split, mode)
     written += [path for path, _ in images]
     body = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     body += "".join(to_html(t) for t in tables)

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from bioner_grid import cross
 from bioner_grid.errors import ConfigError, DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +129,10 @@ class DataSchema:
     # (bioner_grid.overlap). Its default is the dataset's: ``overlap_default``.
     overlap: str = "${overlap_default:${dataset.format}}"
     cache: str = "outputs/cache"
+    # A learning curve's training size (bioner_grid.corpus.nested_subsample): a fraction in (0, 1] or a
+    # number of training documents (PubTator; sentences for BIO), nested for one train.seed; null = all.
+    train_fraction: Optional[float] = None
+    train_documents: Optional[int] = None
     upstream_pubtator: str = MISSING
     upstream: str = MISSING
 
@@ -136,6 +141,12 @@ class DataSchema:
 class EvaluationSchema:
     faireval_focus: str = "target"
     error_examples: int = 20
+    # Other datasets' test splits the model is scored on too (bioner_grid.cross): cross/<dataset>/strict_f1, ...
+    extra_tests: List[str] = field(default_factory=list)
+    # An extra test set's type -> the model's (same name by default). Untyped and null, as PubtatorDataset.types
+    # is ???: a mapping there (typed or not, even empty) would refuse a whole one given on the command line
+    # ("evaluation.type_map={DISO: Disease}") key by key.
+    type_map: Any = None
 
 
 @dataclass
@@ -428,6 +439,15 @@ def data_problems(cfg) -> list[str]:
         value = cfg.dataset.get(key)  # aio has no split
         if value is not None and not 0 < value < 1:
             problems.append(f"dataset.{key}={value}: must be a fraction in (0, 1)")
+    fraction, documents = cfg.data.get("train_fraction"), cfg.data.get("train_documents")
+    if fraction is not None and not 0 < fraction <= 1:
+        problems.append(f"data.train_fraction={fraction}: must be a fraction in (0, 1]")
+    if documents is not None and documents < 1:
+        problems.append(f"data.train_documents={documents}: must be a positive integer or null")
+    if fraction is not None and documents is not None:
+        problems.append("data.train_fraction and data.train_documents: set one of them, not both")
+    if documents is not None and cfg.dataset.format == "aio":
+        problems.append("data.train_documents with dataset=aio: members differ in size; use data.train_fraction")
     if cfg.data.train_on == "train+dev" and (cfg.train.select != "last" or cfg.train.patience is not None):
         problems.append("data.train_on=train+dev: trains on dev, so nothing may be chosen or stopped on it: set "
                         "train.select=last and train.patience=null (or train=welt_authors)")
@@ -485,7 +505,8 @@ def problems(cfg, machine: Machine | None = None) -> list[str]:
     if first:
         return first
     return (choice_problems(cfg) + train_problems(cfg.train) + data_problems(cfg) + name_problems(cfg)
-            + model_problems(cfg, machine) + (["grid.heartbeat_s: must be > 0"] if cfg.grid.heartbeat_s <= 0 else []))
+            + model_problems(cfg, machine) + (["grid.heartbeat_s: must be > 0"] if cfg.grid.heartbeat_s <= 0 else [])
+            + cross.problems(cfg))
 
 
 def check(cfg, machine: Machine | None = None) -> None:

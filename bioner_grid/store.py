@@ -95,6 +95,14 @@ def metric_name(name: str) -> str:
     return name
 
 
+def cross_metric(dataset: str, name: str) -> str:
+    """The name of a test metric scored on another dataset's test split (``evaluation.extra_tests``):
+    ``test_strict_f1`` on bc5cdr_disease -> ``cross/bc5cdr_disease/strict_f1`` (``test_f1`` ->
+    ``cross/bc5cdr_disease/default_f1``). ``metric_name`` and ``flat_metric`` keep it as it is, so the
+    code, result.json and the report use this name too."""
+    return f"cross/{safe_name(dataset)}/{metric_name(name).split('/', 1)[1]}"
+
+
 def flat_metric(name: str) -> str:
     """The flat name of a stored metric name, grouped (``test/strict_f1``) or from a store written
     before the grouping (``test_strict_f1``, returned as it is): the legacy reader."""

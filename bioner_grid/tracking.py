@@ -153,7 +153,8 @@ SHOWN_PARAMS = ("scheme.name", "scheme.label")  # grid key and display name the 
 def run_params(cfg) -> dict[str, str]:
     """The MLflow params of a run: the settings that define its result (``identity.defines_result``)
     and the grid keys, nothing operational (report, grid, tracking, paths, URLs)."""
-    return {k: v for k, v in flatten_params(cfg).items() if identity.defines_result(k) or k in SHOWN_PARAMS}
+    return {k: v for k, v in flatten_params(cfg).items()
+            if (identity.defines_result(k) or k in SHOWN_PARAMS) and identity.UNSET_PARAMS.get(k) != v}
 
 
 def git_state() -> dict[str, str]:

@@ -111,27 +111,33 @@ def _quiet_bar(factory, args, kwargs):
 
 
 _FILTER = LoadReportFilter()
+_SET: dict[str, str] = {}  # the variables of QUIET_ENV that install set (a user's own are left alone)
 
 
 def install(transformers: bool = False) -> None:
-    """Silence the known third-party lines (nothing under ``-v``). Idempotent; call it at a command's
-    start and again, with ``transformers=True``, once transformers is imported (or to import it)."""
-    if verbose():
-        return
+    """Apply the switch: silence the known third-party lines, or (``-v``) let them all through.
+    Idempotent, and either way round in one process (the tests run both); call it at a command's start
+    and again, with ``transformers=True``, once transformers is imported (or to import it)."""
+    loud = verbose()
     for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
-    if os.environ["MLFLOW_LOGGING_LEVEL"].upper() == "WARNING":  # mlflow set its level when imported, maybe already
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-    for pattern, category in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern, category=category)
+        if loud and name in _SET:
+            if os.environ.get(name) == _SET.pop(name):
+                del os.environ[name]
+        elif not loud and name not in os.environ:
+            os.environ[name] = _SET[name] = value
+    # mlflow sets its logger's level from MLFLOW_LOGGING_LEVEL once, when imported: maybe already
+    logging.getLogger("mlflow").setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "INFO").upper())
+    for pattern, category in QUIET_WARNINGS:  # the newest filter for the same text wins
+        warnings.filterwarnings("default" if loud else "ignore", message=pattern, category=category)
     for name in ("transformers.modeling_utils", "transformers.modeling_layers"):  # where the report is logged
         logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
+        logger.removeFilter(_FILTER)
+        if not loud:
             logger.addFilter(_FILTER)
     if transformers:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_tqdm_hook(_quiet_bar)
+        hf_logging.set_tqdm_hook(None if loud else _quiet_bar)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The command line as a tool: --help everywhere, one-line errors with exit 2, a sweep as one MLflow
 parent run with its jobs as children, and a wheel that runs without the clone."""
 
+import inspect
+import itertools
 import os
 import subprocess
 import sys
@@ -13,20 +15,101 @@ import pytest
 from conftest import ROOT
 from conftest import SLICE, app_inproc, cli, runs
 
-COMMANDS = ["plan", "report", "data", "prefetch", "evaluate"]
+COMMANDS = ["plan", "report", "data", "prefetch", "evaluate", "significance", "tag", "register"]
+# what a reader of --help should not meet: notes on the code (module docstrings' import remarks, reST markup)
+DEVELOPER_NOTES = ("``", "imported", "import ", "(~1", "module", "tests/", "ConfigStore")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_prints_its_usage_for_help(command):
-    r = subprocess.run([sys.executable, "-m", f"bioner_grid.{command}", "--help"], capture_output=True, text=True,
+def test_every_command_prints_a_description_and_examples_for_help(command, capsys):
+    from bioner_grid import cli
+
+    assert cli.run(command, ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ")
+    examples = list(itertools.takewhile(str.strip, out[out.lower().index("examples:"):].splitlines()[1:]))
+    assert examples and all(e.startswith(f"  bioner-grid-{command} ") for e in examples), examples
+    assert not [n for n in DEVELOPER_NOTES if n in out], out
+
+
+def test_help_of_a_module_run_with_python_m_exits_0():
+    r = subprocess.run([sys.executable, "-m", "bioner_grid.report", "--help"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("usage: bioner-grid-report ") and not r.stderr, r.stderr[-2000:]
+
+
+def test_every_command_is_a_console_script_through_cli():
+    import tomllib
+
+    from bioner_grid import cli
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts.pop("bioner-grid") == "bioner_grid.__main__:main"
+    assert scripts == {s: f"bioner_grid.cli:{m}" for s, m in cli.COMMANDS.items()}
+    assert {"bioner-grid-significance", "bioner-grid-tag", "bioner-grid-register"} <= set(scripts)
+    for module in cli.COMMANDS.values():  # each entry point exists and names its module
+        assert callable(getattr(cli, module)) and f'run("{module}")' in inspect.getsource(getattr(cli, module))
+
+
+def test_main_app_help_describes_the_tool_with_examples_and_no_schema_group(monkeypatch, capsys, tmp_path):
+    r = app_inproc(monkeypatch, capsys, tmp_path, "--help")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.startswith("usage: bioner-grid-") and "Traceback" not in r.stderr
+    out = r.stdout
+    assert out.startswith("bioner-grid: fine-tune biomedical named-entity-recognition models")
+    assert "Examples:\n  bioner-grid debug=quick" in out and "bioner-grid -m scheme=vanilla,welt" in out
+    groups = out[out.index("Config groups"):out.index("Options:")]
+    assert "  model: bert, biobert," in groups and "  hydra/launcher: local, slurm, submitit_local" in groups
+    assert "schema" not in out and "is powered by Hydra" not in out
+    assert 'eval "$(bioner-grid -sc install=bash)"' in out  # Hydra's `$$` escape came out as one `$`
 
 
-def test_main_app_help_names_the_tool():
-    r = subprocess.run([sys.executable, "-m", "bioner_grid", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0 and r.stdout.startswith("bioner-grid is powered by Hydra")
+def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop(tmp_path, capsys, data_root):
+    from bioner_grid import cli
+
+    store = f"tracking.uri=sqlite:///{tmp_path}/absent.db"  # plan creates no store: every job TODO
+    assert cli.run("plan", ["-m", "debug=quick", "scheme=vanilla,welt", "train.lr=1e-4,3e-4", store,
+                            f"data.root={data_root}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("experiment adhoc: 4 jobs;") and out.count("  TODO\n") == 4 and ", 4 TODO" in out
+    assert cli.run("report", ["-m", store]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: -m: bioner-grid-report takes no sweep (it reads the tracking store); drop -m and the comma-separated values")
+    assert cli.run("plan", ["--cfg", "job"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --cfg: not an option of bioner-grid-plan (it takes key=value overrides; drop --cfg)")
+    assert not (tmp_path / "absent.db").exists()
+
+
+@pytest.mark.parametrize("command, typed, expected", [
+    ("plan", "sch", "scheme="), ("report", "report.", "report.out="), ("data", "data", "dataset="),
+    ("register", "model=t", "model=tiny_bert"), ("prefetch", "experiment=", "experiment=welt_grid"),
+    ("tag", "tag.", "tag.types=")])
+def test_tab_completion_of_every_config_command(command, typed, expected, capsys, monkeypatch):
+    from bioner_grid import cli
+
+    assert cli.run(command, ["-sc", "install=bash"]) == 0
+    assert "complete -o nospace -o default -F hydra_bash_completion" in capsys.readouterr().out
+    monkeypatch.setenv("COMP_LINE", f"bioner-grid-{command} {typed}")
+    assert cli.run(command, ["-sc", "query=bash"]) == 0
+    words = capsys.readouterr().out.split()
+    assert expected in words and not [w for w in words if w.startswith("schema")], words
+    assert cli.run(command, ["-sc"]) == 2  # no subcommand: one line, no traceback
+    assert capsys.readouterr().err.startswith("error: -sc: Expecting one subcommand")
+
+
+def test_main_app_completion_offers_no_schema_group(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COMP_LINE", "bioner-grid sch")
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-sc", "query=bash")
+    assert r.returncode == 0 and r.stdout.split() == ["scheme.", "scheme="], r.stdout + r.stderr[-2000:]
+
+
+def test_tag_accepts_hydra_settings_copied_from_a_sweep_command(caplog):
+    from bioner_grid import tag
+
+    with caplog.at_level("INFO", logger="bioner_grid.tag"):
+        cfg = tag.parse_args(["model=m", "input=in", "out=o", "hydra.run.dir=/tmp/x", "hydra/launcher=submitit_slurm"])
+    assert (cfg.model, cfg.input, cfg.out) == ("m", "in", "o") and "hydra" not in cfg
+    assert "not used without -m (a single call writes no Hydra folder): hydra.run.dir=/tmp/x hydra/launcher=submitit_slurm" in caplog.text
 
 
 def test_sweep_whose_preflight_fails_prints_the_list_and_exits_2(tmp_path):
@@ -175,7 +258,7 @@ def test_terminal_shows_one_line_per_evaluation_and_plain_progress_lines_without
                                                    "eval_strict_recall": 0.7842})
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("epoch 2.00/5  step 40/100  elapsed 0m00s  eta ")
-    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4"
+    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9%  P 69.9%  R 78.4%"
     assert not any("\r" in line for line in lines)
 
 

@@ -294,3 +294,100 @@ def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(t
     summary = Path(client.download_artifacts(parent.run_id, "summary.md", str(tmp_path))).read_text()
     assert summary.index("| welt |") < summary.index("| vanilla |")
     assert sweep.settle_submitted(uri, "bioner-grid") == []
+
+
+# The third-party lines a run printed before bioner_grid.console (issue 24): MLflow's INFO log (store
+# creation, system metrics, input-example validation), its "Downloading artifacts" bar, MLflow's type-hint
+# UserWarning, transformers' load report and bars, Hydra's schema-matching warning, MLflow's CloudPickle warning.
+THIRD_PARTY = ("INFO mlflow", "Creating initial MLflow database tables", "system metrics monitoring",
+               "Validating input example", "Downloading artifacts", "Add type hints", "LOAD REPORT",
+               "Writing model shards", "Loading weights", "validated against ConfigStore schema", "cloudpickle")
+
+
+def test_a_sweep_prints_only_our_lines_and_keeps_one_copy_of_each_model(tmp_path, data_root, monkeypatch, capfd):
+    import re
+
+    from bioner_grid import bundle, console, tag
+
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")  # restored after the test, whatever -v sets below
+    tiny = ["debug=quick", "data.max_train_sentences=16", "data.max_eval_sentences=8", "train.max_steps=2",
+            f"data.root={data_root}", f"tracking.artifact_location={tmp_path}/artifacts"]
+    # capfd: the libraries write to the process's stderr through handlers made before pytest's capture
+    r = app_inproc(monkeypatch, capfd, tmp_path, "-m", *tiny, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert r.returncode == 0, r.stderr[-3000:]
+    shown = r.stdout + r.stderr
+    assert not [line for line in shown.splitlines() if any(p.lower() in line.lower() for p in THIRD_PARTY)], shown
+    assert re.search(r"job 1/2  scheme=vanilla  elapsed 0m0\ds\n", r.stdout), r.stdout
+    assert re.search(r"job 2/2  scheme=welt  elapsed \d+m\d\ds, about \d+m\d\ds left\n", r.stdout), r.stdout
+    assert len(re.findall(r"test strict F1 \d+\.\d\d% \(default \d+\.\d\d%\), train", r.stdout)) == 2
+    assert len(re.findall(r"epoch 2/2  loss \d\.\d{3}  dev strict F1 \d+\.\d%  P \d+\.\d%  R \d+\.\d%\n", r.stdout)) == 2
+    # one copy of each model, MLflow's: the run folders keep none, and tag finds it from the run folder
+    folders = sorted((tmp_path / "sweep").glob("*_tiny_bert_ncbi_disease_*"))
+    assert len(folders) == 2 and not [f for f in folders if (f / "model").exists()]
+    assert runs(tmp_path)["tags.model_uri"].str.startswith("models:/").all()
+    local = tag.resolve_model(str(folders[0] / "model"), "sqlite:///absent.db")  # result.json names run and store
+    assert (local / bundle.META).is_file() and folders[0] not in local.parents
+
+    # -v: the same libraries' lines are back
+    r = app_inproc(monkeypatch, capfd, tmp_path, "-v", *tiny, f"tracking.uri=sqlite:///{tmp_path}/verbose.db",
+                   f"hydra.run.dir={tmp_path}/verbose")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for line in ("INFO mlflow.store.db.utils: Creating initial MLflow database tables",
+                 "INFO mlflow.system_metrics.system_metrics_monitor: Started monitoring system metrics",
+                 "INFO mlflow.pyfunc: Validating input example against model signature", "Downloading artifacts"):
+        assert line in r.stderr, line
+    assert (tmp_path / "verbose" / "model" / bundle.META).is_file()  # a single run keeps its folder's copy
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    console.install(transformers=True)  # the quiet default again, for the tests after this one
+
+
+def test_known_warnings_and_load_reports_are_silenced_and_others_are_not(tmp_path, monkeypatch, caplog):
+    import importlib
+    import logging
+    import warnings
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    from bioner_grid import console, export
+    from bioner_grid.config import compose
+    from bioner_grid.modeling import build_model, load_tokenizer, resolve
+
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    console.install(transformers=True)
+    # MLflow's "Add type hints" warning, raised when the model class is defined: predict has its hint now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importlib.reload(export)
+    assert not [w for w in caught if "type hint" in str(w.message).lower()], [str(w.message) for w in caught]
+    # Hydra's schema-matching warning about our submitit_local launcher config: silenced, and only that one
+    with warnings.catch_warnings(record=True) as caught:
+        console.install()
+        compose(["hydra/launcher=submitit_local"], return_hydra_config=True)
+        warnings.warn("'hydra/launcher/other' is validated against ConfigStore schema with the same name.")
+    assert [str(w.message) for w in caught] == ["'hydra/launcher/other' is validated against ConfigStore schema with the same name."]
+    # transformers' report on minilm (pooler UNEXPECTED, classifier MISSING) is dropped; a checkpoint
+    # missing an encoder weight keeps its report
+    minilm = OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml")
+    tokenizer = load_tokenizer(minilm)
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addHandler(caplog.handler)  # transformers' loggers do not propagate to the root
+    try:
+        build_model(minilm, ["O", "B-X", "I-X"], tokenizer)
+        assert "LOAD REPORT" not in caplog.text
+        source = Path(resolve(minilm.source, minilm.name_or_path))
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        (broken / "config.json").write_text((source / "config.json").read_text())
+        weights = load_file(next(source.glob("*.safetensors")))
+        dropped = next(k for k in weights if "encoder.layer.0.attention" in k)
+        save_file({k: v for k, v in weights.items() if k != dropped}, broken / "model.safetensors")
+        build_model(OmegaConf.merge(minilm, {"source": "path", "name_or_path": str(broken)}), ["O", "B-X"], tokenizer)
+        assert "LOAD REPORT" in caplog.text and dropped.split(".", 1)[1] in caplog.text.replace(" ", "")
+    finally:
+        logger.removeHandler(caplog.handler)
+    # transformers' second-long bars are drawn disabled; any other bar (a hub download) is left as it is
+    assert console._quiet_bar(tqdm, (range(3),), {"desc": "Writing model shards"}).disable
+    assert not console._quiet_bar(tqdm, (range(3),), {"desc": "model.safetensors", "disable": False}).disable

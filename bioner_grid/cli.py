@@ -172,15 +172,14 @@ def shell_completion(module_name: str, argv: list[str]) -> int:
     from bioner_grid.config import CONF_DIR
 
     overrides = [a for a in argv if a not in COMPLETION_FLAGS]
-    if module_name == "tag":
-        from bioner_grid import tag
-
-        config_name, context = tag.register_config(), initialize(version_base=None, config_path=None)
+    own = getattr(importlib.import_module(f"bioner_grid.{module_name}"), "register_config", None)
+    if own:  # a command with keys of its own (tag) puts its config in Hydra's ConfigStore and names it
+        config_name, context = own(), initialize(version_base=None, config_path=None)
     else:
         config_name, context = "config", initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
     out = io.StringIO()
     try:
-        with context, contextlib.redirect_stdout(out):
+        with context, contextlib.redirect_stdout(out):  # the conf/ of bioner-grid, or only the ConfigStore
             GlobalHydra.instance().hydra.shell_completion(config_name=config_name, overrides=overrides)
     except ValueError as e:  # Hydra's: no subcommand, or no plugin for that shell
         return errors.fail(errors.ConfigError(f"-sc: {errors.one_line(e)} (e.g. -sc install=bash)")).code

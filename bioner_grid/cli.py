@@ -104,8 +104,7 @@ def _argv_problem(module_name: str, argv: list[str]) -> str | None:
     for a in argv:
         if a.startswith("-") and "=" not in a:
             if a in ("-m", "--multirun"):
-                return (f"{a}: {script_of(module_name)} takes no sweep (it reads the tracking store); drop {a} "
-                        "and the comma-separated values")
+                return f"{a}: {script_of(module_name)} runs no sweep; drop {a}"
             return f"{a}: not an option of {script_of(module_name)} (it takes key=value overrides; drop {a})"
     return None
 

@@ -73,7 +73,7 @@ def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop
     assert out.startswith("experiment adhoc: 4 jobs;") and out.count("  TODO\n") == 4 and ", 4 TODO" in out
     assert cli.run("report", ["-m", store]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: -m: bioner-grid-report takes no sweep (it reads the tracking store); drop -m and the comma-separated values")
+        "error: -m: bioner-grid-report runs no sweep; drop -m")
     assert cli.run("plan", ["--cfg", "job"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --cfg: not an option of bioner-grid-plan (it takes key=value overrides; drop --cfg)")

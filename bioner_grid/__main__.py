@@ -7,7 +7,7 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from bioner_grid import errors, redact, spec
+from bioner_grid import cli, console, errors, redact, spec
 from bioner_grid.config import CONF_DIR  # also registers the schemas and ${safe_name:}
 
 # The launchers of conf/hydra/launcher/* (launchers/hydra_plugins/bioner_grid_launcher) are found by
@@ -24,6 +24,7 @@ def app(cfg) -> float | None:
     # command line, so --help, --cfg and tab completion stay fast
     from bioner_grid import pipeline, preempt
 
+    console.install(transformers=True)  # again in a job's own process (submitit, SLURM), now transformers is loaded
     out = HydraConfig.get().runtime.output_dir
     preempt.install()  # a submitit job: SLURM's time-limit signal costs at most one step
     try:
@@ -47,6 +48,11 @@ def main() -> None:
     which case it re-raises them: set here, so they reach this function; anything else keeps its
     full traceback (as a bug should)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv[1:] = console.take_flag(sys.argv[1:])  # -v/--verbose: the libraries' lines too (bioner_grid.console)
+    console.install()
+    if cli.completion_query(sys.argv[1:]):  # tab completion: Hydra's answer without the schema/ groups
+        cli.filtered_completion(app)
+        return
     try:
         app()
     except KeyboardInterrupt as e:

@@ -21,7 +21,7 @@ never from the pickle.
 from __future__ import annotations
 
 import logging
-import warnings
+import shutil
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,11 +50,6 @@ INPUT_EXAMPLE = pd.DataFrame({
 })
 
 
-# MLflow warns at class definition that predict has no type hints; the signature above is explicit
-# (type hints would replace it with one inferred from them).
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
-
-
 class TaggerModel(mlflow.pyfunc.PythonModel):
     """The saved folder as an MLflow model: ``predict(DataFrame[id?, text], params={"types": "A,B"})``
     -> one row per entity (id, start, end, mention, type), offsets into each text."""
@@ -64,7 +59,11 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
         device, precision = runtime.for_inference("auto", bundle.read_meta(folder).get("precision"))
         self.tagger = bundle.Tagger(folder, device, precision)
 
-    def predict(self, context, model_input, params=None):
+    # model_input's hint, a DataFrame: MLflow warns at class definition ("Add type hints to the `predict`
+    # method") when there is none, and infers no schema from this one (pandas types are opaque to it), so
+    # SIGNATURE above stays the model's schema. (A warnings filter cannot silence that warning: MLflow
+    # raises it inside its own catch_warnings block.)
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         df = pd.DataFrame(model_input)
         ids = df["id"].astype(str).tolist() if "id" in df else [str(i) for i in range(len(df))]
         types = (params or {}).get("types", "all")
@@ -104,11 +103,17 @@ def folder_size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
-def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str, run) -> None:
+def save_and_log(cfg, folder: Path, model, tokenizer, corpus, precision: str, run, keep_folder: bool = True) -> None:
     """``save`` then ``log_model``; the model URI and the folder's size (a tag, not a metric: it is
-    no result of the run) are set as tags ``model_uri`` and ``model_size_mb``."""
+    no result of the run) are set as tags ``model_uri`` and ``model_size_mb``. ``keep_folder=False``
+    (a sweep's job) removes ``folder`` once MLflow holds the model: one copy per model, not two
+    (``tag model=<run id>``, ``register`` and ``mlflow.pyfunc.load_model`` read MLflow's)."""
     bundle.save(cfg, folder, model, tokenizer, corpus, precision)
     size = folder_size_mb(folder)
     info = run.log_model(lambda run_id: log_model(folder, run_id))  # run: a store.OpenRun
     run.set_tags({"model_uri": info.model_uri, "model_size_mb": f"{size:.1f}"})
-    log.info("model saved to %s (%.1f MB) and logged as %s", folder, size, info.model_uri)
+    if keep_folder:
+        log.info("model saved to %s (%.1f MB) and logged as %s", folder, size, info.model_uri)
+    else:
+        shutil.rmtree(folder)
+        log.info("model logged as %s (%.1f MB; a sweep keeps no second copy in its run folder)", info.model_uri, size)

@@ -175,8 +175,9 @@ def run(cfg, output_dir: str | Path) -> dict:
     if not cfg.train.keep_checkpoints:
         for folder in tags["checkpoint_dirs"].split("\n"):
             shutil.rmtree(folder, ignore_errors=True)
-    log.info("test strict F1 %.4f (default %.4f), train %.0f s, run %s", result["metrics"]["test_strict_f1"],
-             result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
+    # in percent, as every line a person reads (MLflow keeps the fractions)
+    log.info("test strict F1 %.2f%% (default %.2f%%), train %.0f s, run %s", 100 * result["metrics"]["test_strict_f1"],
+             100 * result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
     return result
 
 
@@ -307,7 +308,9 @@ def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags:
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     run.log_metrics(metrics)
     if cfg.train.save_model:  # the scored model: weights, tokenizer, labels, window settings
-        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run)
+        # a sweep's job keeps its model in MLflow only: one copy, not two per job
+        export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run,
+                            keep_folder=not sweep.child_tags())
     result = {
         "run_id": run.run_id,
         "experiment_id": run.experiment_id,

@@ -86,7 +86,7 @@ def register(store, df: pd.DataFrame, name: str) -> list[str]:
         candidates = [store.get_run(r) for r in runs["run_id"]]
         saved = [r for r in candidates if r.data.tags.get("model_uri")]
         what = (f"{cell.dataset}: {cell.model} {cell.scheme} lr {cell.lr:g} bs {cell.batch_size:g}, "
-                f"dev strict F1 {cell.dev_strict_f1:.4f} ({cell.seeds} seed{'s' if cell.seeds > 1 else ''})")
+                f"dev strict F1 {100 * cell.dev_strict_f1:.2f}% ({cell.seeds} seed{'s' if cell.seeds > 1 else ''})")
         if not saved:
             lines.append(f"{what}: no saved model; to save it, run:\n  {reproduce_command(store, candidates[0])}")
             continue

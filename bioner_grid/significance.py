@@ -278,4 +278,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bioner_grid.cli import run  # --help with examples, -v, as every command
+
+    raise SystemExit(run("significance"))

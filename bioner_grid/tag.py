@@ -25,6 +25,7 @@ is loaded or looked up: reading and writing documents and ``--help`` go without 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -36,7 +37,7 @@ from lxml import etree
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import errors
+from bioner_grid import console, errors
 from bioner_grid.corpus import DataError, read_rows, write_atomic
 from bioner_grid.documents import Document, Passage
 from bioner_grid.pubtator import read_pubtator
@@ -49,11 +50,11 @@ EXTENSIONS = {"pubtator": ".pubtator", "bioc": ".bioc.xml", "conll": ".conll"}
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 USAGE = """\
-usage: python -m bioner_grid.tag model=MODEL input=PATH out=PATH [format=pubtator|bioc|text|conll]
-                                 [out_format=pubtator|bioc|conll] [tag.types=[Chemical,Disease]|all]
-                                 [tag.batch_size=32] [tag.device=auto|cpu|cuda] [tag.progress=true]
-                                 [tag.part=I/N]
-                                 [tracking.uri=sqlite:///outputs/mlflow.db]
+usage: bioner-grid-tag model=MODEL input=PATH out=PATH [format=pubtator|bioc|text|conll]
+                       [out_format=pubtator|bioc|conll] [tag.types=[Chemical,Disease]|all]
+                       [tag.batch_size=32] [tag.device=auto|cpu|cuda] [tag.progress=true]
+                       [tag.part=I/N] [tracking.uri=sqlite:///outputs/mlflow.db] [-v]
+       (or python -m bioner_grid.tag)
 
 Tag text with a model saved by a run (train.save_model=true).
 
@@ -71,8 +72,15 @@ Tag text with a model saved by a run (train.save_model=true).
                   tag.part=0/4,1/4,2/4,3/4 hydra/launcher=submitit_slurm hydra.launcher.partition=gpu
   tracking.uri  where run ids and models:/ URIs are looked up
 
+  -v          show the libraries' log lines and warnings too (or BIONER_GRID_VERBOSE=1)
+
 Existing output shards are skipped; outputs are written atomically. Bad input stops with
-"file:line: problem" and exit status 2, with nothing written."""
+"file:line: problem" and exit status 2, with nothing written.
+
+Examples:
+  bioner-grid-tag model=models:/bioner-bc5cdr_chem/1 input=abstracts/ format=pubtator out=tagged/
+  bioner-grid-tag model=RUN_ID input=docs.xml format=bioc out=docs.tagged.bioc.xml
+  bioner-grid-tag model=outputs/runs/DATE/RUN/model input=notes.txt format=text out=notes.pubtator 'tag.types=[Chemical,Disease]'"""
 
 DEFAULTS = {
     "model": None, "input": None, "out": None, "format": "pubtator", "out_format": None,
@@ -169,9 +177,16 @@ def resolve_model(spec: str, tracking_uri: str) -> Path:
     from bioner_grid.bundle import META  # torch and transformers: resolving is the step before loading
 
     path = Path(spec)
+    found = None
     if path.is_dir():
-        found = path if (path / META).is_file() else next((p.parent for p in path.rglob(META)), path)
-        return found
+        found = path if (path / META).is_file() else next((p.parent for p in path.rglob(META)), None)
+    run_folder = path.parent if path.name == "model" else path
+    if found is None and (run_folder / "result.json").is_file():
+        # a sweep's job keeps its model in MLflow only (export.save_and_log): the run it names
+        result = json.loads((run_folder / "result.json").read_text())
+        spec, tracking_uri = result["run_id"], result.get("tracking_uri") or tracking_uri
+    elif path.is_dir():
+        return found or path
     from bioner_grid.store import RunStore
 
     store = RunStore(tracking_uri, "")  # run ids and model URIs name their experiment
@@ -284,6 +299,12 @@ def parse_args(argv: list[str]):
     """``key=value`` overrides (Hydra's syntax) on the defaults; unknown keys are an error."""
     cfg = OmegaConf.create(DEFAULTS)
     OmegaConf.set_struct(cfg, True)
+    # Hydra's own settings (hydra.run.dir=..., hydra/launcher=..., as in a command copied from a -m sweep)
+    # place Hydra's folders and pick its launcher: a single call runs no Hydra, so they change nothing here
+    hydra = [a for a in argv if a.split("=", 1)[0].lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if hydra:
+        log.info("not used without -m (a single call writes no Hydra folder): %s", " ".join(hydra))
+        argv = [a for a in argv if a not in hydra]
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(argv))
     except OmegaConfBaseException as e:
@@ -326,20 +347,26 @@ def _stem(name: str) -> str:
     return name[: -len(".bioc.xml")] if name.endswith(".bioc.xml") else Path(name).stem
 
 
+def register_config() -> str:
+    """The tag command's keys as a Hydra config in the ConfigStore (for -m and for tab completion);
+    returns its name."""
+    from hydra.core.config_store import ConfigStore
+
+    stamp = "${now:%Y-%m-%d}/${now:%H-%M-%S}"
+    ConfigStore.instance().store(name="bioner_grid_tag", node={
+        **DEFAULTS, "hydra": {"run": {"dir": f"outputs/tag/{stamp}"}, "sweep": {"dir": f"outputs/tag-multirun/{stamp}"}}})
+    return "bioner_grid_tag"
+
+
 def sweep(argv: list[str]) -> int:
     """``-m``: the same command swept by Hydra, one job per combination of values, on any Hydra
     launcher (``hydra/launcher=submitit_slurm``: SLURM job arrays, as the grid uses). Each job
     runs ``main`` on its own overrides, so it checks, skips written shards and writes atomically
     exactly as a single call does; the submitting process waits for the jobs (submitit)."""
     import hydra
-    from hydra.core.config_store import ConfigStore
     from hydra.core.hydra_config import HydraConfig
 
-    stamp = "${now:%Y-%m-%d}/${now:%H-%M-%S}"
-    ConfigStore.instance().store(name="bioner_grid_tag", node={
-        **DEFAULTS, "hydra": {"run": {"dir": f"outputs/tag/{stamp}"}, "sweep": {"dir": f"outputs/tag-multirun/{stamp}"}}})
-
-    @hydra.main(version_base=None, config_name="bioner_grid_tag")
+    @hydra.main(version_base=None, config_name=register_config())
     def job(_cfg) -> None:
         code = main([o for o in HydraConfig.get().overrides.task])
         if code:
@@ -367,6 +394,7 @@ def main(argv: list[str]) -> int:
             return 0
         for src, _ in todo:  # every shard is checked before any is written
             read_shard(src, cfg.format)
+        console.install(transformers=True)  # the model's loading: no "Loading weights" bar (bioner_grid.console)
         tagger = open_tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
         tagger.plan(cfg.tag.types)
     except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA (train.pick_device)

@@ -120,7 +120,7 @@ def _duration(seconds: float) -> str:
 class TerminalProgress(TrainerCallback):
     """What a researcher watches: on a terminal a progress bar per epoch; in a log file (no TTY) a
     plain line every ``period`` seconds (no carriage returns); and one line per evaluation,
-    ``epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4``. Replaces the Trainer's own
+    ``epoch 2/5  loss 0.108  dev strict F1 73.9%  P 69.9%  R 78.4%``. Replaces the Trainer's own
     bar and its printed dicts."""
 
     def __init__(self, tty: bool | None = None, period: float = 30.0):
@@ -186,8 +186,8 @@ class TerminalProgress(TrainerCallback):
         epoch = state.epoch or 0
         shown = f"{epoch:.0f}" if abs(epoch - round(epoch)) < 1e-6 else f"{epoch:.2f}"
         loss = "" if self.loss is None else f"  loss {self.loss:.3f}"
-        self._write(f"epoch {shown}/{self._epochs(state)}{loss}  dev strict F1 {100 * metrics['eval_strict_f1']:.1f}  "
-                    f"P {100 * metrics.get('eval_strict_precision', 0):.1f}  R {100 * metrics.get('eval_strict_recall', 0):.1f}")
+        self._write(f"epoch {shown}/{self._epochs(state)}{loss}  dev strict F1 {100 * metrics['eval_strict_f1']:.1f}%  "
+                    f"P {100 * metrics.get('eval_strict_precision', 0):.1f}%  R {100 * metrics.get('eval_strict_recall', 0):.1f}%")
 
 
 def argmax_logits(logits, labels):

@@ -1,6 +1,8 @@
 """The command line as a tool: --help everywhere, one-line errors with exit 2, a sweep as one MLflow
 parent run with its jobs as children, and a wheel that runs without the clone."""
 
+import inspect
+import itertools
 import os
 import subprocess
 import sys
@@ -13,20 +15,101 @@ import pytest
 from conftest import ROOT
 from conftest import SLICE, app_inproc, cli, runs
 
-COMMANDS = ["plan", "report", "data", "prefetch", "evaluate"]
+COMMANDS = ["plan", "report", "data", "prefetch", "evaluate", "significance", "tag", "register"]
+# what a reader of --help should not meet: notes on the code (module docstrings' import remarks, reST markup)
+DEVELOPER_NOTES = ("``", "imported", "import ", "(~1", "module", "tests/", "ConfigStore")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_prints_its_usage_for_help(command):
-    r = subprocess.run([sys.executable, "-m", f"bioner_grid.{command}", "--help"], capture_output=True, text=True,
+def test_every_command_prints_a_description_and_examples_for_help(command, capsys):
+    from bioner_grid import cli
+
+    assert cli.run(command, ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ")
+    examples = list(itertools.takewhile(str.strip, out[out.lower().index("examples:"):].splitlines()[1:]))
+    assert examples and all(e.startswith(f"  bioner-grid-{command} ") for e in examples), examples
+    assert not [n for n in DEVELOPER_NOTES if n in out], out
+
+
+def test_help_of_a_module_run_with_python_m_exits_0():
+    r = subprocess.run([sys.executable, "-m", "bioner_grid.report", "--help"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("usage: bioner-grid-report ") and not r.stderr, r.stderr[-2000:]
+
+
+def test_every_command_is_a_console_script_through_cli():
+    import tomllib
+
+    from bioner_grid import cli
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts.pop("bioner-grid") == "bioner_grid.__main__:main"
+    assert scripts == {s: f"bioner_grid.cli:{m}" for s, m in cli.COMMANDS.items()}
+    assert {"bioner-grid-significance", "bioner-grid-tag", "bioner-grid-register"} <= set(scripts)
+    for module in cli.COMMANDS.values():  # each entry point exists and names its module
+        assert callable(getattr(cli, module)) and f'run("{module}")' in inspect.getsource(getattr(cli, module))
+
+
+def test_main_app_help_describes_the_tool_with_examples_and_no_schema_group(monkeypatch, capsys, tmp_path):
+    r = app_inproc(monkeypatch, capsys, tmp_path, "--help")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.startswith("usage: bioner-grid-") and "Traceback" not in r.stderr
+    out = r.stdout
+    assert out.startswith("bioner-grid: fine-tune biomedical named-entity-recognition models")
+    assert "Examples:\n  bioner-grid debug=quick" in out and "bioner-grid -m scheme=vanilla,welt" in out
+    groups = out[out.index("Config groups"):out.index("Options:")]
+    assert "  model: bert, biobert," in groups and "  hydra/launcher: local, slurm, submitit_local" in groups
+    assert "schema" not in out and "is powered by Hydra" not in out
+    assert 'eval "$(bioner-grid -sc install=bash)"' in out  # Hydra's `$$` escape came out as one `$`
 
 
-def test_main_app_help_names_the_tool():
-    r = subprocess.run([sys.executable, "-m", "bioner_grid", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0 and r.stdout.startswith("bioner-grid is powered by Hydra")
+def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop(tmp_path, capsys, data_root):
+    from bioner_grid import cli
+
+    store = f"tracking.uri=sqlite:///{tmp_path}/absent.db"  # plan creates no store: every job TODO
+    assert cli.run("plan", ["-m", "debug=quick", "scheme=vanilla,welt", "train.lr=1e-4,3e-4", store,
+                            f"data.root={data_root}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("experiment adhoc: 4 jobs;") and out.count("  TODO\n") == 4 and ", 4 TODO" in out
+    assert cli.run("report", ["-m", store]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: -m: bioner-grid-report runs no sweep; drop -m")
+    assert cli.run("plan", ["--cfg", "job"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --cfg: not an option of bioner-grid-plan (it takes key=value overrides; drop --cfg)")
+    assert not (tmp_path / "absent.db").exists()
+
+
+@pytest.mark.parametrize("command, typed, expected", [
+    ("plan", "sch", "scheme="), ("report", "report.", "report.out="), ("data", "data", "dataset="),
+    ("register", "model=t", "model=tiny_bert"), ("prefetch", "experiment=", "experiment=welt_grid"),
+    ("tag", "tag.", "tag.types=")])
+def test_tab_completion_of_every_config_command(command, typed, expected, capsys, monkeypatch):
+    from bioner_grid import cli
+
+    assert cli.run(command, ["-sc", "install=bash"]) == 0
+    assert "complete -o nospace -o default -F hydra_bash_completion" in capsys.readouterr().out
+    monkeypatch.setenv("COMP_LINE", f"bioner-grid-{command} {typed}")
+    assert cli.run(command, ["-sc", "query=bash"]) == 0
+    words = capsys.readouterr().out.split()
+    assert expected in words and not [w for w in words if w.startswith("schema")], words
+    assert cli.run(command, ["-sc"]) == 2  # no subcommand: one line, no traceback
+    assert capsys.readouterr().err.startswith("error: -sc: Expecting one subcommand")
+
+
+def test_main_app_completion_offers_no_schema_group(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COMP_LINE", "bioner-grid sch")
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-sc", "query=bash")
+    assert r.returncode == 0 and r.stdout.split() == ["scheme.", "scheme="], r.stdout + r.stderr[-2000:]
+
+
+def test_tag_accepts_hydra_settings_copied_from_a_sweep_command(caplog):
+    from bioner_grid import tag
+
+    with caplog.at_level("INFO", logger="bioner_grid.tag"):
+        cfg = tag.parse_args(["model=m", "input=in", "out=o", "hydra.run.dir=/tmp/x", "hydra/launcher=submitit_slurm"])
+    assert (cfg.model, cfg.input, cfg.out) == ("m", "in", "o") and "hydra" not in cfg
+    assert "not used without -m (a single call writes no Hydra folder): hydra.run.dir=/tmp/x hydra/launcher=submitit_slurm" in caplog.text
 
 
 def test_sweep_whose_preflight_fails_prints_the_list_and_exits_2(tmp_path):
@@ -175,7 +258,7 @@ def test_terminal_shows_one_line_per_evaluation_and_plain_progress_lines_without
                                                    "eval_strict_recall": 0.7842})
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("epoch 2.00/5  step 40/100  elapsed 0m00s  eta ")
-    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9  P 69.9  R 78.4"
+    assert lines[1] == "epoch 2/5  loss 0.108  dev strict F1 73.9%  P 69.9%  R 78.4%"
     assert not any("\r" in line for line in lines)
 
 
@@ -211,3 +294,100 @@ def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(t
     summary = Path(client.download_artifacts(parent.run_id, "summary.md", str(tmp_path))).read_text()
     assert summary.index("| welt |") < summary.index("| vanilla |")
     assert sweep.settle_submitted(uri, "bioner-grid") == []
+
+
+# The third-party lines a run printed before bioner_grid.console (issue 24): MLflow's INFO log (store
+# creation, system metrics, input-example validation), its "Downloading artifacts" bar, MLflow's type-hint
+# UserWarning, transformers' load report and bars, Hydra's schema-matching warning, MLflow's CloudPickle warning.
+THIRD_PARTY = ("INFO mlflow", "Creating initial MLflow database tables", "system metrics monitoring",
+               "Validating input example", "Downloading artifacts", "Add type hints", "LOAD REPORT",
+               "Writing model shards", "Loading weights", "validated against ConfigStore schema", "cloudpickle")
+
+
+def test_a_sweep_prints_only_our_lines_and_keeps_one_copy_of_each_model(tmp_path, data_root, monkeypatch, capfd):
+    import re
+
+    from bioner_grid import bundle, console, tag
+
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")  # restored after the test, whatever -v sets below
+    tiny = ["debug=quick", "data.max_train_sentences=16", "data.max_eval_sentences=8", "train.max_steps=2",
+            f"data.root={data_root}", f"tracking.artifact_location={tmp_path}/artifacts"]
+    # capfd: the libraries write to the process's stderr through handlers made before pytest's capture
+    r = app_inproc(monkeypatch, capfd, tmp_path, "-m", *tiny, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                   "scheme=vanilla,welt", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert r.returncode == 0, r.stderr[-3000:]
+    shown = r.stdout + r.stderr
+    assert not [line for line in shown.splitlines() if any(p.lower() in line.lower() for p in THIRD_PARTY)], shown
+    assert re.search(r"job 1/2  scheme=vanilla  elapsed 0m0\ds\n", r.stdout), r.stdout
+    assert re.search(r"job 2/2  scheme=welt  elapsed \d+m\d\ds, about \d+m\d\ds left\n", r.stdout), r.stdout
+    assert len(re.findall(r"test strict F1 \d+\.\d\d% \(default \d+\.\d\d%\), train", r.stdout)) == 2
+    assert len(re.findall(r"epoch 2/2  loss \d\.\d{3}  dev strict F1 \d+\.\d%  P \d+\.\d%  R \d+\.\d%\n", r.stdout)) == 2
+    # one copy of each model, MLflow's: the run folders keep none, and tag finds it from the run folder
+    folders = sorted((tmp_path / "sweep").glob("*_tiny_bert_ncbi_disease_*"))
+    assert len(folders) == 2 and not [f for f in folders if (f / "model").exists()]
+    assert runs(tmp_path)["tags.model_uri"].str.startswith("models:/").all()
+    local = tag.resolve_model(str(folders[0] / "model"), "sqlite:///absent.db")  # result.json names run and store
+    assert (local / bundle.META).is_file() and folders[0] not in local.parents
+
+    # -v: the same libraries' lines are back
+    r = app_inproc(monkeypatch, capfd, tmp_path, "-v", *tiny, f"tracking.uri=sqlite:///{tmp_path}/verbose.db",
+                   f"hydra.run.dir={tmp_path}/verbose")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for line in ("INFO mlflow.store.db.utils: Creating initial MLflow database tables",
+                 "INFO mlflow.system_metrics.system_metrics_monitor: Started monitoring system metrics",
+                 "INFO mlflow.pyfunc: Validating input example against model signature", "Downloading artifacts"):
+        assert line in r.stderr, line
+    assert (tmp_path / "verbose" / "model" / bundle.META).is_file()  # a single run keeps its folder's copy
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    console.install(transformers=True)  # the quiet default again, for the tests after this one
+
+
+def test_known_warnings_and_load_reports_are_silenced_and_others_are_not(tmp_path, monkeypatch, caplog):
+    import importlib
+    import logging
+    import warnings
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    from bioner_grid import console, export
+    from bioner_grid.config import compose
+    from bioner_grid.modeling import build_model, load_tokenizer, resolve
+
+    monkeypatch.setenv(console.VERBOSE_ENV, "0")
+    console.install(transformers=True)
+    # MLflow's "Add type hints" warning, raised when the model class is defined: predict has its hint now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importlib.reload(export)
+    assert not [w for w in caught if "type hint" in str(w.message).lower()], [str(w.message) for w in caught]
+    # Hydra's schema-matching warning about our submitit_local launcher config: silenced, and only that one
+    with warnings.catch_warnings(record=True) as caught:
+        console.install()
+        compose(["hydra/launcher=submitit_local"], return_hydra_config=True)
+        warnings.warn("'hydra/launcher/other' is validated against ConfigStore schema with the same name.")
+    assert [str(w.message) for w in caught] == ["'hydra/launcher/other' is validated against ConfigStore schema with the same name."]
+    # transformers' report on minilm (pooler UNEXPECTED, classifier MISSING) is dropped; a checkpoint
+    # missing an encoder weight keeps its report
+    minilm = OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml")
+    tokenizer = load_tokenizer(minilm)
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addHandler(caplog.handler)  # transformers' loggers do not propagate to the root
+    try:
+        build_model(minilm, ["O", "B-X", "I-X"], tokenizer)
+        assert "LOAD REPORT" not in caplog.text
+        source = Path(resolve(minilm.source, minilm.name_or_path))
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        (broken / "config.json").write_text((source / "config.json").read_text())
+        weights = load_file(next(source.glob("*.safetensors")))
+        dropped = next(k for k in weights if "encoder.layer.0.attention" in k)
+        save_file({k: v for k, v in weights.items() if k != dropped}, broken / "model.safetensors")
+        build_model(OmegaConf.merge(minilm, {"source": "path", "name_or_path": str(broken)}), ["O", "B-X"], tokenizer)
+        assert "LOAD REPORT" in caplog.text and dropped.split(".", 1)[1] in caplog.text.replace(" ", "")
+    finally:
+        logger.removeHandler(caplog.handler)
+    # transformers' second-long bars are drawn disabled; any other bar (a hub download) is left as it is
+    assert console._quiet_bar(tqdm, (range(3),), {"desc": "Writing model shards"}).disable
+    assert not console._quiet_bar(tqdm, (range(3),), {"desc": "model.safetensors", "disable": False}).disable

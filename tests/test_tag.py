@@ -241,7 +241,7 @@ def test_model_folder_without_its_label_list(tmp_path, capsys):
 
 def test_help_prints_usage(capsys):
     assert tag.main(["--help"]) == 0
-    assert capsys.readouterr().out.startswith("usage: python -m bioner_grid.tag model=")
+    assert capsys.readouterr().out.startswith("usage: bioner-grid-tag model=")
 
 
 def test_all_in_one_model_is_asked_per_task():

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +45,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from bioner_grid import errors, redact, spec
+from bioner_grid import cli, console, errors, redact, spec  # cli: the ${bioner_grid_groups:} of hydra.help
 from bioner_grid.grid import gpu_problem, select_jobs
 from bioner_grid.sweep import PARENT_ENV, SweepRun, varying_keys
 
@@ -215,18 +216,19 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         setup_globals()
         self._configure_log()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(jobs)} jobs locally")
         runs, failures, not_run = [], [], 0
         shared = set.intersection(*(set(o) for o, _ in jobs)) if len(jobs) > 1 else set()
+        started = time.monotonic()
         for n, (overrides, _) in enumerate(jobs):
             idx = initial_job_idx + n
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            # `job 3/4  scheme=welt train.lr=0.0003  elapsed 1m02s, about 0m31s left`: what tells it apart
+            swept = [o for o in filter_overrides(overrides) if o not in shared]
+            log.info(console.job_line(n + 1, len(jobs), started, " ".join(swept)))
             ret, reason = self._run_one(overrides, idx)
             self._configure_log()
             if reason is None:
                 runs.append(ret)
                 continue
-            swept = [o for o in filter_overrides(overrides) if o not in shared]  # what tells this job apart
             failures.append(f"#{idx} {' '.join(swept)}: {reason}")
             if on_error == "stop":
                 not_run = len(jobs) - n - 1

@@ -127,7 +127,7 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
     else FAILED. Returns the status.
 
     The summary: the parent's description (what its page opens on: the configurations of the sweep,
-    chosen on dev, test shown, ``describe``), ``summary.md`` (that, and every job), ``summary.json``,
+    chosen on dev, test shown, ``describe``), ``summary.md`` (the choice and every job), ``summary.json``,
     and the metrics of the configuration chosen on dev, ``sweep/best_dev_strict_f1`` (its mean dev
     strict F1 over seeds) and ``sweep/test_strict_f1_at_best_dev`` (its mean test strict F1); where no
     job has a dev score the choice is on test and the metric says so: ``sweep/best_test_strict_f1``.
@@ -135,7 +135,8 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
     store.describe(run_id, describe(rows))
     store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
-    store.log_dict(run_id, {"sweep": sweep_id, **counts, "chosen_on": basis(rows), "jobs": rows}, "summary.json")
+    store.log_dict(run_id, {"sweep": sweep_id, **counts, "chosen_on": basis(rows),
+                              "configurations": configurations(rows), "jobs": rows}, "summary.json")
     on, best = basis(rows), winners(rows)
     for dataset, c in best.items():
         suffix = f"_{dataset}" if len(best) > 1 else ""
@@ -224,7 +225,7 @@ def non_finite_note(rows: list[dict]) -> str | None:
 def label_keys(rows: list[dict]) -> list[str]:
     """The grid keys (seed aside) that tell a sweep's configurations apart: those whose values differ
     between its jobs; model, dataset and scheme where none does."""
-    keys = [k for k in GRID_KEYS if k != "seed" and len({r.get(k) for r in rows}) > 1]
+    keys = [k for k in GRID_KEYS if k != "seed" and len({r.get(k) for r in rows} - {None}) > 1]
     return keys or ["model", "dataset", "scheme"]
 
 
@@ -234,14 +235,15 @@ def _mean_sd(values: list[float]) -> tuple[float, float | None]:
 
 def configurations(rows: list[dict]) -> list[dict]:
     """The sweep's configurations (one per cell key: every setting but the seed; grid values without
-    the seed for runs recorded before cell keys) over their FINISHED, ranked jobs: grid values,
+    the seed for runs recorded before cell keys; a run without either alone) over their FINISHED, ranked jobs: grid values,
     ``n`` (seeds), ``dev`` and ``test`` as (mean, sd or None) or None; best first on ``basis`` within
     each dataset, datasets in name order."""
     on = basis(rows)
     groups: dict[str, list[dict]] = {}
     for r in rows:
         if r["status"] == "FINISHED" and ranked(r, on):
-            key = r.get("cell_key") or "|".join(str(r.get(k)) for k in GRID_KEYS if k != "seed")
+            grid = [r.get(k) for k in GRID_KEYS if k != "seed"]
+            key = r.get("cell_key") or ("|".join(map(str, grid)) if any(grid) else r["run_id"])  # untagged: its own
             groups.setdefault(key, []).append(r)
     out = []
     for key, runs in groups.items():
@@ -300,14 +302,14 @@ def describe(rows: list[dict]) -> str:
     number of seeds, best first; unfinished and unranked jobs named below."""
     on, keys = basis(rows), label_keys(rows)
     confs = configurations(rows)
-    best = {id(c) for c in winners(rows).values()}
+    best = {c["cell_key"] for c in winners(rows).values()}
     lines = [f"**{line}**  " for line in verdict(rows)]  # two spaces: a Markdown line break
     lines += ["", f"Chosen on **{on}** strict F1 (mean over seeds), test strict F1 shown; in %, mean ± sd over "
               "the n seeds; the choice per corpus in bold.", ""]
     lines += ["| " + " | ".join(keys) + " | dev strict F1 | test strict F1 | n |",
               "|" + "---|" * len(keys) + "---:|---:|---:|"]
     for c in confs:
-        b = "**" if id(c) in best else ""
+        b = "**" if c["cell_key"] in best else ""
         cells = [f"{b}{c[k]}{b}" for k in keys] + [f"{b}{_ms(c['dev'])}{b}", f"{b}{_ms(c['test'])}{b}", str(c["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     unfinished = [r for r in rows if r["status"] != "FINISHED"]
@@ -348,9 +350,9 @@ def _secs(s) -> str:
 
 
 def summary_markdown(rows: list[dict], sweep_id: str) -> str:
-    """The parent run's ``summary.md``: its description (the configurations, chosen on dev), then
-    one row per job, best first on dev."""
-    lines = [f"# Sweep {sweep_id}", "", describe(rows), "## Jobs", "",
+    """The parent run's ``summary.md``: the configuration chosen on dev, then one row per job, best
+    first on dev (the configurations' table is the parent's description)."""
+    lines = [f"# Sweep {sweep_id}", "", *(f"{line}  " for line in verdict(rows)), "",
              "Strict F1 of the dev-selected checkpoint, in %.", "",
              "| run | status | model | dataset | scheme | lr | batch | seed | dev strict F1 | test strict F1 | time |",
              "|---|---|---|---|---|---|---|---|---:|---:|---:|"]
@@ -358,4 +360,5 @@ def summary_markdown(rows: list[dict], sweep_id: str) -> str:
         lines.append(f"| {r['run_name']} | {r['status']} | {r['model']} | {r['dataset']} | {r['scheme']} | {r['lr']} | "
                      f"{r['batch_size']} | {r['seed']} | {_pct(r['dev_strict_f1'])} | {_pct(r['test_strict_f1'])} | "
                      f"{_secs(r['seconds'])} |")
-    return "\n".join(lines) + "\n"
+    note = non_finite_note(rows)
+    return "\n".join(lines + (["", note] if note else [])) + "\n"

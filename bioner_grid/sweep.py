@@ -35,6 +35,7 @@ SWEEP_ENV = "BIONER_GRID_SWEEP_ID"
 VARYING_ENV = "BIONER_GRID_VARYING"  # the grid keys whose values differ between the sweep's jobs
 KIND = "sweep"
 UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address (`make ui`)
+WORKFLOW = "?workflowType=machine_learning"  # the UI's "Model training" layout (Runs, Models), not GenAI's
 
 
 def child_tags() -> dict[str, str]:
@@ -69,7 +70,8 @@ def ui_address(uri: str, experiment_id: str, run_id: str | None = None) -> str:
     """The runs view of the experiment, or the page of run ``run_id`` (a sweep's parent: its
     description is the sweep's table): on the tracking server itself, else on `mlflow ui` (`make ui`)."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
-    return f"{base}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    # workflowType: the UI opens experiments in its GenAI layout ("Evaluation runs") unless told
+    return f"{base}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "") + WORKFLOW
 
 
 class SweepRun:
@@ -284,9 +286,9 @@ def verdict(rows: list[dict]) -> list[str]:
     best = winners(rows)
     lines = []
     for dataset, c in best.items():
-        where = f"{dataset}: " if len(best) > 1 else ""
+        where = f"{dataset}: best" if len(best) > 1 else "Best"
         seeds = f"mean over {c['n']} seeds" if c["n"] > 1 else "1 seed"
-        lines.append(f"{where}best on {on}: {_label(c, keys or ['model', 'scheme'])} · dev strict F1 {_ms(c['dev'])}, "
+        lines.append(f"{where} on {on}: {_label(c, keys or ['model', 'scheme'])} · dev strict F1 {_ms(c['dev'])}, "
                      f"test strict F1 {_ms(c['test'])} ({seeds})")
     if not best:
         lines.append("no finished job with a finite score: nothing chosen")
@@ -295,23 +297,28 @@ def verdict(rows: list[dict]) -> list[str]:
     return lines
 
 
+# after every cell: MLflow's description renders a Markdown table with no cell padding and drops
+# its alignment (the sanitiser keeps no style attribute), so columns would touch
+PAD = "&nbsp;" * 4
+
+
 def describe(rows: list[dict]) -> str:
     """The parent run's description (Markdown; the top of its page in the MLflow UI): the
-    configuration chosen on dev first (the page shows ~4 lines before "Show more"), then every
-    configuration of the sweep with its dev and test strict F1 (mean ± sd over seeds, %) and its
-    number of seeds, best first; unfinished and unranked jobs named below."""
+    configuration chosen on dev first, then every configuration of the sweep with its dev and test
+    strict F1 (mean ± sd over seeds, %) and its number of seeds n, best first (the page shows the
+    first ~100 px, the answer and the table's top rows, before "Show more"); then how it was chosen,
+    and the unfinished and unranked jobs."""
     on, keys = basis(rows), label_keys(rows)
-    confs = configurations(rows)
     best = {c["cell_key"] for c in winners(rows).values()}
-    lines = [f"**{line}**  " for line in verdict(rows)]  # two spaces: a Markdown line break
-    lines += ["", f"Chosen on **{on}** strict F1 (mean over seeds), test strict F1 shown; in %, mean ± sd over "
-              "the n seeds; the choice per corpus in bold.", ""]
-    lines += ["| " + " | ".join(keys) + " | dev strict F1 | test strict F1 | n |",
-              "|" + "---|" * len(keys) + "---:|---:|---:|"]
-    for c in confs:
+    lines = [f"**{line}**  " for line in verdict(rows)] + [""]  # two spaces: a Markdown line break
+    header = [*keys, "dev strict F1 (%)", "test strict F1 (%)", "n"]
+    lines += ["| " + " | ".join(f"{h}{PAD}" for h in header) + " |", "|" + "---|" * len(header)]
+    for c in configurations(rows):
         b = "**" if c["cell_key"] in best else ""
         cells = [f"{b}{c[k]}{b}" for k in keys] + [f"{b}{_ms(c['dev'])}{b}", f"{b}{_ms(c['test'])}{b}", str(c["n"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(f"{cell}{PAD}" for cell in cells) + " |")
+    lines += ["", f"Chosen on **{on}** strict F1 (the mean over seeds), test strict F1 shown; mean ± sd over the n "
+              "seeds; in bold the choice" + (" per corpus." if len(best) > 1 else ".")]
     unfinished = [r for r in rows if r["status"] != "FINISHED"]
     if unfinished:
         lines += ["", f"Not finished ({len(unfinished)}): "
@@ -319,8 +326,7 @@ def describe(rows: list[dict]) -> str:
     note = non_finite_note(rows)
     if note:
         lines += ["", note]
-    lines += ["", f"{len(rows)} job(s); each job: `summary.md` in this run's artifacts, or unfold this run in the runs "
-              "table."]
+    lines += ["", f"{len(rows)} job(s): unfold this run in the runs table, or read `summary.md` in its artifacts."]
     return "\n".join(lines) + "\n"
 
 

@@ -49,9 +49,10 @@ def test_the_parent_chooses_on_dev_shows_test_with_n_and_sd_and_names_unfinished
     text = run.data.tags["mlflow.note.content"]
     lines = text.splitlines()
     # the answer first (the UI shows ~4 lines before "Show more"), then the configurations, best first
-    assert lines[0] == "**best on dev: scheme=welt · dev strict F1 45.5 ± 0.7, test strict F1 42.0 ± 1.4 (mean over 2 seeds)**  "
-    table = [line for line in lines if line.startswith("| ")]
-    assert table == ["| scheme | dev strict F1 | test strict F1 | n |",
+    assert lines[0] == "**Best on dev: scheme=welt · dev strict F1 45.5 ± 0.7, test strict F1 42.0 ± 1.4 (mean over 2 seeds)**  "
+    table = [line.replace("&nbsp;", "").replace("  ", " ") for line in lines if line.startswith("| ")]
+    assert lines[2].startswith("| ")  # right below the answer: visible before "Show more"
+    assert table == ["| scheme | dev strict F1 (%) | test strict F1 (%) | n |",
                      "| **welt** | **45.5 ± 0.7** | **42.0 ± 1.4** | 2 |",
                      "| vanilla | 40.5 ± 0.7 | 44.5 ± 0.7 | 2 |"]
     assert "Not finished (1): ins-1 (FAILED)" in text
@@ -62,7 +63,7 @@ def test_the_parent_chooses_on_dev_shows_test_with_n_and_sd_and_names_unfinished
     assert out[0] == "sweep s-1: 5 job(s), best dev strict F1 first"
     assert out[1].split() == ["run", "status", "dev", "F1", "test", "F1", "time"]
     assert [line.split()[0] for line in out[2:7]] == ["welt-2", "welt-1", "vanilla-2", "vanilla-1", "ins-1"]
-    assert out[7].strip().startswith("best on dev: scheme=welt · dev strict F1 45.5 ± 0.7, test strict F1 42.0")
+    assert out[7].strip().startswith("Best on dev: scheme=welt · dev strict F1 45.5 ± 0.7, test strict F1 42.0")
 
 
 def test_without_dev_scores_the_choice_is_on_test_and_says_so(tmp_path):
@@ -73,7 +74,7 @@ def test_without_dev_scores_the_choice_is_on_test_and_says_so(tmp_path):
     assert run_metrics(run)["best_test_strict_f1"] == pytest.approx(0.445)  # named for what it was chosen on
     assert "best_dev_strict_f1" not in run_metrics(run)
     text = run.data.tags["mlflow.note.content"]
-    assert text.startswith("**best on test: scheme=vanilla · dev strict F1 —, test strict F1 44.5 ± 0.7")
+    assert text.startswith("**Best on test: scheme=vanilla · dev strict F1 —, test strict F1 44.5 ± 0.7")
     assert "**no job has a dev score: chosen on test**" in text and "Chosen on **test** strict F1" in text
     assert "no job has a dev score: chosen on test" in sweep.summary_table(rows, "s-2")
 
@@ -95,5 +96,6 @@ def test_one_seed_shows_no_sd_and_every_corpus_gets_its_own_choice(tmp_path):
     lines = parent_run.data.tags["mlflow.note.content"].splitlines()
     assert lines[0].startswith("**bc5cdr_chem: best on dev: scheme=vanilla · dev strict F1 70.0, test strict F1 60.0 (1 seed)")
     assert lines[1].startswith("**ncbi_disease: best on dev: scheme=welt · dev strict F1 45.0, test strict F1 43.0")
-    assert "| dataset | scheme | dev strict F1 | test strict F1 | n |" in lines
-    assert "| **ncbi_disease** | **welt** | **45.0** | **43.0** | 1 |" in lines
+    plain = [x.replace("&nbsp;", "") for x in lines]
+    assert "| dataset | scheme | dev strict F1 (%) | test strict F1 (%) | n |" in plain
+    assert "| **ncbi_disease** | **welt** | **45.0** | **43.0** | 1 |" in plain

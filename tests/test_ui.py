@@ -157,7 +157,7 @@ def test_the_parent_run_opens_on_the_sweeps_table_chosen_on_dev(ui):
             toggle.click()
             time.sleep(1)
         header = driver.find_element("xpath", "//table[.//th[contains(., 'dev strict F1')]]")
-        cells = [[c.text for c in row.find_elements("tag name", "td")] for row in header.find_elements("css selector", "tbody tr")]
+        cells = [[c.text.strip() for c in row.find_elements("tag name", "td")] for row in header.find_elements("css selector", "tbody tr")]
         assert [c for c in cells if c] == [["welt", "63.3", "64.5", "1"], ["vanilla", "60.1", "61.2", "1"]]
     finally:
         driver.quit()

@@ -183,6 +183,16 @@ def cell_key(cfg) -> str:
 # Liveness: a running job proves it is alive with a heartbeat tag; a relaunch never takes it over.
 
 
+OPS = "ops."  # operational tags (liveness, claims, folders): prefixed so that the UI's tags panel groups them apart
+
+
+def ops_tag(tags: dict[str, str], name: str) -> str:
+    """An operational tag of a run (``ops.heartbeat``), or its unprefixed name in a run recorded
+    before the prefix (``heartbeat``); "" when it has neither."""
+    value = tags.get(OPS + name)
+    return value if value is not None else tags.get(name, "")
+
+
 def this_job() -> dict[str, str]:
     """Who is running: host, pid and (under SLURM) the job id, the same across requeues of one job."""
     job = os.environ.get("SLURM_JOB_ID", "")
@@ -206,17 +216,19 @@ def is_live(tags: dict[str, str], now: float, heartbeat_s: float, me: dict[str, 
 
     Alive means: its heartbeat is younger than three periods, and it is not an earlier attempt of
     this very job (same SLURM job id: SLURM requeued it, so that attempt is gone) nor a process of
-    this host that no longer exists. A run without a heartbeat (recorded before heartbeats) is dead."""
+    this host that no longer exists. A run without a heartbeat (recorded before heartbeats) is dead.
+    The tags are read as ``ops.*`` or, in runs recorded before the prefix, unprefixed (``ops_tag``)."""
     me = me or this_job()
     try:
-        beat = float(tags.get("heartbeat", ""))
+        beat = float(ops_tag(tags, "heartbeat"))
     except ValueError:
         return False
     if now - beat > 3 * heartbeat_s:
         return False
-    if me["slurm_job_id"] and tags.get("slurm_job_id") == me["slurm_job_id"]:
+    if me["slurm_job_id"] and ops_tag(tags, "slurm_job_id") == me["slurm_job_id"]:
         return False
-    if tags.get("host") == me["host"] and tags.get("pid") and not _pid_alive(tags["pid"]):
+    pid = ops_tag(tags, "pid")
+    if ops_tag(tags, "host") == me["host"] and pid and not _pid_alive(pid):
         return False
     return True
 

@@ -137,7 +137,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     p = prepare(cfg, out)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
             **p.corpus.adapter.run_tags(),
-            "output_dir": str(out.resolve()), **search.run_tags(cfg)}
+            identity.OPS + "output_dir": str(out.resolve()), **search.run_tags(cfg)}
     store = RunStore.from_config(cfg.tracking)
     store.experiment_id()
     runs = store.runs_with_key(tags["run_key"])
@@ -173,7 +173,7 @@ def run(cfg, output_dir: str | Path) -> dict:
         raise
     active.close("FINISHED")  # waits for the buffered metrics; StoreError if they cannot be sent
     if not cfg.train.keep_checkpoints:
-        for folder in tags["checkpoint_dirs"].split("\n"):
+        for folder in tags[identity.OPS + "checkpoint_dirs"].split("\n"):
             shutil.rmtree(folder, ignore_errors=True)
     # in percent, as every line a person reads (MLflow keeps the fractions)
     log.info("test strict F1 %.2f%% (default %.2f%%), train %.0f s, run %s", 100 * result["metrics"]["test_strict_f1"],
@@ -215,11 +215,12 @@ def open_run(cfg, store: RunStore, runs, decision: identity.Decision, tags: dict
     resume_id = decision.run_id
     # Every attempt's checkpoints stay findable: a later attempt may need an earlier one's.
     earlier = tracking.checkpoint_dirs(next(r for r in runs if r.info.run_id == resume_id)) if resume_id else []
-    tags["checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, checkpoint_dir]))
+    tags[identity.OPS + "checkpoint_dirs"] = "\n".join(dict.fromkeys([*earlier, checkpoint_dir]))
     tags.update(job_tags())
     tags.update(sweep.child_tags())
-    active = store.open_run(resume_id, None if resume_id else sweep.run_name(identity.grid_values(cfg)), tags,
-                            system_metrics=cfg.tracking.system_metrics)
+    values = identity.grid_values(cfg)
+    active = store.open_run(resume_id, None if resume_id else sweep.run_name(values), tags,
+                            system_metrics=cfg.tracking.system_metrics, description=tracking.run_description(values))
     if not resume_id:
         twin = store.live_twin(active.get(), time.time(), float(cfg.grid.heartbeat_s))
         if twin:
@@ -239,6 +240,9 @@ def record_inputs(cfg, run: OpenRun, p: Prepared) -> None:
             run.log_params({f"weight.{k}": f"{v:.6g}" for k, v in p.weights.items()})
         run.log_corpora(cfg)
     run.log_text(redact.config_yaml(cfg), "config.yaml")
+    # the corpus figures are params (constant per corpus: as metrics they filled the UI's charts);
+    # logged on every attempt, the same values again, so a run resumed from an older store gets them too
+    run.log_params(tracking.corpus_params({name: split_stats(split) for name, split in p.corpus.splits.items()}))
     p.corpus.overlap.record(run)  # tags overlap.* and overlap.json: training documents also in dev/test, removed or kept
     run.log_dict({"classes": list(p.counts), "counts": p.counts, "weights": p.weights, "labels": p.corpus.labels,
                      "label_weights": p.label_weights, "degenerate": p.degenerate}, "class_weights.json")
@@ -246,7 +250,8 @@ def record_inputs(cfg, run: OpenRun, p: Prepared) -> None:
 
 def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, log_metrics, callbacks=()):
     """Fine-tune (train loss and dev scores logged per epoch); returns the Trainer holding the model
-    ``train.select`` chose, and the training metrics with the corpus sizes (WeLT Tables 1 and 11)."""
+    ``train.select`` chose, and the training metrics (the corpus sizes, WeLT Tables 1 and 11, are
+    params: ``record_inputs``)."""
     if p.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -255,10 +260,6 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
                     cfg.train.patience, log_metrics, resume_from, tuple(callbacks), score=scoring.score)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
-    for name, split in p.corpus.splits.items():
-        stats = split_stats(split)
-        metrics.update({f"data_{name}_sentences": stats["sentences"], f"data_{name}_tokens": stats["tokens"]})
-        metrics.update({f"data_{name}_n_{c}": n for c, n in stats["classes"].items()})
     return trainer, metrics
 
 
@@ -307,6 +308,7 @@ def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags:
     if p.device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     run.log_metrics(metrics)
+    run.describe(tracking.run_description(identity.grid_values(cfg), metrics))  # now with its dev and test F1
     if cfg.train.save_model:  # the scored model: weights, tokenizer, labels, window settings
         # a sweep's job keeps its model in MLflow only: one copy, not two per job
         export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bioner_grid import redact
+from bioner_grid import identity, redact
 from bioner_grid.config import compose
 from bioner_grid.errors import InputError
 from bioner_grid.report import load_runs
@@ -52,7 +52,7 @@ def grid_name(store, run) -> str:
 def reproduce_command(store, run) -> str:
     """The command that reruns ``run`` with its model saved: its own Hydra overrides when its run
     folder is readable here, else the grid keys from its tags (add the overrides it was launched with)."""
-    overrides_file = Path(run.data.tags.get("output_dir", "")) / ".hydra" / "overrides.yaml"
+    overrides_file = Path(identity.ops_tag(run.data.tags, "output_dir")) / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
         overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith(("hydra", "grid."))]
     else:

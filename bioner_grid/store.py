@@ -41,6 +41,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: 
 from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from bioner_grid import identity, redact, tracking  # noqa: E402
@@ -80,7 +81,7 @@ def metric_name(name: str) -> str:
         return f"memory/{name}"
     if name.endswith("_seconds") or "_seconds_per_" in name:
         return f"time/{name}"
-    if name.startswith(("best_", "jobs_")):
+    if name.startswith(("best_", "jobs_")) or "_at_best_dev" in name:  # a sweep parent's summary
         return f"sweep/{name}"
     if name == "resumed":
         return "train/resumed"
@@ -130,9 +131,21 @@ def non_finite(metrics: dict[str, float]) -> list[str]:
     return sorted(k for k, v in metrics.items() if not math.isfinite(real_value(v)))
 
 
+def corpus_figures(params: dict[str, str]) -> dict[str, float]:
+    """A run's corpus figures, logged as params ``corpus.train_sentences`` (``tracking.corpus_params``),
+    under the flat metric names that runs recorded before held them as (``data_train_sentences``)."""
+    out = {}
+    for k, v in params.items():
+        if k.startswith(tracking.CORPUS):
+            with contextlib.suppress(ValueError):
+                out[f"data_{k[len(tracking.CORPUS):]}"] = float(v)
+    return out
+
+
 def run_metrics(run) -> dict[str, float]:
-    """A run's latest metrics under their flat names, whichever way they were logged."""
-    return {flat_metric(k): v for k, v in run.data.metrics.items()}
+    """A run's latest metrics under their flat names, whichever way they were logged (the corpus
+    figures, params now, included as ``data_*``)."""
+    return {**corpus_figures(run.data.params), **{flat_metric(k): v for k, v in run.data.metrics.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +386,7 @@ class RunStore:
             row = {"run_id": r.info.run_id, "status": r.info.status}
             row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
             row.update({f"params.{k}": v for k, v in r.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in corpus_figures(r.data.params).items()})  # params now, metrics before
             for k, v in r.data.metrics.items():  # a store holding both names of one metric: the grouped one
                 name = f"metrics.{flat_metric(k)}"
                 if name not in row or k != flat_metric(k):
@@ -431,9 +445,9 @@ class RunStore:
         that claim the same run at the same moment only the last writer reads its own token and goes
         on; it marks the run alive at once, so that a later relaunch sees it in flight."""
         token = f"{identity.this_job()['host']}:{os.getpid()}:{time.time_ns()}"
-        self.call(self.client.set_tag, run_id, "claim", token)
+        self.call(self.client.set_tag, run_id, identity.OPS + "claim", token)
         time.sleep(settle_s)
-        if self.get_run(run_id).data.tags.get("claim") != token:
+        if self.get_run(run_id).data.tags.get(identity.OPS + "claim") != token:
             return False
         self.set_tags(run_id, job_tags())
         return True
@@ -463,8 +477,11 @@ class RunStore:
         return self.call(self.client.create_run, self.experiment_id(), run_name=run_name, tags=tags)
 
     def open_run(self, run_id: str | None = None, run_name: str | None = None, tags: dict | None = None,
-                 system_metrics: bool = False) -> OpenRun:
-        """Start a new run, or continue ``run_id`` (RUNNING again, its tags updated)."""
+                 system_metrics: bool = False, description: str | None = None) -> OpenRun:
+        """Start a new run, or continue ``run_id`` (RUNNING again, its tags updated), with its
+        ``description`` (Markdown) when given."""
+        if description is not None:
+            tags = {**(tags or {}), MLFLOW_RUN_NOTE: description}
         if run_id is None:
             run = self.create_run(run_name, tags)
         else:
@@ -487,6 +504,12 @@ class RunStore:
                 if not tries_left or not duplicate_dataset(e):
                     raise
                 log.info("dataset inputs of run %s: created by another job at the same moment; linking them", run_id)
+
+    def describe(self, run_id: str, markdown: str) -> None:
+        """The run's description: the Markdown the UI shows on top of the run's page (MLflow's
+        ``mlflow.note.content`` tag, what the page's "Edit description" writes). The page shows its
+        first ~100 px (4-5 lines) and a "Show more" link: what matters comes first."""
+        self.set_tags(run_id, {MLFLOW_RUN_NOTE: markdown})
 
     def delete_run(self, run_id: str) -> None:
         self.call(self.client.delete_run, run_id)
@@ -515,8 +538,10 @@ class RunStore:
 
 
 def job_tags() -> dict[str, str]:
-    """Who runs this attempt, and a fresh heartbeat."""
-    return {**identity.this_job(), "heartbeat": f"{time.time():.0f}"}
+    """Who runs this attempt, and a fresh heartbeat, as ``ops.*`` tags (``ops.host``, ``ops.pid``,
+    ``ops.slurm_job_id`` under SLURM only, ``ops.heartbeat``)."""
+    job = {k: v for k, v in identity.this_job().items() if v}  # no empty slurm_job_id outside SLURM
+    return {**{identity.OPS + k: v for k, v in job.items()}, identity.OPS + "heartbeat": f"{time.time():.0f}"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,6 +634,9 @@ class OpenRun:
     def set_tags(self, tags: dict) -> None:
         self.store.set_tags(self.run_id, tags)
 
+    def describe(self, markdown: str) -> None:
+        self.store.describe(self.run_id, markdown)
+
     def log_text(self, text: str, path: str) -> None:
         self.store.log_text(self.run_id, text, path)
 
@@ -681,7 +709,7 @@ class OpenRun:
 
 
 class Heartbeat:
-    """Refreshes the run's ``heartbeat`` tag every ``period`` seconds from a daemon thread, so that a
+    """Refreshes the run's ``ops.heartbeat`` tag every ``period`` seconds from a daemon thread, so that a
     relaunch can tell this live job from a dead one (``identity.is_live``)."""
 
     def __init__(self, store: RunStore, run_id: str, period: float):
@@ -692,7 +720,7 @@ class Heartbeat:
     def _beat(self):
         while not self._stop.wait(self.period):
             try:  # one try: a busy store must not hold the beat; the next one tries again
-                self.store.client.set_tag(self.run_id, "heartbeat", f"{time.time():.0f}")
+                self.store.client.set_tag(self.run_id, identity.OPS + "heartbeat", f"{time.time():.0f}")
             except Exception as e:  # noqa: BLE001
                 log.warning("heartbeat of run %s not recorded: %s", self.run_id, problem(e))
 

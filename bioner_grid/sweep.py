@@ -5,9 +5,10 @@ skipped / in flight / launched) before the jobs fan out and hands its id to them
 environment (``BIONER_GRID_PARENT_RUN_ID``, ``BIONER_GRID_SWEEP_ID``): sbatch and submitit's local
 processes inherit it, and it is not part of the config, so the run key does not change. A job
 tags its run ``mlflow.parentRunId`` (the UI nests it under the parent) and ``sweep``. When the
-sweep has run (``grid.wait=true``), the parent gets ``summary.md`` / ``summary.json`` (its
-children, sorted by test strict F1) and ends FINISHED, or FAILED when a job did not finish; the
-same table is printed with the address of the experiment's runs view.
+sweep has run (``grid.wait=true``), the parent gets its description (the sweep's configurations,
+chosen on dev strict F1, test shown: what its page in the UI opens on), ``summary.md`` /
+``summary.json`` and ends FINISHED, or FAILED when a job did not finish; the jobs' table (best dev
+first) is printed with the address of the parent's page.
 
 ``bioner_grid.store`` (mlflow, ~1.3 s to import) is imported inside the functions that talk to the store: ``plan`` imports this module at start-up, and ``prefetch`` imports ``plan``.
 """
@@ -18,12 +19,13 @@ import logging
 import math
 import os
 import shlex
+import statistics
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
 
-from bioner_grid import redact
+from bioner_grid import redact, tracking
 from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ SWEEP_ENV = "BIONER_GRID_SWEEP_ID"
 VARYING_ENV = "BIONER_GRID_VARYING"  # the grid keys whose values differ between the sweep's jobs
 KIND = "sweep"
 UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address (`make ui`)
+WORKFLOW = "?workflowType=machine_learning"  # the UI's "Model training" layout (Runs, Models), not GenAI's
 
 
 def child_tags() -> dict[str, str]:
@@ -63,10 +66,12 @@ def new_sweep_id(name: str) -> str:
     return f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
 
-def ui_address(uri: str, experiment_id: str) -> str:
-    """The runs view of the experiment: on the tracking server itself, else on `mlflow ui` (`make ui`)."""
+def ui_address(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The runs view of the experiment, or the page of run ``run_id`` (a sweep's parent: its
+    description is the sweep's table): on the tracking server itself, else on `mlflow ui` (`make ui`)."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
-    return f"{base}/#/experiments/{experiment_id}/runs"
+    # workflowType: the UI opens experiments in its GenAI layout ("Evaluation runs") unless told
+    return f"{base}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "") + WORKFLOW
 
 
 class SweepRun:
@@ -112,7 +117,7 @@ class SweepRun:
         rows = children(self.store, self.experiment_id, self.run_id)
         close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
-        ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}" + (
+        ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id, self.run_id)}" + (
             "" if self.tcfg.uri.startswith("http")
             else f"  (start the UI: make ui, or mlflow ui --backend-store-uri {self.store.uri})")
         print(redact.text(ui), flush=True)
@@ -120,14 +125,28 @@ class SweepRun:
 
 
 def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
-    """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
-    and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
+    """Give a sweep's parent run its summary and end it: FINISHED when every launched job finished,
+    else FAILED. Returns the status.
+
+    The summary: the parent's description (what its page opens on: the configurations of the sweep,
+    chosen on dev, test shown, ``describe``), ``summary.md`` (the choice and every job), ``summary.json``,
+    and the metrics of the configuration chosen on dev, ``sweep/best_dev_strict_f1`` (its mean dev
+    strict F1 over seeds) and ``sweep/test_strict_f1_at_best_dev`` (its mean test strict F1); where no
+    job has a dev score the choice is on test and the metric says so: ``sweep/best_test_strict_f1``.
+    A sweep over several corpora has one choice per corpus (``..._<dataset>``)."""
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
+    store.describe(run_id, describe(rows))
     store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
-    store.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
-    finished = [r["test_strict_f1"] for r in rows if ranked(r)]
-    if finished:
-        store.log_metric(run_id, "best_test_strict_f1", max(finished))
+    store.log_dict(run_id, {"sweep": sweep_id, **counts, "chosen_on": basis(rows),
+                              "configurations": configurations(rows), "jobs": rows}, "summary.json")
+    on, best = basis(rows), winners(rows)
+    for dataset, c in best.items():
+        suffix = f"_{dataset}" if len(best) > 1 else ""
+        if on == "dev":
+            store.log_metric(run_id, f"best_dev_strict_f1{suffix}", c["dev"][0])
+            store.log_metric(run_id, f"test_strict_f1_at_best_dev{suffix}", c["test"][0])
+        else:
+            store.log_metric(run_id, f"best_test_strict_f1{suffix}", c["test"][0])
     store.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
     store.terminate(run_id, "FINISHED" if ok else "FAILED")
     return "FINISHED" if ok else "FAILED"
@@ -156,7 +175,8 @@ def settle_submitted(uri: str, experiment_name: str) -> list[str]:
 
 
 def children(store, experiment_id: str, parent_id: str) -> list[dict]:
-    """The parent's child runs as rows: name, status, grid keys, test/dev strict F1, train time."""
+    """The parent's child runs as rows: name, status, grid keys, cell key, dev/test strict F1,
+    train time; ranked first, best first on dev (on test where no job has a dev score: ``basis``)."""
     from bioner_grid.store import real_value, run_metrics
 
     runs = store.search(f"tags.mlflow.parentRunId = '{parent_id}'", experiment_ids=[experiment_id])
@@ -165,30 +185,174 @@ def children(store, experiment_id: str, parent_id: str) -> list[dict]:
         m, t = {k: real_value(v) for k, v in run_metrics(r).items()}, r.data.tags
         end = r.info.end_time or int(time.time() * 1000)
         rows.append({"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-                     **{k: t.get(k) for k in ("model", "dataset", "scheme", "lr", "batch_size", "seed")},
+                     **{k: t.get(k) for k in GRID_KEYS}, "cell_key": t.get("cell_key"),
                      "test_strict_f1": m.get("test_strict_f1"), "dev_strict_f1": m.get("dev_strict_f1"),
                      "seconds": m.get("train_seconds", (end - r.info.start_time) / 1000),
                      "pruned": t.get("pruned") == "true"})  # stopped early by an adaptive search (bioner_grid.search)
-    rows.sort(key=lambda r: (not ranked(r), -(r["test_strict_f1"] if ranked(r) else 0)))
+    on = basis(rows)
+    rows.sort(key=lambda r: (not ranked(r, on), -(r[f"{on}_strict_f1"] if ranked(r, on) else 0)))
     return rows
 
 
-def ranked(row: dict) -> bool:
-    """Whether a job takes part in the ranking: it has a finite test strict F1 (an inf is no best,
-    a NaN no score); the others are listed last, their value shown as it is."""
-    return row["test_strict_f1"] is not None and math.isfinite(row["test_strict_f1"]) and not row.get("pruned")
+def basis(rows: list[dict]) -> str:
+    """What a sweep's jobs are chosen on: ``dev`` (strict F1), the rule everywhere, or ``test`` where
+    no job has a dev score (then every table and metric says so)."""
+    return "dev" if any(r.get("dev_strict_f1") is not None for r in rows) else "test"
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def ranked(row: dict, on: str = "test") -> bool:
+    """Whether a job takes part in the ranking on ``on``: a finite strict F1 there, and a finite test
+    strict F1 if it has one (an inf is no best, a NaN no score), and not pruned by an adaptive search
+    (bioner_grid.search: stopped early, its score is no peer of the others'); the others are listed
+    last, their values shown as they are."""
+    return (_finite(row[f"{on}_strict_f1"]) and (row["test_strict_f1"] is None or _finite(row["test_strict_f1"]))
+            and not row.get("pruned"))
 
 
 def non_finite_note(rows: list[dict]) -> str | None:
-    bad = [r for r in rows if r["test_strict_f1"] is not None and not math.isfinite(r["test_strict_f1"])]
+    on = basis(rows)
+    bad = [r for r in rows if (r["test_strict_f1"] is not None or r[f"{on}_strict_f1"] is not None)
+           and not ranked(r, on) and not r.get("pruned")]  # pruned: listed as PRUNED, not as non-finite
     if not bad:
         return None
-    return (f"not ranked: {len(bad)} job(s) with a non-finite test strict F1: "
-            + ", ".join(f"{r['run_name']} ({r['run_id']}, {r['test_strict_f1']})" for r in bad))
+    what = "test" if on == "test" else "dev or test"
+
+    def shown(r):
+        return r["test_strict_f1"] if on == "test" else f"dev {r['dev_strict_f1']}, test {r['test_strict_f1']}"
+
+    return (f"not ranked: {len(bad)} job(s) with a non-finite {what} strict F1: "
+            + ", ".join(f"{r['run_name']} ({r['run_id']}, {shown(r)})" for r in bad))
+
+
+def label_keys(rows: list[dict]) -> list[str]:
+    """The grid keys (seed aside) that tell a sweep's configurations apart: those whose values differ
+    between its jobs; model, dataset and scheme where none does."""
+    keys = [k for k in GRID_KEYS if k != "seed" and len({r.get(k) for r in rows} - {None}) > 1]
+    return keys or ["model", "dataset", "scheme"]
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def configurations(rows: list[dict]) -> list[dict]:
+    """The sweep's configurations (one per cell key: every setting but the seed; grid values without
+    the seed for runs recorded before cell keys; a run without either alone) over their FINISHED, ranked jobs: grid values,
+    ``n`` (seeds), ``dev`` and ``test`` as (mean, sd or None) or None; best first on ``basis`` within
+    each dataset, datasets in name order."""
+    on = basis(rows)
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["status"] == "FINISHED" and ranked(r, on):
+            grid = [r.get(k) for k in GRID_KEYS if k != "seed"]
+            key = r.get("cell_key") or ("|".join(map(str, grid)) if any(grid) else r["run_id"])  # untagged: its own
+            groups.setdefault(key, []).append(r)
+    out = []
+    for key, runs in groups.items():
+        c = {k: runs[0].get(k) for k in GRID_KEYS if k != "seed"}
+        c.update({"cell_key": key, "n": len(runs), "run_ids": [r["run_id"] for r in runs]})
+        for split in ("dev", "test"):
+            values = [r[f"{split}_strict_f1"] for r in runs if _finite(r[f"{split}_strict_f1"])]
+            c[split] = _mean_sd(values) if values else None
+        out.append(c)
+    out.sort(key=lambda c: (str(c["dataset"]), -c[on][0]))
+    return out
+
+
+def winners(rows: list[dict]) -> dict[str, dict]:
+    """Per dataset, the configuration chosen on ``basis`` (best mean strict F1 over seeds)."""
+    best: dict[str, dict] = {}
+    for c in configurations(rows):  # best first within a dataset
+        best.setdefault(str(c["dataset"]), c)
+    return best
+
+
+def _ms(value: tuple[float, float | None] | None) -> str:
+    """mean ± sd in percent, one decimal (the mean alone for one seed)."""
+    if value is None:
+        return "—"
+    mean, sd = value
+    return tracking.pct(mean) + (f" ± {100 * sd:.1f}" if sd is not None else "")
+
+
+def _label(c: dict, keys: list[str]) -> str:
+    return ", ".join(f"{k}={c[k]}" for k in keys)
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """One line per dataset: the configuration chosen (on dev), its dev and test strict F1 (%)."""
+    on, keys = basis(rows), label_keys(rows)
+    keys = [k for k in keys if k != "dataset"]
+    best = winners(rows)
+    lines = []
+    for dataset, c in best.items():
+        where = f"{dataset}: best" if len(best) > 1 else "Best"
+        seeds = f"mean over {c['n']} seeds" if c["n"] > 1 else "1 seed"
+        lines.append(f"{where} on {on}: {_label(c, keys or ['model', 'scheme'])} · dev strict F1 {_ms(c['dev'])}, "
+                     f"test strict F1 {_ms(c['test'])} ({seeds})")
+    if not best:
+        lines.append("no finished job with a finite score: nothing chosen")
+    if on == "test":
+        lines.append("no job has a dev score: chosen on test")
+    return lines
+
+
+# after every cell: MLflow's description renders a Markdown table with no cell padding and drops
+# its alignment (the sanitiser keeps no style attribute), so columns would touch
+PAD = "&nbsp;" * 4
+
+
+def describe(rows: list[dict]) -> str:
+    """The parent run's description (Markdown; the top of its page in the MLflow UI): the
+    configuration chosen on dev first, then every configuration of the sweep with its dev and test
+    strict F1 (mean ± sd over seeds, %) and its number of seeds n, best first (the page shows the
+    first ~100 px, the answer and the table's top rows, before "Show more"); then how it was chosen,
+    and the unfinished and unranked jobs."""
+    on, keys = basis(rows), label_keys(rows)
+    best = {c["cell_key"] for c in winners(rows).values()}
+    lines = [f"**{line}**  " for line in verdict(rows)] + [""]  # two spaces: a Markdown line break
+    header = [*keys, "dev strict F1 (%)", "test strict F1 (%)", "n"]
+    lines += ["| " + " | ".join(f"{h}{PAD}" for h in header) + " |", "|" + "---|" * len(header)]
+    for c in configurations(rows):
+        b = "**" if c["cell_key"] in best else ""
+        cells = [f"{b}{c[k]}{b}" for k in keys] + [f"{b}{_ms(c['dev'])}{b}", f"{b}{_ms(c['test'])}{b}", str(c["n"])]
+        lines.append("| " + " | ".join(f"{cell}{PAD}" for cell in cells) + " |")
+    lines += ["", f"Chosen on **{on}** strict F1 (the mean over seeds), test strict F1 shown; mean ± sd over the n "
+              "seeds; in bold the choice" + (" per corpus." if len(best) > 1 else ".")]
+    unfinished = [r for r in rows if r["status"] != "FINISHED"]
+    if unfinished:
+        lines += ["", f"Not finished ({len(unfinished)}): "
+                  + ", ".join(f"{r['run_name']} ({r['status']})" for r in unfinished)]
+    note = non_finite_note(rows)
+    if note:
+        lines += ["", note]
+    lines += ["", f"{len(rows)} job(s): unfold this run in the runs table, or read `summary.md` in its artifacts."]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) -> str:
+    """The terminal table of a sweep's jobs, best first on dev (dev strict F1 before test), then the
+    configuration chosen on dev with its test strict F1."""
+    on = basis(rows)
+    head = (f"sweep {sweep_id}: {len(rows)} job(s)" + (f" in {_secs(wall_s)}" if wall_s is not None else "")
+            + f", best {on} strict F1 first")
+    width = max([len(r["run_name"] or "") for r in rows] + [3])
+    lines = [head, f"  {'run':<{width}}  {'status':<8}  {'dev F1':>6}  {'test F1':>7}  {'time':>7}"]
+    for r in rows:
+        status = "PRUNED" if r.get("pruned") else r["status"]
+        lines.append(f"  {r['run_name'] or '':<{width}}  {status:<8}  {_pct(r['dev_strict_f1']):>6}  "
+                     f"{_pct(r['test_strict_f1']):>7}  {_secs(r['seconds']):>7}")
+    lines += [f"  {line}" for line in verdict(rows)]
+    note = non_finite_note(rows)
+    return "\n".join(lines + ([f"  {note}"] if note else []))
 
 
 def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.1f}" if math.isfinite(x) else str(x)
+    return tracking.pct(x)
 
 
 def _secs(s) -> str:
@@ -196,27 +360,16 @@ def _secs(s) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) -> str:
-    """The terminal table of a sweep's jobs, best test strict F1 first."""
-    head = f"sweep {sweep_id}: {len(rows)} job(s)" + (f" in {_secs(wall_s)}" if wall_s is not None else "")
-    width = max([len(r["run_name"] or "") for r in rows] + [3])
-    lines = [head, f"  {'run':<{width}}  {'status':<8}  {'test F1':>7}  {'dev F1':>6}  {'time':>7}"]
-    for r in rows:
-        status = "PRUNED" if r.get("pruned") else r["status"]
-        lines.append(f"  {r['run_name'] or '':<{width}}  {status:<8}  {_pct(r['test_strict_f1']):>7}  "
-                     f"{_pct(r['dev_strict_f1']):>6}  {_secs(r['seconds']):>7}")
-    note = non_finite_note(rows)
-    return "\n".join(lines + ([f"  {note}"] if note else []))
-
-
 def summary_markdown(rows: list[dict], sweep_id: str) -> str:
-    """The parent run's ``summary.md``: one row per child, best test strict F1 (dev-selected model) first."""
-    lines = [f"# Sweep {sweep_id}", "", "Test strict F1 of the dev-selected checkpoint, in %.", "",
-             "| run | status | model | dataset | scheme | lr | batch | seed | test strict F1 | dev strict F1 | time |",
+    """The parent run's ``summary.md``: the configuration chosen on dev, then one row per job, best
+    first on dev (the configurations' table is the parent's description)."""
+    lines = [f"# Sweep {sweep_id}", "", *(f"{line}  " for line in verdict(rows)), "",
+             "Strict F1 of the dev-selected checkpoint, in %.", "",
+             "| run | status | model | dataset | scheme | lr | batch | seed | dev strict F1 | test strict F1 | time |",
              "|---|---|---|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['run_name']} | {r['status']} | {r['model']} | {r['dataset']} | {r['scheme']} | {r['lr']} | "
-                     f"{r['batch_size']} | {r['seed']} | {_pct(r['test_strict_f1'])} | {_pct(r['dev_strict_f1'])} | "
+                     f"{r['batch_size']} | {r['seed']} | {_pct(r['dev_strict_f1'])} | {_pct(r['test_strict_f1'])} | "
                      f"{_secs(r['seconds'])} |")
     note = non_finite_note(rows)
     return "\n".join(lines + (["", note] if note else [])) + "\n"

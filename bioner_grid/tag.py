@@ -37,7 +37,7 @@ from lxml import etree
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import console, errors
+from bioner_grid import console, errors, identity
 from bioner_grid.corpus import DataError, read_rows, write_atomic
 from bioner_grid.documents import Document, Passage
 from bioner_grid.pubtator import read_pubtator
@@ -196,7 +196,7 @@ def resolve_model(spec: str, tracking_uri: str) -> Path:
             run = store.find_run(spec)
         except LookupError as e:
             raise DataError(f"{spec}:0: no such run in {tracking_uri} ({e})") from None
-        local = Path(run.data.tags.get("output_dir", "")) / "model"
+        local = Path(identity.ops_tag(run.data.tags, "output_dir")) / "model"
         if (local / META).is_file():  # the run folder on this machine: no copy needed
             return local
         models = store.logged_models(run)

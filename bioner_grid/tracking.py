@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
-import socket
 import sqlite3
 import subprocess
 import time
@@ -175,15 +175,48 @@ def git_state() -> dict[str, str]:
 
 
 def run_tags(cfg) -> dict[str, str]:
-    """The grid keys, the run and cell keys, the corpus digests and provenance every run carries as tags."""
+    """The grid keys (first, in ``GRID_KEYS`` order), the run and cell keys, the corpus digests and
+    provenance every run carries as tags; the job's host is ``ops.host`` (``store.job_tags``)."""
     return {
         **identity.grid_values(cfg),
         "run_key": identity.run_key(cfg),
         "cell_key": identity.cell_key(cfg),
         **{f"data_sha256.{name}": digest for name, digest in identity.corpus_digests(cfg).items()},
-        "hostname": socket.gethostname(),
         **git_state(),
     }
+
+
+CORPUS = "corpus."  # the params holding a run's corpus figures (``corpus.train_sentences``)
+
+
+def corpus_params(stats: dict[str, dict]) -> dict[str, str]:
+    """A run's corpus figures (``data.split_stats`` per split) as params: ``corpus.<split>_sentences``,
+    ``corpus.<split>_tokens``, ``corpus.<split>_n_{O,B,I}``. They are constant for a corpus, so as
+    metrics they filled the UI's chart view with flat bar charts ahead of the scores; runs recorded
+    before hold them as metrics ``data/<split>_...``, which ``store.run_metrics`` reads alike."""
+    out = {}
+    for split, s in stats.items():
+        out.update({f"{CORPUS}{split}_sentences": s["sentences"], f"{CORPUS}{split}_tokens": s["tokens"]})
+        out.update({f"{CORPUS}{split}_n_{c}": n for c, n in s["classes"].items()})
+    return {k: str(v) for k, v in out.items()}
+
+
+def pct(x) -> str:
+    """An F1 fraction as a person reads it: percent, one decimal (``0.4312`` -> ``43.1``)."""
+    return "—" if x is None else f"{100 * x:.1f}" if math.isfinite(x) else str(x)
+
+
+def run_description(values: dict[str, str], metrics: dict | None = None) -> str:
+    """What a run is, in one Markdown line (its MLflow description, shown on top of its page):
+    ``**tiny_bert** on **ncbi_disease**, scheme **welt**, lr 3e-05, batch 16, seed 1``, and once
+    it is scored ``· dev strict F1 45.2 %, test strict F1 43.1 %``."""
+    line = (f"**{values['model']}** on **{values['dataset']}**, scheme **{values['scheme']}**, lr {values['lr']}, "
+            f"batch {values['batch_size']}, seed {values['seed']}")
+    metrics = metrics or {}
+    if metrics.get("test_strict_f1") is not None:
+        dev = f"dev strict F1 {pct(metrics['dev_strict_f1'])} %, " if metrics.get("dev_strict_f1") is not None else ""
+        line += f" · {dev}test strict F1 **{pct(metrics['test_strict_f1'])}** %"
+    return line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,11 +224,13 @@ def run_tags(cfg) -> dict[str, str]:
 
 
 def checkpoint_dirs(run) -> list[str]:
-    """The checkpoint folders of every attempt of a run (tag ``checkpoint_dirs``, one per line; runs
-    recorded before it have only their ``output_dir``)."""
+    """The checkpoint folders of every attempt of a run (tag ``ops.checkpoint_dirs``, one per line;
+    ``checkpoint_dirs`` in runs recorded before the prefix; runs recorded before it have only their
+    ``output_dir``)."""
     tags = run.data.tags
-    dirs = [d for d in tags.get("checkpoint_dirs", "").split("\n") if d]
-    legacy = str(Path(tags["output_dir"]) / "checkpoints") if tags.get("output_dir") else None
+    dirs = [d for d in identity.ops_tag(tags, "checkpoint_dirs").split("\n") if d]
+    output_dir = identity.ops_tag(tags, "output_dir")
+    legacy = str(Path(output_dir) / "checkpoints") if output_dir else None
     return dirs + ([legacy] if legacy and legacy not in dirs else [])
 
 

@@ -83,7 +83,7 @@ def test_a_run_killed_twice_resumes_from_the_first_attempts_checkpoint(tmp_path,
 
     second = start(tmp_path, data_root, *args, name="attempt2")
     tags = lambda: MlflowClient().get_run(run_id).data.tags  # noqa: E731
-    wait_for(lambda: "attempt2" in tags().get("checkpoint_dirs", "") or second.poll() is not None,
+    wait_for(lambda: "attempt2" in tags().get("ops.checkpoint_dirs", "") or second.poll() is not None,
              what="the second attempt to take over the run")
     second.send_signal(signal.SIGKILL)
     second.wait()

@@ -89,6 +89,20 @@ def test_liveness_from_heartbeat_host_pid_and_slurm_job():
     assert not is_live({}, now, 60, ME)  # recorded before heartbeats
 
 
+def test_liveness_reads_the_ops_tags_and_the_unprefixed_ones_of_older_runs():
+    from bioner_grid.identity import ops_tag
+
+    now = time.time()
+    new = {"ops.heartbeat": str(now - 10), "ops.host": "node2", "ops.pid": "5", "ops.slurm_job_id": "12_1"}
+    assert is_live(new, now, 60, ME)
+    assert not is_live({**new, "ops.heartbeat": str(now - 181)}, now, 60, ME)
+    assert not is_live({**new, "ops.slurm_job_id": "77_3"}, now, 60, ME)
+    assert not is_live({**new, "ops.host": "node1", "ops.pid": "999999999"}, now, 60, ME)
+    # a run continued by this version after an older one: the fresh ops.heartbeat wins over the stale one
+    assert is_live({"heartbeat": str(now - 3600), **new}, now, 60, ME)
+    assert ops_tag({"checkpoint_dirs": "/a"}, "checkpoint_dirs") == "/a" and ops_tag({}, "pid") == ""
+
+
 def test_one_rule_for_skip_in_flight_continue_and_new():
     now = time.time()
     live = {"heartbeat": str(now), "host": "node2", "pid": "5", "slurm_job_id": ""}

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -30,7 +31,21 @@ def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
                        "batch_size": "16", "seed": "42", "weights_degenerate": "false"}.items():
         assert row[f"tags.{tag}"] == value
     assert len(row["tags.git_commit"]) in (7, 40) or row["tags.git_commit"] == "unknown"
-    assert row["tags.hostname"] and row["tags.git_dirty"] in ("true", "false", "unknown")
+    assert row["tags.git_dirty"] in ("true", "false", "unknown")
+    # operational tags grouped apart under ops.; no empty slurm_job_id outside SLURM
+    assert row["tags.ops.host"] and row["tags.ops.pid"] and float(row["tags.ops.heartbeat"]) > 0
+    assert row["tags.ops.output_dir"] and row["tags.ops.checkpoint_dirs"].endswith("checkpoints")
+    assert "tags.ops.slurm_job_id" not in row or pd.isna(row["tags.ops.slurm_job_id"])
+    assert not {"tags.heartbeat", "tags.pid", "tags.host", "tags.hostname", "tags.output_dir"} & set(row.dropna().index)
+    # what the run is, in one line, on top of its page in the UI, with its scores once finished
+    assert row["tags.mlflow.note.content"] == (
+        f"**tiny_bert** on **ncbi_disease**, scheme **welt**, lr 0.0003, batch 16, seed 42 · dev strict F1 "
+        f"{100 * row['metrics.dev_strict_f1']:.1f} %, test strict F1 **{100 * row['metrics.test_strict_f1']:.1f}** %")
+    # corpus figures are params (constant: no charts), read back as the data_* columns the report uses
+    from bioner_grid.store import run_metrics
+
+    assert row["params.corpus.train_sentences"] == "96" and "metrics.data/train_sentences" not in row
+    assert run_metrics(MlflowClient().get_run(row["run_id"]))["data_train_sentences"] == 96
     assert row["params.train.lr"] == "0.0003" and row["params.model.family"] == "bert"
     w = {c: float(row[f"params.weight.{c}"]) for c in "OBI"}
     assert w["B"] > w["I"] > w["O"] and sum(w.values()) == pytest.approx(1.0, abs=1e-5)  # WeLT: softmax(1 - n/N)
@@ -44,8 +59,8 @@ def test_run_lands_in_mlflow_with_params_metrics_tags(single_run):
     # In MLflow every metric is grouped by stage (the UI's sections); strict F1 is the plain name.
     logged = set(client.get_run(run_id).data.metrics)
     assert {"test/strict_f1", "test/default_f1", "dev/strict_f1", "test/fair_f1", "time/train_seconds",
-            "memory/peak_rss_mb", "data/train_sentences"} <= logged
-    assert {m.split("/")[0] for m in logged} <= {"train", "dev", "test", "data", "time", "memory", "system"}, logged
+            "memory/peak_rss_mb"} <= logged
+    assert {m.split("/")[0] for m in logged} <= {"train", "dev", "test", "time", "memory", "system"}, logged
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "class_weights.json", "predictions_dev.conll", "predictions_test.conll", "result.json",
             "error_analysis_dev.json", "error_analysis_test.json"} <= artifacts

@@ -50,7 +50,9 @@ def test_a_run_in_process_lands_in_its_own_store_and_sets_no_global_uri(tmp_path
     assert steps(client, run.info.run_id, "train/loss") == [6, 12]  # 96 sentences / 16, 2 epochs
     assert steps(client, run.info.run_id, "dev/epoch_strict_f1") == [6, 12]
     assert {"test/strict_f1", "test/default_f1", "dev/strict_f1", "time/train_seconds", "memory/peak_rss_mb",
-            "data/train_sentences", "train/resumed"} <= set(run.data.metrics)
+            "train/resumed"} <= set(run.data.metrics)
+    assert not [m for m in run.data.metrics if m.startswith("data/")]  # corpus figures: params corpus.*
+    assert run.data.params["corpus.train_sentences"] == "96" and int(run.data.params["corpus.test_n_B"]) > 0
     assert run.data.metrics["test/strict_f1"] == pytest.approx(result["metrics"]["test_strict_f1"])
     assert run.data.params["train.lr"] == "0.0003" and run.data.tags["run_key"] == result["run_key"]
     assert {"config.yaml", "class_weights.json", "predictions_test.conll", "result.json"} <= {

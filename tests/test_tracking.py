@@ -41,7 +41,10 @@ def test_metric_names_are_grouped_by_stage_in_mlflow_and_read_back_flat():
                 "train_seconds": "time/train_seconds", "test_seconds_per_1000_sentences": "time/test_seconds_per_1000_sentences",
                 "data_train_n_B": "data/train_n_B", "peak_rss_mb": "memory/peak_rss_mb", "test_fair_LBE": "test/fair_LBE",
                 "test_weighted_f1": "test/weighted_f1", "test_NCBIdisease_strict_f1": "test/NCBIdisease_strict_f1",
-                "resumed": "train/resumed", "best_test_strict_f1": "sweep/best_test_strict_f1"}
+                "resumed": "train/resumed", "best_test_strict_f1": "sweep/best_test_strict_f1",
+                "best_dev_strict_f1": "sweep/best_dev_strict_f1",
+                "test_strict_f1_at_best_dev": "sweep/test_strict_f1_at_best_dev",
+                "test_strict_f1_at_best_dev_ncbi_disease": "sweep/test_strict_f1_at_best_dev_ncbi_disease"}
     for flat, grouped in expected.items():
         assert mlflow_metric(flat) == grouped and flat_metric(grouped) == flat
         assert flat_metric(flat) == flat  # a store written before the grouping reads the same

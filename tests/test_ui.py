@@ -1,7 +1,9 @@
 """The MLflow UI, seen through a headless Chromium: a sweep is one collapsed row (its parent run)
-that unfolds into its jobs, and a job's page shows its test strict F1.
+that unfolds into its jobs, the parent's page opens on the sweep's table (its description: chosen
+on dev, test shown), and a job's page shows its test strict F1. One `mlflow ui` serves every test.
 
-``python tests/test_ui.py STORE.db OUT_DIR`` takes the screenshots in docs/mlflow-ui/ from a store.
+``python tests/test_ui.py sqlite:///STORE.db OUT_DIR [UI_ADDRESS]`` takes the screenshots in
+docs/mlflow-ui/ from a store holding a sweep (on a running `mlflow ui` at UI_ADDRESS, else its own).
 """
 
 from __future__ import annotations
@@ -88,27 +90,45 @@ def show_columns(driver, names) -> None:
     time.sleep(1)
 
 
-def make_store(tmp_path: Path) -> tuple[str, str, list[str]]:
-    """A store with one sweep: a parent (kind=sweep) and two children with their test strict F1."""
+def make_store(tmp_path: Path) -> tuple[str, str, str, list[str]]:
+    """A store with one sweep: a parent (kind=sweep) and two children with their dev and test strict
+    F1, closed as a sweep closes its parent (``sweep.close``: its description is the sweep's table)."""
     from mlflow import MlflowClient
+
+    from bioner_grid import sweep
+    from bioner_grid.store import RunStore
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     experiment = client.create_experiment("bioner-grid", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment, run_name="demo sweep (2 jobs)", tags={"kind": "sweep", "sweep": "demo-1"})
     children = []
-    for name, f1 in (("vanilla · tiny_bert-ncbi_disease-0.0003-16-42", 0.612), ("welt · tiny_bert-ncbi_disease-0.0003-16-42", 0.645)):
-        run = client.create_run(experiment, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id, "sweep": "demo-1"})
-        client.log_metric(run.info.run_id, "test/strict_f1", f1)
+    for scheme, dev, test in (("vanilla", 0.601, 0.612), ("welt", 0.633, 0.645)):
+        tags = {"mlflow.parentRunId": parent.info.run_id, "sweep": "demo-1", "model": "tiny_bert",
+                "dataset": "ncbi_disease", "scheme": scheme, "lr": "0.0003", "batch_size": "16", "seed": "42"}
+        run = client.create_run(experiment, run_name=f"{scheme} · tiny_bert-ncbi_disease-0.0003-16-42", tags=tags)
+        client.log_metric(run.info.run_id, "dev/strict_f1", dev)
+        client.log_metric(run.info.run_id, "test/strict_f1", test)
         client.set_terminated(run.info.run_id, "FINISHED")
         children.append(run.info.run_id)
-    client.set_terminated(parent.info.run_id, "FINISHED")
-    return uri, experiment, children
+    store = RunStore(uri, "bioner-grid")
+    sweep.close(store, parent.info.run_id, "demo-1", {"jobs_launched": 2},
+                sweep.children(store, experiment, parent.info.run_id))
+    return uri, experiment, parent.info.run_id, children
 
 
-def test_runs_view_lists_the_sweep_parent_with_its_children_and_a_child_shows_its_f1(tmp_path):
-    uri, experiment, children = make_store(tmp_path)
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """One store and one `mlflow ui` (up to a minute to start) for every test of this file."""
+    uri, experiment, parent, children = make_store(tmp_path_factory.mktemp("ui"))
     proc, base = start_ui(uri)
+    yield base, experiment, parent, children
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_runs_view_lists_the_sweep_parent_with_its_children_and_a_child_shows_its_f1(ui):
+    base, experiment, _, children = ui
     driver = browser()
     try:
         driver.get(f"{base}/#/experiments/{experiment}/runs")
@@ -123,22 +143,55 @@ def test_runs_view_lists_the_sweep_parent_with_its_children_and_a_child_shows_it
         assert "0.645" in body
     finally:
         driver.quit()
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
-def screenshots(uri: str, out: Path) -> None:
-    """The docs' screenshots from a store holding a sweep (its first experiment)."""
+def test_the_parent_run_opens_on_the_sweeps_table_chosen_on_dev(ui):
+    base, experiment, parent, _ = ui
+    driver = browser(1500, 1000)
+    try:
+        driver.get(f"{base}/#/experiments/{experiment}/runs/{parent}")
+        # the first lines show before "Show more": the answer
+        wait_for_text(driver, "Best on dev: scheme=welt · dev strict F1 63.3, test strict F1 64.5 (1 seed)")
+        # the table is a real HTML table, rendered from the description's Markdown, whole after "Show more"
+        for toggle in driver.find_elements("css selector", "[data-testid='show-comment-toggle']"):
+            toggle.click()
+            time.sleep(1)
+        header = driver.find_element("xpath", "//table[.//th[contains(., 'dev strict F1')]]")
+        cells = [[c.text.strip() for c in row.find_elements("tag name", "td")] for row in header.find_elements("css selector", "tbody tr")]
+        assert [c for c in cells if c] == [["welt", "63.3", "64.5", "1"], ["vanilla", "60.1", "61.2", "1"]]
+    finally:
+        driver.quit()
+
+
+def screenshots(uri: str, out: Path, base: str | None = None) -> None:
+    """The docs' screenshots from a store holding a sweep (its experiment ``bioner-grid``), on a
+    running UI at ``base`` or on one started here."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("bioner-grid").experiment_id
-    child = next(r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags)
-    proc, base = start_ui(uri)
+    runs = client.search_runs([experiment])
+    parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
+    child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                 and r.info.status == "FINISHED")
+    proc = None
+    if base is None:
+        proc, base = start_ui(uri)
+    ml = "?workflowType=machine_learning"  # the UI's "Model training" layout, as the sweep's printed address
     driver = browser(1500, 700)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        driver.get(f"{base}/#/experiments/{experiment}/runs")
+        # the parent's page: the answer and the table's first rows, as it opens; then the whole table
+        driver.get(f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}{ml}")
+        wait_for_text(driver, "Best on")
+        close_assistant(driver)
+        time.sleep(3)
+        driver.save_screenshot(str(out / "sweep-parent.png"))
+        for toggle in driver.find_elements("css selector", "[data-testid='show-comment-toggle']"):
+            toggle.click()
+        time.sleep(2)
+        driver.save_screenshot(str(out / "sweep-parent-table.png"))
+        driver.get(f"{base}/#/experiments/{experiment}/runs{ml}")
         wait_for_text(driver, "sweep (")
         close_assistant(driver)
         time.sleep(3)
@@ -150,20 +203,27 @@ def screenshots(uri: str, out: Path) -> None:
         show_columns(driver, ["dev/strict_f1", "test/strict_f1"])
         time.sleep(2)
         driver.save_screenshot(str(out / "runs-sweep-f1-column.png"))
+        # the chart view of the unfolded sweep: its sections open on dev (the corpus figures are params)
+        driver.set_window_size(1500, 1000)
+        chart_mode = driver.find_element("xpath", "//label[.//input[@name='runs-view-mode' and @value='CHART']]")
+        chart_mode.click()  # the sweep stays unfolded: its jobs' charts
+        time.sleep(8)
+        driver.save_screenshot(str(out / "charts.png"))
         driver.set_window_size(1500, 1100)
-        driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}")
+        driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}{ml}")
         wait_for_text(driver, "test/strict_f1")
         time.sleep(3)
         driver.save_screenshot(str(out / "run-overview.png"))
-        driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}/model-metrics")
-        wait_for_text(driver, "test")  # the charts come in sections by stage: dev, test, train, ...
+        driver.get(f"{base}/#/experiments/{experiment}/runs/{child.info.run_id}/model-metrics{ml}")
+        wait_for_text(driver, "test")  # the charts come in sections by stage: dev, memory, test, time, train
         time.sleep(5)
         driver.save_screenshot(str(out / "run-metrics.png"))
     finally:
         driver.quit()
-        proc.terminate()
+        if proc is not None:
+            proc.terminate()
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    screenshots(sys.argv[1], Path(sys.argv[2]))
+    screenshots(sys.argv[1], Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

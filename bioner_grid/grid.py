@@ -17,6 +17,8 @@ import logging
 import subprocess
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bioner_grid import identity, spec
 from bioner_grid.errors import InputError
 
@@ -84,21 +86,27 @@ def dataset_problems(cfg) -> list[str]:
     return [f"dataset {cfg.dataset.name}: {f} not found" for f in files if f and not Path(f).is_file()]
 
 
-def preflight(configs, files: bool = True) -> list[str]:
-    """Every problem of every job, each listed once: its config (``spec.problems``, always) and,
-    with ``files``, its model and data files (a config with problems is not looked further into)."""
+def preflight(configs, files: bool = True, rules: bool = True) -> list[str]:
+    """Every problem of every job, each listed once: its config (``spec.problems``, unless
+    ``rules`` is false because the caller has just applied them) and, with ``files``, its model and
+    data files (a config with problems is not looked further into; each model looked up once)."""
     problems: dict[str, None] = {}
+    models: dict[str, str | None] = {}
     for cfg in configs:
-        found = spec.problems(cfg)
+        found = spec.problems(cfg) if rules else []
         if not found and files:
-            found = [p for p in [model_problem(cfg.model), *dataset_problems(cfg)] if p]
+            mkey = repr(sorted(OmegaConf.to_container(cfg.model, resolve=True).items()))
+            if mkey not in models:
+                models[mkey] = model_problem(cfg.model)
+            found = [p for p in [models[mkey], *dataset_problems(cfg)] if p]
         problems.update(dict.fromkeys(found))
     return list(problems)
 
 
-def decisions(configs) -> list:
+def decisions(configs, keys: list[str] | None = None) -> list:
     """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
-    from one look-up of each tracking store."""
+    from one look-up of each tracking store (one ``search_runs``, however many jobs). ``keys``:
+    the jobs' run keys where the caller has them already."""
     from bioner_grid import tracking
     from bioner_grid.store import RunStore
 
@@ -108,7 +116,8 @@ def decisions(configs) -> list:
         store = (cfg.tracking.uri, cfg.tracking.experiment)
         if store not in by_store:
             by_store[store] = RunStore.from_config(cfg.tracking).runs_by_key()
-        out.append(tracking.decide(cfg, by_store[store].get(identity.run_key(cfg), [])))
+        key = keys[len(out)] if keys is not None else identity.run_key(cfg)
+        out.append(tracking.decide(cfg, by_store[store].get(key, [])))
     return out
 
 

@@ -31,7 +31,7 @@ LAYERS = [
     ("model", ["modeling", "heads", "bundle"]),
     ("train", ["runtime", "train", "preempt"]),
     ("scoring", ["scoring", "faireval", "evaluate"]),
-    ("spec", ["config", "schema", "spec"]),
+    ("spec", ["config", "compose", "schema", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep"]),
     ("report", ["runtable", "report", "report_figures", "significance"]),
     ("commands", ["__main__", "pipeline", "plan", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),

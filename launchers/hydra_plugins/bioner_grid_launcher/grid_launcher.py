@@ -43,7 +43,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from bioner_grid import errors, redact, spec
+from bioner_grid import compose, errors, redact, spec
 from bioner_grid.grid import gpu_problem, select_jobs
 from bioner_grid.sweep import SweepRun, varying_keys
 
@@ -164,9 +164,17 @@ def fail(message: str) -> None:
 
 
 class GridLauncherMixin:
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        # The sweeper (which sets this launcher up) composes every job to check it, then _select
+        # needs the same configs: both through bioner_grid.compose (each file parsed once, the
+        # swept groups' nodes reused), the sweeper's configs handed over rather than composed again.
+        compose.install(hydra_context.config_loader)
+
     def _job_configs(self, job_overrides):
         # Hydra's sweeper has composed every job once already (validate_batch_is_legal): overrides
         # that do not compose (train.lrr=1e-4,3e-4) stop the sweep there, as one line (__main__.main).
+        # compose.install hands those configs over here.
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
@@ -286,6 +294,7 @@ class GridSubmititMixin(GridLauncherMixin):
     def launch(self, job_overrides, initial_job_idx):
         job_overrides = move_credentials(self.config, job_overrides)
         jobs = self._select(job_overrides)
+        compose.uninstall(self.hydra_context.config_loader)  # submitit pickles this launcher and its loader
         groups: dict[str, list] = {}
         for overrides, cfg in jobs:  # one job array per distinct resource request
             resources = cfg.model.get("resources")

@@ -103,21 +103,38 @@ def preflight(configs, files: bool = True, rules: bool = True) -> list[str]:
     return list(problems)
 
 
-def decisions(configs, keys: list[str] | None = None) -> list:
-    """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
-    from one look-up of each tracking store (one ``search_runs``, however many jobs). ``keys``:
-    the jobs' run keys where the caller has them already."""
-    from bioner_grid import tracking
+def store_runs(configs) -> dict[tuple, list]:
+    """Every run of each tracking store and experiment the jobs use, newest first: one search
+    (``search_runs``, all pages) per store, however many jobs (an empty list for a store or
+    experiment that does not exist: nothing is created)."""
     from bioner_grid.store import RunStore
 
-    by_store: dict[tuple, dict[str, list]] = {}
+    out: dict[tuple, list] = {}
+    for cfg in configs:
+        where = (cfg.tracking.uri, cfg.tracking.experiment)
+        if where not in out:
+            store = RunStore.from_config(cfg.tracking)
+            out[where] = [] if store.missing() else store.search(order_by=["attributes.start_time DESC"])
+    return out
+
+
+def decisions(configs, keys: list[str] | None = None, runs: dict[tuple, list] | None = None) -> list:
+    """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
+    from one look-up of each tracking store (``store_runs``, or ``runs`` where the caller has it).
+    ``keys``: the jobs' run keys where the caller has them already."""
+    from bioner_grid import tracking
+
+    runs = runs if runs is not None else store_runs(configs)
+    by_key: dict[tuple, dict[str, list]] = {}
+    for where, found in runs.items():
+        table = by_key.setdefault(where, {})
+        for r in found:
+            if "run_key" in r.data.tags:
+                table.setdefault(r.data.tags["run_key"], []).append(r)
     out = []
     for cfg in configs:
-        store = (cfg.tracking.uri, cfg.tracking.experiment)
-        if store not in by_store:
-            by_store[store] = RunStore.from_config(cfg.tracking).runs_by_key()
         key = keys[len(out)] if keys is not None else identity.run_key(cfg)
-        out.append(tracking.decide(cfg, by_store[store].get(key, [])))
+        out.append(tracking.decide(cfg, by_key[(cfg.tracking.uri, cfg.tracking.experiment)].get(key, [])))
     return out
 
 

@@ -130,6 +130,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     p = prepare(cfg, out)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
+            "device": p.device,  # the device class it trained on: plan's time estimates (bioner_grid.estimate)
             **p.corpus.adapter.run_tags(),
             "output_dir": str(out.resolve())}
     store = RunStore.from_config(cfg.tracking)

@@ -1,8 +1,10 @@
 """``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
 
 Prints every job (its sweep overrides and run key), the count, what the tracking store says of
-each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), and the preflight
-problems (models not resolvable offline, missing data files). Launches nothing.
+each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), its
+expected training time and the grid's total in CPU- / GPU-hours (``bioner_grid.estimate``, from the
+store's finished runs; "no data to estimate from" where it has none), and the preflight problems
+(models not resolvable offline, missing data files). Launches nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import identity, redact, spec
+from bioner_grid import estimate, identity, redact, spec
 from bioner_grid.config import CONF_DIR, compose_here, compose_jobs
 from bioner_grid.errors import ConfigError
-from bioner_grid.grid import decisions, preflight
+from bioner_grid.grid import decisions, preflight, store_runs
 from bioner_grid.sweep import settle_submitted
 
 
@@ -67,15 +69,21 @@ def main(argv: list[str]) -> int:
     configs = job_configs(fixed, jobs)
     check_jobs(jobs, configs)
     keys = [identity.run_key(cfg) for cfg in configs]
-    verdicts = decisions(configs, keys)
+    runs = store_runs(configs)  # one search of each store: the verdicts and the time estimates
+    verdicts = decisions(configs, keys, runs)
+    known = {where: estimate.samples(found) for where, found in runs.items()}
+    estimates = [estimate.estimate(cfg, known[(cfg.tracking.uri, cfg.tracking.experiment)]) for cfg in configs]
     name = configs[0].grid.name if configs else "?"
     counts = Counter(d.status for d in verdicts)
     print(redact.text(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
                       f"(experiment {configs[0].tracking.experiment}): "
                       + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO"))))
-    for i, (job, key, d) in enumerate(zip(jobs, keys, verdicts)):
+    for i, (job, key, d, e) in enumerate(zip(jobs, keys, verdicts, estimates)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
-        print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {key}  {status}"))
+        print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {key}  {status}  train {e.text()}"))
+    todo = [e for d, e in zip(verdicts, estimates) if d.status != "FINISHED"]
+    print(f"expected training time: {estimate.sweep_total(estimates)} for all {len(estimates)} jobs; "
+          f"{estimate.sweep_total(todo)} for the {len(todo)} not FINISHED")
     problems = preflight(configs, rules=False)  # the config rules passed above (check_jobs): the models and files
     print(redact.text(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems)))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now

@@ -291,6 +291,9 @@ class GridSubmititMixin(GridLauncherMixin):
     def _check_resources(self, params: dict) -> None:
         """Things the cluster cannot give, found before anything is submitted (SLURM only)."""
 
+    def _check_time(self, jobs, params: dict) -> None:
+        """Time limits below the jobs' expected training time, before anything is submitted (SLURM only)."""
+
     def launch(self, job_overrides, initial_job_idx):
         job_overrides = move_credentials(self.config, job_overrides)
         jobs = self._select(job_overrides)
@@ -303,6 +306,7 @@ class GridSubmititMixin(GridLauncherMixin):
         base, results, idx = dict(self.params), [], initial_job_idx
         for members in groups.values():
             self._check_resources({**base, **members[0][1]})
+        self._check_time(jobs, base)
         wait = self.config.grid.wait
         if not jobs:
             return []
@@ -327,6 +331,36 @@ class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
         problem = gpu_problem(params.get("partition"), int(params.get("gpus_per_node") or 0))
         if problem:
             fail(problem)
+
+    def _check_time(self, jobs, params: dict) -> None:
+        """A job whose expected training time (``bioner_grid.estimate``, from the store's finished
+        runs) exceeds its ``timeout_min`` (the launcher's, or its model's ``resources``) would loop
+        through requeues: warned about before anything is submitted, or refused with
+        ``grid.on_timeout_below_estimate=fail`` (exit 2)."""
+        if not jobs:
+            return
+        from bioner_grid import estimate
+        from bioner_grid.grid import store_runs
+
+        runs = store_runs([cfg for _, cfg in jobs])
+        known = {where: estimate.samples(found) for where, found in runs.items()}
+        device = "cuda" if int(params.get("gpus_per_node") or 0) > 0 else "cpu"
+        over = []
+        for overrides, cfg in jobs:
+            resources = cfg.model.get("resources")
+            limit = (resources.get("timeout_min") if resources else None) or params.get("timeout_min")
+            e = estimate.estimate(cfg, known[(cfg.tracking.uri, cfg.tracking.experiment)],
+                                  device=device if cfg.train.device == "auto" else None)
+            if limit and e.seconds is not None and e.seconds / 60 > float(limit):
+                over.append(f"{' '.join(overrides)}: ~{e.seconds / 60:.0f} min > timeout_min={limit}")
+        if not over:
+            return
+        message = (f"hydra.launcher.timeout_min: {len(over)} job(s) expected to train longer than their time limit "
+                   f"(estimated from the store's finished runs): " + "; ".join(over))
+        if self.config.grid.on_timeout_below_estimate == "fail":
+            fail(message + " (grid.on_timeout_below_estimate=fail: nothing submitted)")
+        print(redact.text(f"warning: {message} (submitting anyway: grid.on_timeout_below_estimate=warn)"),
+              file=sys.stderr, flush=True)
 
 
 class GridSubmititLocalLauncher(GridSubmititMixin, LocalLauncher):

@@ -27,6 +27,7 @@ def plan_line(out: str, needle: str) -> str:
     return next(line for line in out.splitlines() if needle in line)
 
 
+@pytest.mark.slow  # two tiny trainings and a launch: ~40 s on an idle 2-core machine
 def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data(tmp_path, data_root, monkeypatch, capsys):
     store = [f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
              f"tracking.artifact_location={tmp_path}/artifacts"]

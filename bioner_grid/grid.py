@@ -17,6 +17,8 @@ import logging
 import subprocess
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bioner_grid import identity, spec
 from bioner_grid.errors import InputError
 
@@ -84,31 +86,55 @@ def dataset_problems(cfg) -> list[str]:
     return [f"dataset {cfg.dataset.name}: {f} not found" for f in files if f and not Path(f).is_file()]
 
 
-def preflight(configs, files: bool = True) -> list[str]:
-    """Every problem of every job, each listed once: its config (``spec.problems``, always) and,
-    with ``files``, its model and data files (a config with problems is not looked further into)."""
+def preflight(configs, files: bool = True, rules: bool = True) -> list[str]:
+    """Every problem of every job, each listed once: its config (``spec.problems``, unless
+    ``rules`` is false because the caller has just applied them) and, with ``files``, its model and
+    data files (a config with problems is not looked further into; each model looked up once)."""
     problems: dict[str, None] = {}
+    models: dict[str, str | None] = {}
     for cfg in configs:
-        found = spec.problems(cfg)
+        found = spec.problems(cfg) if rules else []
         if not found and files:
-            found = [p for p in [model_problem(cfg.model), *dataset_problems(cfg)] if p]
+            mkey = repr(sorted(OmegaConf.to_container(cfg.model, resolve=True).items()))
+            if mkey not in models:
+                models[mkey] = model_problem(cfg.model)
+            found = [p for p in [models[mkey], *dataset_problems(cfg)] if p]
         problems.update(dict.fromkeys(found))
     return list(problems)
 
 
-def decisions(configs) -> list:
-    """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
-    from one look-up of each tracking store."""
-    from bioner_grid import tracking
+def store_runs(configs) -> dict[tuple, list]:
+    """Every run of each tracking store and experiment the jobs use, newest first: one search
+    (``search_runs``, all pages) per store, however many jobs (an empty list for a store or
+    experiment that does not exist: nothing is created)."""
     from bioner_grid.store import RunStore
 
-    by_store: dict[tuple, dict[str, list]] = {}
+    out: dict[tuple, list] = {}
+    for cfg in configs:
+        where = (cfg.tracking.uri, cfg.tracking.experiment)
+        if where not in out:
+            store = RunStore.from_config(cfg.tracking)
+            out[where] = [] if store.missing() else store.search(order_by=["attributes.start_time DESC"])
+    return out
+
+
+def decisions(configs, keys: list[str] | None = None, runs: dict[tuple, list] | None = None) -> list:
+    """``identity.decide``'s verdict for every job: FINISHED, IN FLIGHT, STALE (to continue) or TODO,
+    from one look-up of each tracking store (``store_runs``, or ``runs`` where the caller has it).
+    ``keys``: the jobs' run keys where the caller has them already."""
+    from bioner_grid import tracking
+
+    runs = runs if runs is not None else store_runs(configs)
+    by_key: dict[tuple, dict[str, list]] = {}
+    for where, found in runs.items():
+        table = by_key.setdefault(where, {})
+        for r in found:
+            if "run_key" in r.data.tags:
+                table.setdefault(r.data.tags["run_key"], []).append(r)
     out = []
     for cfg in configs:
-        store = (cfg.tracking.uri, cfg.tracking.experiment)
-        if store not in by_store:
-            by_store[store] = RunStore.from_config(cfg.tracking).runs_by_key()
-        out.append(tracking.decide(cfg, by_store[store].get(identity.run_key(cfg), [])))
+        key = keys[len(out)] if keys is not None else identity.run_key(cfg)
+        out.append(tracking.decide(cfg, by_key[(cfg.tracking.uri, cfg.tracking.experiment)].get(key, [])))
     return out
 
 

@@ -136,6 +136,7 @@ def run(cfg, output_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     p = prepare(cfg, out)
     tags = {**tracking.run_tags(cfg), "weights_degenerate": str(p.degenerate).lower(), "precision": p.precision,
+            "device": p.device,  # the device class it trained on: plan's time estimates (bioner_grid.estimate)
             **p.corpus.adapter.run_tags(),
             identity.OPS + "output_dir": str(out.resolve()), **search.run_tags(cfg)}
     store = RunStore.from_config(cfg.tracking)

@@ -1,8 +1,10 @@
 """``python -m bioner_grid.plan experiment=welt_grid [overrides]``: the jobs a sweep would launch.
 
 Prints every job (its sweep overrides and run key), the count, what the tracking store says of
-each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), and the preflight
-problems (models not resolvable offline, missing data files). Launches nothing.
+each (FINISHED, IN FLIGHT: a live job runs it, STALE: a stopped run a launch continues, TODO), its
+expected training time and the grid's total in CPU- / GPU-hours (``bioner_grid.estimate``, from the
+store's finished runs; "no data to estimate from" where it has none), and the preflight problems
+(models not resolvable offline, missing data files). Launches nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from collections import Counter
 from hydra import initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import identity, redact, spec
-from bioner_grid.config import CONF_DIR, compose_here
+from bioner_grid import estimate, identity, redact, spec
+from bioner_grid.config import CONF_DIR, compose_here, compose_jobs
 from bioner_grid.errors import ConfigError
-from bioner_grid.grid import decisions, preflight
+from bioner_grid.grid import decisions, preflight, store_runs
 from bioner_grid.sweep import settle_submitted
 
 
@@ -39,8 +43,10 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
 
 
 def job_configs(fixed: list[str], jobs: list[list[str]]):
+    """Every job's config, as ``compose_here(fixed + job)`` gives it (``config.compose_jobs``: each
+    YAML file parsed once, not once per job)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return [compose_here(fixed + job) for job in jobs]
+        return compose_jobs([fixed + job for job in jobs])
 
 
 def check_jobs(jobs: list[list[str]], configs) -> None:
@@ -48,6 +54,10 @@ def check_jobs(jobs: list[list[str]], configs) -> None:
     and the job itself apply it): no run key can be computed for a config that breaks the rules."""
     problems: dict[str, list[str]] = {}
     for job, cfg in zip(jobs, configs):
+        try:  # every interpolation once, here, not again by each rule and the run key (plan only reads)
+            OmegaConf.resolve(cfg)
+        except OmegaConfBaseException:
+            pass  # left as it is: spec.problems names the key
         for p in spec.problems(cfg):
             problems.setdefault(p, []).append(" ".join(job))
     if problems:
@@ -58,16 +68,23 @@ def main(argv: list[str]) -> int:
     fixed, jobs = sweep_jobs(argv)
     configs = job_configs(fixed, jobs)
     check_jobs(jobs, configs)
-    verdicts = decisions(configs)
+    keys = [identity.run_key(cfg) for cfg in configs]
+    runs = store_runs(configs)  # one search of each store: the verdicts and the time estimates
+    verdicts = decisions(configs, keys, runs)
+    known = {where: estimate.samples(found) for where, found in runs.items()}
+    estimates = [estimate.estimate(cfg, known[(cfg.tracking.uri, cfg.tracking.experiment)]) for cfg in configs]
     name = configs[0].grid.name if configs else "?"
     counts = Counter(d.status for d in verdicts)
     print(redact.text(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
                       f"(experiment {configs[0].tracking.experiment}): "
                       + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO"))))
-    for i, (job, cfg, d) in enumerate(zip(jobs, configs, verdicts)):
+    for i, (job, key, d, e) in enumerate(zip(jobs, keys, verdicts, estimates)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
-        print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {identity.run_key(cfg)}  {status}"))
-    problems = preflight(configs)  # the config rules passed above: the models and files
+        print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {key}  {status}  train {e.text()}"))
+    todo = [e for d, e in zip(verdicts, estimates) if d.status != "FINISHED"]
+    print(f"expected training time: {estimate.sweep_total(estimates)} for all {len(estimates)} jobs; "
+          f"{estimate.sweep_total(todo)} for the {len(todo)} not FINISHED")
+    problems = preflight(configs, rules=False)  # the config rules passed above (check_jobs): the models and files
     print(redact.text(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems)))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now
         for line in settle_submitted(configs[0].tracking.uri, configs[0].tracking.experiment):

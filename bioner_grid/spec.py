@@ -71,6 +71,7 @@ class GridSchema:
     wait: bool = True
     heartbeat_s: float = 60.0
     on_error: str = "continue"
+    on_timeout_below_estimate: str = "warn"  # SLURM: timeout_min below a job's estimated training time: warn | fail
 
 
 @dataclass
@@ -366,6 +367,7 @@ CHOICES = {  # key -> the values it may take
     "report.split": ("test", "dev"),
     "report.mode": ("strict", "default"),
     "grid.on_error": ("continue", "stop"),
+    "grid.on_timeout_below_estimate": ("warn", "fail"),
 }
 
 

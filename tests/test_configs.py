@@ -55,7 +55,8 @@ def test_grid_block_is_typed_and_closed(data_root):
     list (a typo) fails at compose time; the defaults are the ones conf/config.yaml documents."""
     cfg = compose([f"data.root={data_root}"])
     assert OmegaConf.to_container(cfg.grid) == {"name": "adhoc", "preflight": True, "skip_finished": True, "wait": True,
-                                                "heartbeat_s": 60.0, "on_error": "continue"}
+                                                "heartbeat_s": 60.0, "on_error": "continue",
+                                                "on_timeout_below_estimate": "warn"}
     assert compose([f"data.root={data_root}", "grid.wait=false"]).grid.wait is False
     for bad in ("grid.wait=maybe", "grid.heartbeat_s=soon", "grid.skip_finshed=false"):
         with pytest.raises(ConfigError, match=f"^{bad.split('=')[0]}: "):

@@ -31,10 +31,10 @@ LAYERS = [
     ("model", ["modeling", "heads", "bundle"]),
     ("train", ["runtime", "train", "preempt"]),
     ("scoring", ["scoring", "faireval", "evaluate"]),
-    ("spec", ["config", "schema", "cross", "spec"]),
+    ("spec", ["config", "compose", "schema", "cross", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep", "search", "pruning"]),
     ("report", ["runtable", "report", "report_figures", "report_cross", "report_curve", "significance"]),
-    ("commands", ["__main__", "pipeline", "plan", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
+    ("commands", ["__main__", "pipeline", "plan", "estimate", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]
 LAYER = {m: i for i, (_, members) in enumerate(LAYERS) for m in members}
 COMMANDS = len(LAYERS) - 1

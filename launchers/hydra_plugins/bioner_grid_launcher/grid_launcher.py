@@ -45,7 +45,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from bioner_grid import cli, console, errors, redact, spec  # cli: the ${bioner_grid_groups:} of hydra.help
+from bioner_grid import cli, compose, console, errors, redact, spec  # cli: the ${bioner_grid_groups:} of hydra.help
 from bioner_grid.grid import gpu_problem, select_jobs
 from bioner_grid.sweep import PARENT_ENV, SweepRun, varying_keys
 
@@ -166,9 +166,17 @@ def fail(message: str) -> None:
 
 
 class GridLauncherMixin:
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        # The sweeper (which sets this launcher up) composes every job to check it, then _select
+        # needs the same configs: both through bioner_grid.compose (each file parsed once, the
+        # swept groups' nodes reused), the sweeper's configs handed over rather than composed again.
+        compose.install(hydra_context.config_loader)
+
     def _job_configs(self, job_overrides):
         # Hydra's sweeper has composed every job once already (validate_batch_is_legal): overrides
         # that do not compose (train.lrr=1e-4,3e-4) stop the sweep there, as one line (__main__.main).
+        # compose.install hands those configs over here.
         return [self.hydra_context.config_loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
 
     def _select(self, job_overrides: Sequence[Sequence[str]]):
@@ -286,9 +294,13 @@ class GridSubmititMixin(GridLauncherMixin):
     def _check_resources(self, params: dict) -> None:
         """Things the cluster cannot give, found before anything is submitted (SLURM only)."""
 
+    def _check_time(self, jobs, params: dict) -> None:
+        """Time limits below the jobs' expected training time, before anything is submitted (SLURM only)."""
+
     def launch(self, job_overrides, initial_job_idx):
         job_overrides = move_credentials(self.config, job_overrides)
         jobs = self._select(job_overrides)
+        compose.uninstall(self.hydra_context.config_loader)  # submitit pickles this launcher and its loader
         groups: dict[str, list] = {}
         for overrides, cfg in jobs:  # one job array per distinct resource request
             resources = cfg.model.get("resources")
@@ -297,6 +309,7 @@ class GridSubmititMixin(GridLauncherMixin):
         base, results, idx = dict(self.params), [], initial_job_idx
         for members in groups.values():
             self._check_resources({**base, **members[0][1]})
+        self._check_time(jobs, base)
         wait = self.config.grid.wait
         if not jobs:
             return []
@@ -321,6 +334,36 @@ class GridSlurmLauncher(GridSubmititMixin, SlurmLauncher):
         problem = gpu_problem(params.get("partition"), int(params.get("gpus_per_node") or 0))
         if problem:
             fail(problem)
+
+    def _check_time(self, jobs, params: dict) -> None:
+        """A job whose expected training time (``bioner_grid.estimate``, from the store's finished
+        runs) exceeds its ``timeout_min`` (the launcher's, or its model's ``resources``) would loop
+        through requeues: warned about before anything is submitted, or refused with
+        ``grid.on_timeout_below_estimate=fail`` (exit 2)."""
+        if not jobs:
+            return
+        from bioner_grid import estimate
+        from bioner_grid.grid import store_runs
+
+        runs = store_runs([cfg for _, cfg in jobs])
+        known = {where: estimate.samples(found) for where, found in runs.items()}
+        device = "cuda" if int(params.get("gpus_per_node") or 0) > 0 else "cpu"
+        over = []
+        for overrides, cfg in jobs:
+            resources = cfg.model.get("resources")
+            limit = (resources.get("timeout_min") if resources else None) or params.get("timeout_min")
+            e = estimate.estimate(cfg, known[(cfg.tracking.uri, cfg.tracking.experiment)],
+                                  device=device if cfg.train.device == "auto" else None)
+            if limit and e.seconds is not None and e.seconds / 60 > float(limit):
+                over.append(f"{' '.join(overrides)}: ~{e.seconds / 60:.0f} min > timeout_min={limit}")
+        if not over:
+            return
+        message = (f"hydra.launcher.timeout_min: {len(over)} job(s) expected to train longer than their time limit "
+                   f"(estimated from the store's finished runs): " + "; ".join(over))
+        if self.config.grid.on_timeout_below_estimate == "fail":
+            fail(message + " (grid.on_timeout_below_estimate=fail: nothing submitted)")
+        print(redact.text(f"warning: {message} (submitting anyway: grid.on_timeout_below_estimate=warn)"),
+              file=sys.stderr, flush=True)
 
 
 class GridSubmititLocalLauncher(GridSubmititMixin, LocalLauncher):

@@ -1,0 +1,185 @@
+"""Expected training time of a sweep's jobs, from the finished runs of the tracking store.
+
+Each FINISHED run records how long it trained (``time/train_seconds``), what it trained on
+(``data/train_tokens``: words of the training split as trained, dev included under
+``data.train_on=train+dev``; ``train/epochs``: epochs done, fractional under ``max_steps``), its
+``train.max_seq_length`` (param), its precision (tag ``precision``, as resolved) and its device
+class (tag ``device``: ``cpu`` or ``cuda``; runs recorded before that tag count as unknown). A
+model's throughput is the median over its runs of words trained per second, each brought to the
+job's ``max_seq_length`` and precision (``expected_seconds``); a job then takes its corpus's
+training words × epochs at that rate. Runs on another device class are never used (no factor
+turns a CPU's speed into a GPU's): such a job has "no data to estimate from".
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+# bf16/fp16 autocast against fp32, training minilm on NCBI-disease on this project's CPU (AVX512-BF16):
+# 246 s against 467 s (README, "bf16 against fp32"); used only where no run of the model has the
+# job's precision. Relative cost per word, fp32 = 1.
+PRECISION_COST = {"fp32": 1.0, "bf16": 246 / 467, "fp16": 246 / 467}
+HIDDEN = 768  # d_model of a BERT-base model, the size of every model the grids train but tiny_bert
+
+
+def expected_seconds(words: float, epochs: float, rate: float, rate_seq_len: int, seq_len: int,
+                     rate_precision: str = "fp32", precision: str = "fp32", d_model: int = HIDDEN) -> float:
+    """Training seconds of ``words`` × ``epochs`` words at a throughput ``rate`` (words/s) measured
+    with ``rate_seq_len`` and ``rate_precision``, for a job with ``seq_len`` and ``precision``:
+
+        T = W · E / r · (12·d + L) / (12·d + L_r) · c(p) / c(p_r)
+
+    W words of the training split, E epochs, r the measured words per second, L and L_r the jobs'
+    ``max_seq_length``, d the model width, c the cost per word of a precision (``PRECISION_COST``).
+    The length factor is the forward compute per token of a transformer, C ≈ 2N + 2·n_layer·L·d
+    with N ≈ 12·n_layer·d² parameters (Kaplan et al. 2020, Scaling Laws for Neural Language
+    Models, eq. 2.2), so C ∝ 12·d + L: windows longer by 256 tokens cost a bert-base model 3% more
+    per token. ``rate`` must be positive."""
+    length = (12 * d_model + seq_len) / (12 * d_model + rate_seq_len)
+    prec = PRECISION_COST.get(precision, 1.0) / PRECISION_COST.get(rate_precision, 1.0)
+    return words * epochs / rate * length * prec
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finished run's throughput."""
+
+    model: str
+    dataset: str
+    rate: float  # words trained per second
+    seq_len: int
+    precision: str
+    device: str | None
+    words: float  # its training split's words
+    sentences: float | None  # and sentences
+    train_on: str
+    max_train: str  # data.max_train_sentences as recorded ("None" when the whole split)
+
+
+def _metric(run, name: str):
+    from bioner_grid.store import flat_metric
+
+    for k, v in run.data.metrics.items():
+        if flat_metric(k) == name:
+            return v
+    return None
+
+
+def samples(runs) -> list[Sample]:
+    """The throughput of every FINISHED run that recorded what it needs (others are left out)."""
+    out = []
+    for r in runs:
+        if r.info.status != "FINISHED":
+            continue
+        secs, words, epochs = _metric(r, "train_seconds"), _metric(r, "data_train_tokens"), _metric(r, "train_epochs")
+        tags, params = r.data.tags, r.data.params
+        if not secs or not words or not epochs or secs <= 0 or "train.max_seq_length" not in params:
+            continue
+        out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / secs,
+                          int(params["train.max_seq_length"]), tags.get("precision", "fp32"), tags.get("device"),
+                          words, _metric(r, "data_train_sentences"), params.get("data.train_on", "train"),
+                          params.get("data.max_train_sentences", "None")))
+    return out
+
+
+def _target(value: str, found: list[str]) -> str | None:
+    """The job's precision or device: as configured, or (``auto``: chosen on the job's machine) the
+    one most of the model's runs had."""
+    if value != "auto":
+        return value
+    return max(set(found), key=found.count) if found else None
+
+
+def corpus_words(cfg, known: list[Sample]) -> float | None:
+    """Words in the job's training split: as a finished run on the same corpus and caps recorded,
+    else counted in a CoNLL training file read whole (one token a line); None when neither."""
+    cap = str(cfg.data.max_train_sentences)
+    same = [s.words for s in known if s.dataset == cfg.dataset.name and s.train_on == cfg.data.train_on
+            and s.max_train == cap]
+    if same:
+        return statistics.median(same)
+    if cfg.dataset.format != "conll" or cfg.data.max_train_sentences is not None:
+        return None
+    files = [cfg.dataset.train] + ([cfg.dataset.dev] if cfg.data.train_on == "train+dev" and cfg.dataset.get("dev") else [])
+    try:
+        return float(sum(_count_tokens(f) for f in files))
+    except OSError:
+        return None
+
+
+_TOKENS: dict[str, int] = {}
+
+
+def _count_tokens(path: str) -> int:
+    if path not in _TOKENS:
+        with Path(path).open("rb") as f:
+            _TOKENS[path] = sum(1 for line in f if line.strip() and not line.startswith(b"-DOCSTART-"))
+    return _TOKENS[path]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float | None  # None: no data
+    device: str | None = None
+    runs: int = 0
+    why: str = ""
+
+    def text(self) -> str:
+        if self.seconds is None:
+            return f"no data to estimate from ({self.why})"
+        return f"~{hours(self.seconds)} ({self.device or 'device ?'}, from {self.runs} run{'s' * (self.runs != 1)})"
+
+
+def hours(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
+    """The job's expected training time from ``known`` (``samples`` of its store). ``device``: the
+    device class the job will have where the caller knows it (a SLURM launch asking for GPUs)."""
+    mine = [s for s in known if s.model == cfg.model.name]
+    if not mine:
+        return Estimate(None, why=f"no finished run of model {cfg.model.name}")
+    want_device = device or _target(str(cfg.train.device), [s.device or "?" for s in mine])
+    on_device = [s for s in mine if s.device in (want_device, None)] if want_device != "?" else mine
+    if not on_device:
+        return Estimate(None, why=f"no finished run of model {cfg.model.name} on {want_device}")
+    want_precision = _target(str(cfg.train.precision), [s.precision for s in on_device])
+    exact = [s for s in on_device if s.precision == want_precision]
+    words = corpus_words(cfg, known)
+    if words is None:
+        return Estimate(None, why=f"no finished run on {cfg.dataset.name} with these data settings")
+    t = cfg.train
+    epochs = float(t.epochs)
+    if t.max_steps and t.max_steps > 0:  # the Trainer stops at max_steps: epochs as sentences seen
+        sentences = _sentences(cfg, known)
+        if sentences:
+            epochs = t.max_steps * t.batch_size * t.grad_accum / sentences
+    secs = statistics.median(expected_seconds(words, epochs, s.rate, s.seq_len, int(t.max_seq_length),
+                                              s.precision, want_precision) for s in (exact or on_device))
+    return Estimate(secs, want_device if want_device != "?" else None, len(exact or on_device))
+
+
+def _sentences(cfg, known: list[Sample]) -> float | None:
+    """Sentences in the job's training split, as a run on the same corpus and caps recorded."""
+    same = [s.sentences for s in known if s.dataset == cfg.dataset.name and s.train_on == cfg.data.train_on
+            and s.max_train == str(cfg.data.max_train_sentences) and s.sentences]
+    return statistics.median(same) if same else None
+
+
+def sweep_total(estimates: list[Estimate]) -> str:
+    """The grid's total, per device class (CPU-hours, GPU-hours), and how many jobs had no data."""
+    by: dict[str, float] = {}
+    for e in estimates:
+        if e.seconds is not None:
+            key = "GPU" if e.device == "cuda" else "CPU" if e.device == "cpu" else "device-unknown"
+            by[key] = by.get(key, 0.0) + e.seconds
+    missing = sum(e.seconds is None for e in estimates)
+    parts = [f"{s / 3600:.2f} {k}-hours" for k, s in sorted(by.items())] or ["nothing estimated"]
+    return ", ".join(parts) + (f"; {missing} job(s) with no data to estimate from" if missing else "")

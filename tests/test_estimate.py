@@ -1,0 +1,70 @@
+"""bioner_grid.estimate: plan's expected training times, from real finished tiny runs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from mlflow import MlflowClient
+
+from bioner_grid import estimate
+from conftest import app_inproc, run_inproc
+from test_launchers import plan_inproc
+
+TINY = ["model=tiny_bert", "scheme=vanilla", "data.max_train_sentences=48", "data.max_eval_sentences=16",
+        "train.batch_size=16", "train.save_model=false"]
+
+
+def test_expected_seconds_is_words_times_epochs_over_rate_with_length_and_precision_factors():
+    assert estimate.expected_seconds(1000, 3, 50.0, 128, 128) == pytest.approx(60.0)
+    longer = estimate.expected_seconds(1000, 3, 50.0, 128, 512)
+    assert longer == pytest.approx(60.0 * (12 * 768 + 512) / (12 * 768 + 128))  # Kaplan et al.: C ∝ 12·d + L
+    assert estimate.expected_seconds(1000, 3, 50.0, 128, 128, "fp32", "bf16") < 60.0 < \
+        estimate.expected_seconds(1000, 3, 50.0, 128, 128, "bf16", "fp32")
+
+
+def plan_line(out: str, needle: str) -> str:
+    return next(line for line in out.splitlines() if needle in line)
+
+
+@pytest.mark.slow  # two tiny trainings and a launch: ~40 s on an idle 2-core machine
+def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data(tmp_path, data_root, monkeypatch, capsys):
+    store = [f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+             f"tracking.artifact_location={tmp_path}/artifacts"]
+    first = run_inproc(tmp_path, data_root, *TINY, "train.epochs=1", out=tmp_path / "first")
+    run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(first["run_id"])
+    assert run.data.tags["device"] == "cpu"  # what the estimate needs to know: the device class it trained on
+
+    # the same job for 2 epochs: plan's estimate, then the real run's measured training time
+    r = plan_inproc(monkeypatch, capsys, tmp_path, *store, *TINY, "train.epochs=2")
+    assert r.returncode == 0, r.stderr
+    line = plan_line(r.stdout, "key ")
+    m = re.search(r"train ~([\d.]+) (s|min) \(cpu, from 1 run\)", line)
+    assert m, line
+    estimated = float(m.group(1)) * (60 if m.group(2) == "min" else 1)
+    assert "expected training time:" in r.stdout and "CPU-hours" in r.stdout
+    second = run_inproc(tmp_path, data_root, *TINY, "train.epochs=2", out=tmp_path / "second")
+    measured = second["metrics"]["train_seconds"]
+    assert measured / 3 < estimated < measured * 3, (estimated, measured)  # tiny runs: fixed costs weigh
+
+    # a model the store has never trained: said per job, counted in the total
+    r = plan_inproc(monkeypatch, capsys, tmp_path, *store, *TINY, "model=bert")
+    assert r.returncode == 0, r.stderr
+    assert "no data to estimate from (no finished run of model bert)" in plan_line(r.stdout, "key ")
+    assert "1 job(s) with no data to estimate from" in r.stdout
+
+    # a SLURM launch whose time limit is below the estimate: refused before anything is submitted
+    sweep = [*store, *TINY, "train.epochs=3000", "hydra/launcher=slurm", "hydra.launcher.timeout_min=1", "hydra.launcher.gpus_per_node=0",
+             f"hydra.sweep.dir={tmp_path}/sweep", "grid.wait=false"]
+    r = app_inproc(monkeypatch, capsys, tmp_path, "-m", *sweep, "grid.on_timeout_below_estimate=fail")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "hydra.launcher.timeout_min: 1 job(s) expected to train longer than their time limit" in r.stderr
+    assert "> timeout_min=1" in r.stderr and "nothing submitted" in r.stderr
+    assert not (tmp_path / "sweep" / ".submitit").exists()
+
+
+def test_on_timeout_below_estimate_is_a_typed_setting(tmp_path, data_root, monkeypatch, capsys):
+    r = plan_inproc(monkeypatch, capsys, tmp_path, f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/x.db",
+                    "grid.on_timeout_below_estimate=maybe")
+    assert r.returncode == 2
+    assert "grid.on_timeout_below_estimate=maybe: must be one of warn, fail" in r.stderr

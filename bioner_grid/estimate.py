@@ -1,8 +1,8 @@
 """Expected training time of a sweep's jobs, from the finished runs of the tracking store.
 
 Each FINISHED run records how long it trained (``time/train_seconds``), what it trained on
-(``data/train_tokens``: words of the training split as trained, dev included under
-``data.train_on=train+dev``; ``train/epochs``: epochs done, fractional under ``max_steps``), its
+(``corpus.train_tokens``, a param; a ``data/train_tokens`` metric in older runs: words of the
+training split as trained, dev included under ``data.train_on=train+dev``; ``train/epochs``: epochs done, fractional under ``max_steps``), its
 ``train.max_seq_length`` (param), its precision (tag ``precision``, as resolved) and its device
 class (tag ``device``: ``cpu`` or ``cuda``; runs recorded before that tag count as unknown). A
 model's throughput is the median over its runs of words trained per second, each brought to the
@@ -16,6 +16,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from bioner_grid.store import run_metrics
 
 # bf16/fp16 autocast against fp32, training minilm on NCBI-disease on this project's CPU (AVX512-BF16):
 # 246 s against 467 s (README, "bf16 against fp32"); used only where no run of the model has the
@@ -59,12 +61,9 @@ class Sample:
 
 
 def _metric(run, name: str):
-    from bioner_grid.store import flat_metric
-
-    for k, v in run.data.metrics.items():
-        if flat_metric(k) == name:
-            return v
-    return None
+    """A run's metric by its flat name (``store.run_metrics``: the corpus figures, params since the
+    UI work, read back as ``data_*`` whichever way the run logged them)."""
+    return run_metrics(run).get(name)
 
 
 def samples(runs) -> list[Sample]:

@@ -291,9 +291,11 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
             st = cell_stats(runs, ["scheme"], metric_column(choose, mode, "f1"))
             rows.append([Cell(shown(model, disp)), Cell(f"F ({choose})")]
                         + [Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s])) if s in st.index else MISSING) for s in schemes])
-    return Table(f"{shown(dataset, disp)}: {split} {mode} P/R/F1 (%) per model and scheme (mean ± sd over n seeds; "
-                 f"{ranker.rule(choose)}; F ({choose}): the {choose} F1 the choice was made on)",
-                 ["Model", ""] + [names.get(s, s) for s in schemes], rows, note=seeds_note(ok))
+    return Table(f"{shown(dataset, disp)}: {split} {mode} P/R/F1 (%) per model and scheme",
+                 ["Model", ""] + [names.get(s, s) for s in schemes], rows,
+                 note=f"Mean ± sd over n seeds ({seeds_note(ok)}). On the F row, {ranker.rule(choose)}. "
+                      + (f"F ({choose}): the {choose} F1 the choice was made on." if choose != split else
+                         f"No dev scores logged: chosen on {split} itself."))
 
 
 def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", ranker: Ranker | None = None) -> Table:
@@ -310,7 +312,7 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", 
         chosen = [st["mean"].get(s) for s in schemes] if choose == split else \
             _means(runs, ["scheme"], metric_column(choose, mode, "f1"), schemes)
         found, _ = ranker.marks(chosen, [_run_ids(runs[runs["scheme"] == s]) for s in schemes])
-        row = [Cell(shown(dataset, disp)), Cell(shown(model, disp)), Cell(split)]
+        row = [Cell(shown(dataset, disp)), Cell(shown(model, disp))] + ([Cell(split)] if choose != split else [])
         for s, mark in zip(schemes, found):
             row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s])), mark) if s in st.index else Cell(MISSING))
         rows.append(row)
@@ -318,8 +320,11 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", 
             dev = cell_stats(runs, ["scheme"], metric_column(choose, mode, "f1"))
             rows.append([Cell(""), Cell(""), Cell(choose)]
                         + [Cell(fmt(dev["mean"][s], dev["std"][s], int(dev["n"][s])) if s in dev.index else MISSING) for s in schemes])
-    return Table(f"Overview: {split} {mode} F1 (%) per corpus and scheme (mean ± sd over n seeds; {ranker.rule(choose)})",
-                 ["Dataset", "Model", "split"] + [names.get(s, s) for s in schemes], rows, note=seeds_note(ok), labels=3)
+    both = choose != split  # a row of the values the choice was made on under each row of shown values
+    return Table(f"Overview: {split} {mode} F1 (%) per corpus and scheme",
+                 ["Dataset", "Model"] + (["split"] if both else []) + [names.get(s, s) for s in schemes], rows,
+                 note=f"Mean ± sd over n seeds ({seeds_note(ok)}); {ranker.rule(choose)}"
+                      + (f"; the {choose} row: the values the choice was made on." if both else "."), labels=3 if both else 2)
 
 
 def ranking_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = "strict", ranker: Ranker | None = None) -> Table:
@@ -471,9 +476,10 @@ def wins_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", rank
         found, _ = ranker.marks(chosen, [_run_ids(runs[runs["scheme"] == s]) for s in schemes])
         counts.update((s, m) for s, m in zip(schemes, found) if m)
     present, names = schemes_of(df), scheme_names(df)
-    return Table(f"Wins: (model, dataset) cells where a scheme is best on {choose} {mode} F1, or tied with the best "
-                 f"({ranker.rule(choose).split('; ', 1)[1]})", ["Scheme", "best", "tied with best"],
-                 [[Cell(names[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "tied"]))] for s in present], labels=1)
+    return Table(f"Wins: (model, dataset) cells where a scheme is best on {choose} {mode} F1, or tied with the best",
+                 ["Scheme", "best", "tied with best"],
+                 [[Cell(names[s]), Cell(str(counts[s, "best"])), Cell(str(counts[s, "tied"]))] for s in present],
+                 note=f"Best: {ranker.rule(choose)[len('bold: '):].replace('underlined: ', 'tied: ')}.", labels=1)
 
 
 def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table:
@@ -491,7 +497,7 @@ def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    return Table(title, header, [[Cell(text) for text in row] for row in rows])
+    return Table(title, header, [[Cell(text) for text in row] for row in rows], labels=1)
 
 
 def variant_tables(df: pd.DataFrame, split: str = "test") -> list[Table]:
@@ -521,7 +527,7 @@ def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict"
             r = r.iloc[0]
             row.append(Cell(f"{fmt(r['mean'], r['std'], r['n'])} (lr {r['lr']:g}, n={r['n']})"))
             if choose != split and r["split_lr"] != r["lr"]:
-                differ.append(f"{model} batch {int(bs)}: lr {r['split_lr']:g} ({r['split_best']:.2f}) instead of {r['lr']:g} ({r['mean']:.2f})")
+                differ.append(f"{shown(model, disp)} batch {int(bs)}: lr {r['split_lr']:g} ({r['split_best']:.2f}) instead of {r['lr']:g} ({r['mean']:.2f})")
         rows.append(row)
     note = (f"Learning rate chosen on {choose} {mode} F1 per model and batch size; {split} F1 shown at that choice (mean ± sd over n seeds). "
             + (f"Choosing on {split} would have picked: " + "; ".join(differ) + "." if differ

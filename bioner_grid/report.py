@@ -270,7 +270,7 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
     (``Ranker``: best on dev, ties by the paired bootstrap)."""
     ranker = ranker or Ranker(split=split, mode=mode)
     ok = finished(df[df["dataset"] == dataset])
-    choose = chooser(df, split, mode)
+    choose = chooser(df[df["dataset"] == dataset], split, mode)
     schemes, names, disp = schemes_of(df), scheme_names(df), display_names(df)
     rows = []
     for model in sorted(set(df.loc[df["dataset"] == dataset, "model"])):
@@ -334,7 +334,7 @@ def ranking_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str
     that no report is without an F1 table whatever axis its runs differ in."""
     ranker = ranker or Ranker(split=split, mode=mode)
     ok = finished(df[df["dataset"] == dataset])
-    choose = chooser(df, split, mode)
+    choose = chooser(df[df["dataset"] == dataset], split, mode)  # per corpus: one without dev scores is chosen on test
     names, disp = scheme_names(df), display_names(df)
     axes = [a for a in ("lr", "batch_size") if ok[a].nunique() > 1]
     dev_col = metric_column(choose, mode, "f1")
@@ -952,7 +952,7 @@ def write(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict"
     if not ok.empty:  # the tie marks of every store need the predictions, not only a scheme study's
         files.prefetch(ok["run_id"], split)
     ranker = Ranker(files, split, mode, resamples, seed)
-    boot = bootstrap_vs_vanilla(df, files, split, resamples, seed, boot=ranker.boot) if multi and ranker.boot else None
+    boot = bootstrap_vs_vanilla(df, files, split, resamples, seed, boot=ranker.boot) if multi else None
     cells = cells_vs_vanilla(df, ranker) if multi else None
     profile = error_profile(df, files, split) if multi else None
     tables, notes = build(df, split, mode, boot, profile, ranker)

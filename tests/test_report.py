@@ -616,10 +616,11 @@ def test_publication_output_minus_signs_pdf_svg_and_no_line_through_two_points(s
     # heatmap text: value and n in every cell, at least 9 pt in the saved figure (SVG user unit = 1 pt)
     svg = ET.parse(out / "schemes_ncbi_disease.svg").getroot()
     texts = [(e.get("style") or "", "".join(e.itertext())) for e in svg.iter() if e.tag.endswith("text")]
-    cells = [(style, text) for style, text in texts if "n=2" in text]
-    assert len(cells) == 8  # 2 models x 2 schemes x (F1, ΔF1)
-    assert all(float(re.search(r"font-size: ?([\d.]+)px", style).group(1)) >= 9 for style, _ in cells)
-    assert any("\u22124.0" in text for _, text in cells)  # ΔF1 with a real minus
+    counts = [(style, text) for style, text in texts if text.strip() == "n=2"]
+    values = [(style, text) for style, text in texts if re.fullmatch(r"[\u2212+]?\d+(\.\d)?~?", text.strip())]
+    assert len(counts) == 8 and len(values) >= 8  # 2 models x 2 schemes x (F1, ΔF1), each with its n
+    assert all(float(re.search(r"font-size: ?([\d.]+)px", style).group(1)) >= 9 for style, _ in counts + values)
+    assert "\u22124.0" in [text.strip() for _, text in values]  # ΔF1 with a real minus
     md, tex, csv_text = ((out / "report.md").read_text(), "".join(p.read_text() for p in out.glob("*.tex")),
                          "".join(p.read_text() for p in out.glob("*.csv")))
     assert "\u22124.00" in md and "$-$4.00" in tex and "-4.00" in csv_text  # CSV keeps numbers numbers

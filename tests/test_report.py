@@ -565,6 +565,9 @@ def test_report_and_command_print_the_same_numbers_for_one_pair(real_store, tmp_
     delta, interval, p = cells[5:8]
     assert f"ΔF1 (B − A) {delta} points, 95% CI {interval}, p {'= ' if not p.startswith('<') else ''}{p}" in printed
     assert f"F1 A {cells[3]}, B {cells[4]};" in printed
+    # the heatmap's "~" tests the value it is drawn on: ISNS (two sentences changed) only is within noise of Vanilla
+    svg = (out / "schemes_ncbi_disease.svg").read_text(encoding="utf-8")
+    assert svg.count("~") == 1
 
 
 def test_a_store_of_one_scheme_and_one_lr_still_gets_an_f1_table(store, tmp_path):

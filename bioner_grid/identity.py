@@ -121,7 +121,9 @@ def identity(cfg, with_seed: bool = True) -> dict:
     """Everything that determines a run's result (the include list), as plain data."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("resources", None)
+    model.pop("display_name", None)  # how reports name it: no part of the result
     dataset, _ = _with_digests(OmegaConf.to_container(cfg.dataset, resolve=True))
+    dataset.pop("display_name", None)
     scheme = OmegaConf.to_container(cfg.scheme, resolve=True)
     scheme.pop("label", None)
     train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in TRAIN_OPERATIONAL}
@@ -156,8 +158,8 @@ def defines_result(param: str) -> bool:
     section, _, rest = param.partition(".")
     head = rest.split(".")[0]
     return {
-        "model": head != "resources",
-        "dataset": head not in (*FILE_KEYS, "download", "members"),
+        "model": head not in ("resources", "display_name"),
+        "dataset": head not in (*FILE_KEYS, "download", "members", "display_name"),
         "scheme": rest not in ("name", "label"),
         "train": rest not in TRAIN_OPERATIONAL,
         "data": rest in DATA_INCLUDED,

@@ -7,6 +7,10 @@ on dev per model and batch size.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+from pathlib import Path
+
 import pandas as pd
 
 SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
@@ -103,3 +107,48 @@ def best_lr(df: pd.DataFrame, split: str = "test", mode: str = "strict", choose:
                      "n": int(shown["n"].get((model, bs, lr), 0)), "split_lr": own.idxmax() if len(own) else None,
                      "split_best": own.max() if len(own) else None})
     return pd.DataFrame(rows, columns=["model", "batch_size", "lr", "chosen_on", "mean", "std", "n", "split_lr", "split_best"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Display names: ``display_name`` of the model and dataset configs (logged as params), so that the
+# tables and figures say NCBI-disease and MiniLM where the run keys say ncbi_disease and minilm.
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")  # spec.SAFE_NAME: a name that may become a file name
+
+
+@lru_cache(maxsize=None)
+def packaged_display_name(group: str, name: str) -> str | None:
+    """``display_name`` of the packaged config ``conf/<group>/<name>.yaml``, for runs recorded before
+    the runs logged it (None where there is no such config or it has none)."""
+    from omegaconf import OmegaConf
+
+    from bioner_grid.config import CONF_DIR
+
+    path = Path(CONF_DIR) / group / f"{name}.yaml"
+    if not _SAFE.fullmatch(str(name)) or not path.is_file():
+        return None
+    value = OmegaConf.load(path).get("display_name")
+    return str(value) if value else None
+
+
+def display_names(df: pd.DataFrame) -> dict[str, str]:
+    """Raw model and dataset name -> the name a reader sees: the runs' logged ``display_name``
+    (columns ``model_display`` / ``dataset_display``), else the packaged config's, else the name."""
+    names: dict[str, str] = {}
+    for group, raw, shown in (("model", "model_name", "model_display"), ("dataset", "dataset", "dataset_display")):
+        if raw not in df:
+            continue
+        logged = df[[raw, shown]].dropna().drop_duplicates(raw) if shown in df else pd.DataFrame(columns=[raw, shown])
+        for name, display in logged.values:
+            names.setdefault(str(name), str(display))
+        for name in df[raw].dropna().unique():
+            names.setdefault(str(name), packaged_display_name(group, str(name)) or str(name))
+    return names
+
+
+def shown(label, names: dict[str, str]) -> str:
+    """A model or dataset label as a reader sees it: the name replaced by its display name, a
+    variant's settings kept (``minilm (head=crf)`` -> ``MiniLM (head=crf)``)."""
+    label = str(label)
+    name, sep, rest = label.partition(" (")
+    return names.get(name, name) + sep + rest

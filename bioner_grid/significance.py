@@ -10,21 +10,36 @@ so each system is reduced once to per-sentence counts ``(tp, fp, fn)``. A bootst
 n sentences with replacement (the same draw for both systems: the test is paired), which is a
 multinomial weight vector w over sentences; its counts are ``w @ counts`` and its difference is
 
-    δ*_b = F1_B(w_b) − F1_A(w_b),   b = 1..B   (B ≥ 1000 replicates, seeded).
+    δ*_b = F1_B(w_b) − F1_A(w_b),   b = 1..B   (B = ``report.resamples``, 10,000 by default, seeded).
 
-Reported (in F1 points, i.e. ×100): the observed δ = F1_B − F1_A on the full set, the 95 %
-percentile interval [q_2.5(δ*), q_97.5(δ*)], and the two-sided p-value of the shifted bootstrap
-(the null distribution is δ* − δ, centred on 0):
+A configuration run with several seeds is compared as the mean F1 over its runs, each replicate
+reweighting every run's sentences with the same w (the seeds share the test sentences).
 
-    p = (1 + #{b : |δ*_b − δ| ≥ |δ|}) / (B + 1).
+Reported (in F1 points, i.e. ×100): the observed δ = F1_B − F1_A on the full set, the 95 % percentile
+interval and the two-sided p-value, **both read off the same B replicates** so that they cannot
+disagree. With the replicates sorted, δ*_(1) ≤ … ≤ δ*_(B), and j = ⌈αB/2⌉ (α = 0.05: j = 250 of 10,000):
 
-This is Koehn (2004), "Statistical significance tests for machine translation evaluation", EMNLP,
-and Berg-Kirkpatrick, Burkett & Klein (2012), "An empirical investigation of statistical
-significance in NLP", EMNLP-CoNLL (whose one-sided test counts δ*_b > 2δ, i.e. δ*_b − δ > δ).
-Identical predictions give δ = 0, interval [0, 0] and p = 1.
+    interval = [δ*_(j), δ*_(B+1−j)]
+    p = min(1, 2 · min(#{b : δ*_b ≤ 0}, #{b : δ*_b ≥ 0}) / B)
+
+This is the test obtained by inverting the percentile interval: the achieved significance level is
+the smallest α whose percentile interval has 0 as an endpoint (Efron & Tibshirani 1993, *An
+Introduction to the Bootstrap*, §15.4, "Relationship of hypothesis tests to confidence intervals",
+and §16.4; Hall & Wilson 1991, "Two guidelines for bootstrap hypothesis testing", Biometrics 47,
+on the same duality). With the order statistics above the duality is exact, ties at 0 included:
+δ*_(j) > 0 ⟺ #{δ* ≤ 0} < j ⟺ #{δ* ≤ 0} < αB/2, and likewise at the upper end, so
+
+    p < α  ⟺  0 ∉ interval.
+
+The paired sentence bootstrap itself is Koehn (2004), "Statistical significance tests for machine
+translation evaluation", EMNLP, and Berg-Kirkpatrick, Burkett & Klein (2012), "An empirical
+investigation of statistical significance in NLP", EMNLP-CoNLL. Identical predictions give δ = 0,
+interval [0, 0] and p = 1; a difference in every replicate gives p = 0, printed as p < 2/B.
 
 ``python -m bioner_grid.significance A.conll B.conll [--resamples 10000] [--seed 0]``, or two MLflow
-run ids with ``--uri TRACKING_URI [--split test]`` (their ``predictions_{split}.conll`` artifacts).
+run ids with ``--uri TRACKING_URI [--split test]`` (their ``predictions_{split}.conll`` artifacts);
+the defaults are the report's (``report.resamples``, ``report.seed``), so the command prints the
+numbers the report shows for the same pair.
 """
 
 from __future__ import annotations
@@ -32,9 +47,11 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,7 +75,7 @@ class Result:
     delta: float  # F1_B − F1_A, F1 points
     low: float  # 95 % percentile interval of δ*, F1 points
     high: float
-    p: float  # two-sided
+    p: float  # two-sided, from the same replicates as the interval: p < ALPHA exactly when 0 is outside it
     f1_a: float  # F1 points
     f1_b: float
     n: int  # sentences
@@ -66,8 +83,14 @@ class Result:
 
     @property
     def within_noise(self) -> bool:
-        """The interval contains 0: the data cannot tell the two systems apart."""
+        """The interval contains 0 (equivalently p ≥ 0.05): the data cannot tell the two systems apart."""
         return self.low <= 0.0 <= self.high
+
+
+def p_text(p: float, resamples: int) -> str:
+    """p as printed: four decimals, or ``< 2/B`` where no replicate crossed 0 (the bootstrap
+    cannot resolve a smaller p)."""
+    return f"< {2 / resamples:.2g}" if p == 0 else f"{p:.4f}"
 
 
 def strict_spans(tags: list[str]) -> set[tuple[str, int, int]]:
@@ -181,6 +204,9 @@ def _outside(tag: str) -> str:
     return "O" if tag.startswith("O") else tag
 
 
+ALPHA = 0.05  # two-sided level: 95 % intervals, "p < 0.05"
+
+
 @lru_cache(maxsize=2)
 def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) float32: how often each of n sentences is drawn in each bootstrap replicate
@@ -195,35 +221,88 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     return weights
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> Result:
+def measure(counts: np.ndarray, name: str = "f1") -> np.ndarray:
+    """F1, precision TP / (TP + FP) or recall TP / (TP + FN) over the last axis (tp, fp, fn); 0 where
+    the denominator is 0 (as seqeval)."""
+    if name == "f1":
+        return f1(counts)
+    tp, other = counts[..., 0], counts[..., 1 if name == "precision" else 2]
+    den = tp + other
+    return np.divide(tp, den, out=np.zeros(np.shape(den), dtype=float), where=den > 0)
+
+
+def order_index(resamples: int, alpha: float = ALPHA) -> int:
+    """j = ⌈αB/2⌉, the 1-based rank of the interval's lower end (exact arithmetic: 0.05 · 10000 / 2
+    is 250, not 250.00000000000003)."""
+    return max(1, math.ceil(Fraction(str(alpha)) * resamples / 2))
+
+
+def percentile_test(deltas: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:
+    """(low, high, p) of bootstrap replicates δ*: the percentile interval [δ*_(j), δ*_(B+1−j)] and the
+    two-sided p = min(1, 2 · min(#{δ* ≤ 0}, #{δ* ≥ 0}) / B) it inverts into (module docstring:
+    Efron & Tibshirani 1993 §15.4), so that p < alpha exactly when 0 is outside the interval."""
+    b = len(deltas)
+    j = order_index(b, alpha)
+    ordered = np.sort(deltas)
+    low, high = float(ordered[j - 1]), float(ordered[b - j])
+    p = min(1.0, 2 * min(int((deltas <= 0).sum()), int((deltas >= 0).sum())) / b)
+    return low, high, p
+
+
+class Bootstrap:
+    """Paired bootstrap replicates of many runs on one set of sentences: each run's replicate counts
+    (B, 3) are computed once (a (B, n) @ (n, 3) product) and any comparison between configurations
+    (a run, or the runs of several seeds, averaged) then costs only the F1 of those counts. The
+    report and the command both compare through this class, with the same B and seed."""
+
+    def __init__(self, resamples: int = 10000, seed: int = 0):
+        if resamples < 1000:
+            raise ValueError(f"resamples must be at least 1000, got {resamples}")
+        self.resamples, self.seed = resamples, seed
+        self._drawn: dict[tuple[str, str], np.ndarray] = {}
+
+    def replicates(self, pred: Predictions) -> np.ndarray:
+        """(B, 3) tp, fp, fn of each replicate of one run (cached by its source and sentences)."""
+        key = (pred.source, pred.fingerprint)
+        if key not in self._drawn:
+            weights = resample_weights(len(pred.counts), self.resamples, self.seed)
+            self._drawn[key] = (weights @ pred.counts.astype(np.float32)).astype(np.float64)  # integer-valued
+        return self._drawn[key]
+
+    def values(self, runs: list[Predictions], name: str = "f1") -> tuple[float, np.ndarray]:
+        """The observed measure of a configuration (mean over its runs, in points) and its B replicates."""
+        observed = float(np.mean([measure(r.counts.sum(axis=0), name) for r in runs]))
+        drawn = np.mean([measure(self.replicates(r), name) for r in runs], axis=0)
+        return 100 * observed, 100 * drawn
+
+    def compare(self, a: list[Predictions], b: list[Predictions], name: str = "f1") -> Result:
+        """B against A (each one run or the runs of one configuration) on the same sentences:
+        δ = B − A in points, its percentile interval and p from the same replicates."""
+        first = a[0]
+        for other in [*a, *b]:
+            if other.fingerprint != first.fingerprint or len(other.counts) != len(first.counts):
+                raise DataError(f"{other.source}:0: not the same test sentences and gold tags as {first.source} "
+                                f"({len(other.counts)} vs {len(first.counts)} sentences)")
+        if len(first.counts) == 0:
+            raise ValueError("no sentences to resample")
+        value_a, drawn_a = self.values(a, name)
+        value_b, drawn_b = self.values(b, name)
+        low, high, p = percentile_test(drawn_b - drawn_a)
+        return Result(value_b - value_a, low, high, p, value_a, value_b, len(first.counts), self.resamples)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10000, seed: int = 0) -> Result:
     """Paired bootstrap over sentences of per-sentence (tp, fp, fn) counts ``a`` and ``b`` (n, 3):
     δ = F1_b − F1_a, its 95 % percentile interval and two-sided p (see the module docstring)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
         raise ValueError(f"paired counts must both be (n, 3); got {a.shape} and {b.shape}")
-    if resamples < 1000:
-        raise ValueError(f"resamples must be at least 1000, got {resamples}")
-    n = len(a)
-    if n == 0:
-        raise ValueError("no sentences to resample")
-    weights = resample_weights(n, resamples, seed)  # (B, n): times each sentence is drawn
-    both = np.concatenate([a, b], axis=1).astype(np.float32)  # (n, 6)
-    drawn = (weights @ both).astype(np.float64)  # (B, 6), integer-valued
-    deltas = 100 * (f1(drawn[:, 3:]) - f1(drawn[:, :3]))
-    f1_a, f1_b = 100 * float(f1(a.sum(axis=0))), 100 * float(f1(b.sum(axis=0)))
-    delta = f1_b - f1_a
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    extreme = np.abs(deltas - delta) >= abs(delta) - 1e-12
-    p = (1 + int(extreme.sum())) / (resamples + 1)
-    return Result(delta, float(low), float(high), p, f1_a, f1_b, n, resamples)
+    return Bootstrap(resamples, seed).compare([Predictions(a, "counts", "a")], [Predictions(b, "counts", "b")])
 
 
-def compare(a: Predictions, b: Predictions, resamples: int = 1000, seed: int = 0) -> Result:
+def compare(a: Predictions, b: Predictions, resamples: int = 10000, seed: int = 0) -> Result:
     """Bootstrap two runs' predictions; they must be on the same sentences with the same gold."""
-    if a.fingerprint != b.fingerprint or len(a.counts) != len(b.counts):
-        raise DataError(f"{b.source}:0: not the same test sentences and gold tags as {a.source} "
-                        f"({len(b.counts)} vs {len(a.counts)} sentences)")
-    return paired_bootstrap(a.counts, b.counts, resamples, seed)
+    return Bootstrap(resamples, seed).compare([a], [b])
 
 
 def cached_predictions(path: str | Path, cache: Path | None) -> Predictions:
@@ -241,18 +320,21 @@ def cached_predictions(path: str | Path, cache: Path | None) -> Predictions:
 def describe(r: Result) -> str:
     noise = " (within noise)" if r.within_noise else ""
     return (f"F1 A {r.f1_a:.2f}, B {r.f1_b:.2f}; ΔF1 (B − A) {r.delta:+.2f} points, 95% CI [{r.low:+.2f}, {r.high:+.2f}], "
-            f"p = {r.p:.4f}{noise}; {r.n} sentences, {r.resamples} paired bootstrap resamples")
+            f"p {'= ' if r.p else ''}{p_text(r.p, r.resamples)}{noise}; {r.n} sentences, {r.resamples} paired bootstrap resamples")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bioner_grid.spec import ReportSchema  # the one place the defaults are written
+
     ap = argparse.ArgumentParser(prog="python -m bioner_grid.significance",
                                  description="Paired bootstrap of strict F1: B against A on the same test sentences.")
     ap.add_argument("a", help="predictions_test.conll of run A (token, gold, pred), or its run id with --uri")
     ap.add_argument("b", help="the same of run B")
     ap.add_argument("--uri", help="MLflow tracking URI: A and B are run ids")
     ap.add_argument("--split", default="test", choices=("test", "dev"), help="with --uri: which predictions")
-    ap.add_argument("--resamples", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resamples", type=int, default=ReportSchema.resamples,
+                    help="bootstrap replicates (default: report.resamples, %(default)s, as the report)")
+    ap.add_argument("--seed", type=int, default=ReportSchema.seed, help="default: report.seed, %(default)s")
     args = ap.parse_args(argv)
     paths = [args.a, args.b]
     if args.uri:  # mlflow (~1.3 s) only for run ids

@@ -157,6 +157,10 @@ class ReportSchema:
     out: str = "outputs/report"
     split: str = "test"
     mode: str = "strict"
+    # Paired bootstrap (bioner_grid.significance): one count and seed for every interval, p-value and
+    # tie mark of the report, and the default of the significance command, so both give the same numbers.
+    resamples: int = 10000
+    seed: int = 0
 
 
 @dataclass
@@ -182,6 +186,7 @@ class ModelSchema:
     """A pretrained model (``source``: hub, package or path)."""
 
     name: str = MISSING
+    display_name: Optional[str] = None  # how reports name it (MiniLM); None: the name. Not in the run key
     family: str = "bert"
     source: str = MISSING
     name_or_path: Optional[str] = MISSING
@@ -217,6 +222,7 @@ class ConllDataset:
     """A BIO TSV corpus (``format: conll``)."""
 
     name: str = MISSING
+    display_name: Optional[str] = None  # how reports name it (NCBI-disease); None: the name. Not in the run key
     format: str = "conll"
     train: str = MISSING
     dev: Optional[str] = None
@@ -253,6 +259,7 @@ class AioDataset:
     """AIONER's all-in-one corpus (``format: aio``): member PubTator corpora merged."""
 
     name: str = MISSING
+    display_name: Optional[str] = None  # as ConllDataset.display_name
     format: str = "aio"
     entity_type: str = "Entity"
     dev_fraction: float = 0.1
@@ -508,7 +515,8 @@ def problems(cfg, machine: Machine | None = None) -> list[str]:
         return first
     return (choice_problems(cfg) + train_problems(cfg.train) + data_problems(cfg) + name_problems(cfg)
             + model_problems(cfg, machine) + (["grid.heartbeat_s: must be > 0"] if cfg.grid.heartbeat_s <= 0 else [])
-            + cross.problems(cfg))
+            + cross.problems(cfg)
+            + ([f"report.resamples={cfg.report.resamples}: must be at least 1000"] if cfg.report.resamples < 1000 else []))
 
 
 def check(cfg, machine: Machine | None = None) -> None:

@@ -147,7 +147,7 @@ def flatten_params(cfg) -> dict[str, str]:
     return out
 
 
-SHOWN_PARAMS = ("scheme.name", "scheme.label")  # grid key and display name the report reads, besides the include list
+SHOWN_PARAMS = ("scheme.name", "scheme.label", "model.display_name", "dataset.display_name")  # grid key and display name the report reads, besides the include list
 
 
 def run_params(cfg) -> dict[str, str]:

@@ -128,7 +128,8 @@ def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
     df = report.load_runs(uri, ["grid"])
     tables, notes = report.build(df)
     assert [t.title.split(" (")[0].split(":")[0] for t in tables] == [
-        "Overview", "aio", "ncbi_disease", "Wins", "Best scheme per model and corpus, chosen on test strict F1; test F1",
+        "Overview", "All-in-one", "NCBI-disease", "All-in-one", "NCBI-disease", "Wins",
+        "Best scheme per model and corpus, chosen on test strict F1; test F1",
         "Schemes versus Vanilla over matched", "All-in-one versus single-corpus training", "Class distribution of the training split",
         "Sentences per split"]
     assert notes[0] == "13 runs read: 12 finished, 1 not finished (1 FAILED), left out."
@@ -136,34 +137,34 @@ def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
 ### All-in-one versus single-corpus training (test strict F1, %)
 
 | Corpus | single corpus | AIO | ΔF1 (points) |
-|---|---|---|---|
+|:---|---:|---:|---:|
 | NCBIdisease | 76.25 | 82.00 | +5.75 |
 | GNormPlus | — | 60.50 | — |
 
 ### Class distribution of the training split (%)
 
 | Dataset | O | B | I |
-|---|---|---|---|
-| aio (NCBIdisease) | 90.00 | 6.00 | 4.00 |
-| aio (2 corpora) | 90.00 | 6.00 | 4.00 |
-| ncbi_disease | 80.00 | 12.00 | 8.00 |
+|:---|---:|---:|---:|
+| All-in-one (NCBIdisease) | 90.00 | 6.00 | 4.00 |
+| All-in-one (2 corpora) | 90.00 | 6.00 | 4.00 |
+| NCBI-disease | 80.00 | 12.00 | 8.00 |
 
 ### Sentences per split
 
 | Dataset | Train | Dev | Test |
-|---|---|---|---|
-| aio (NCBIdisease) | 50 | 5 | 10 |
-| aio (2 corpora) | 100 | 10 | 20 |
-| ncbi_disease | 70 | 7 | 9 |
+|:---|---:|---:|---:|
+| All-in-one (NCBIdisease) | 50 | 5 | 10 |
+| All-in-one (2 corpora) | 100 | 10 | 20 |
+| NCBI-disease | 70 | 7 | 9 |
 """
-    assert "| aio | tiny_bert | <u>73.25 ± 2.06 (n=4)</u> | **74.25 ± 2.06 (n=4)** |" in report.to_markdown(tables[0])
+    assert "| All-in-one | TinyBERT | 73.25 ± 2.06 (n=4) | **74.25 ± 2.06 (n=4)** |" in report.to_markdown(tables[0])
     assert report.aio_table(df).rows == tables[-3].rows
 
     plain = report.load_runs(uri, ["grid"], "tags.dataset = 'ncbi_disease'")
     assert plain["aio_members"].isna().all()
     tables, _ = report.build(plain)
     assert not any(t.title.startswith("All-in-one") for t in tables)
-    assert [[c.text for c in row] for row in tables[-1].rows] == [["ncbi_disease", "70", "7", "9"]]
+    assert [[c.text for c in row] for row in tables[-1].rows] == [["NCBI-disease", "70", "7", "9"]]
     # the files the report writes carry the same: no all-in-one table, and aio_members a column of runs.csv
     report.write(plain, tmp_path / "out", cache=tmp_path / "cache")
     assert "aio_members" in (tmp_path / "out" / "runs.csv").read_text().splitlines()[0].split(",")

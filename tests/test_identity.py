@@ -15,6 +15,7 @@ OPERATIONAL = [
     "tracking.uri=http://server:5000", "tracking.experiment=other", "report.out=/tmp/r", "evaluation.error_examples=3",
     "train.force=true", "train.checkpoint_steps=10", "train.keep_checkpoints=true", "train.device=cpu",
     "train.eval_batch_size=7", "+model.resources.mem_gb=64", "grid.name=x", "grid.heartbeat_s=5", "scheme.label=Mine",
+    "model.display_name=Mine", "dataset.display_name=Mine", "report.resamples=2000", "report.seed=3",
 ]
 # Settings that change the result.
 RESULT = [

@@ -39,7 +39,9 @@ def f1_run(client, experiment, model, dataset, scheme, f1, seed=1, status="FINIS
             test_strict_f1=f1, test_strict_precision=p if p is not None else f1, test_strict_recall=r if r is not None else f1)
 
 
-def test_welt_table_marks_best_and_second_with_ties_and_missing(store):
+def test_welt_table_marks_the_best_f_with_printed_ties_and_missing(store):
+    """Without predictions to bootstrap, only the best (and what equals it as printed) is marked, on
+    the F row (the choice is made on F1); display names from the packaged configs."""
     uri, client, exp = store
     for scheme, f1 in {"ins": 0.80, "isns": 0.82, "ens_0.3": 0.82, "ens_0.5": 0.81, "ens_0.9": 0.79, "vanilla": 0.81}.items():
         f1_run(client, exp, "biobert", "ncbi_disease", scheme, f1)
@@ -48,16 +50,18 @@ def test_welt_table_marks_best_and_second_with_ties_and_missing(store):
     df = report.load_runs(uri, ["grid"])
     t = report.welt_table(df, "ncbi_disease")
     assert t.header == ["Model", ""] + ORDER
-    f_row = next(r for r in t.rows if r[0].text == "biobert" and r[1].text == "F")
+    f_row = next(r for r in t.rows if r[0].text == "BioBERT" and r[1].text == "F")
     assert [c.text for c in f_row[2:]] == ["80.00", "82.00", "82.00", "81.00", "79.00", "81.00", "—"]
-    assert [c.mark for c in f_row[2:]] == [None, "best", "best", "second", None, "second", None]
+    assert [c.mark for c in f_row[2:]] == [None, "best", "best", None, None, None, None]
+    assert not any(c.mark for r in t.rows if r[1].text != "F" for c in r)  # P and R are shown, not ranked
     tables, notes = report.build(df)
     assert notes[0] == "8 runs read: 7 finished, 1 not finished (1 FAILED), left out."
-    assert "biobert/ncbi_disease/welt" in notes[1] and "scibert/ncbi_disease/ins" in notes[1]
+    assert "BioBERT/NCBI-disease/WeLT" in notes[1] and "SciBERT/NCBI-disease/INS" in notes[1]
+    assert any("could not be tested for a tie" in n for n in notes)
     md = report.to_markdown(t)
-    assert "| biobert | F | 80.00 | **82.00** | **82.00** | <u>81.00</u> | 79.00 | <u>81.00</u> | — |" in md
+    assert "| BioBERT | F | 80.00 | **82.00** | **82.00** | 81.00 | 79.00 | 81.00 | — |" in md
     tex = report.to_latex(t)
-    assert r"\textbf{82.00}" in tex and r"\underline{81.00}" in tex and r"\toprule" in tex
+    assert r"\textbf{82.00}" in tex and r"\toprule" in tex
 
 
 def test_overview_table_has_a_row_per_corpus_and_the_seed_spread(store):
@@ -67,10 +71,10 @@ def test_overview_table_has_a_row_per_corpus_and_the_seed_spread(store):
         f1_run(client, exp, "minilm", "ncbi_disease", "welt", w, seed=seed)
     f1_run(client, exp, "minilm", "bc5cdr_chem", "welt", 0.9)
     t = report.overview_table(report.load_runs(uri, ["grid"]))
-    assert t.header == ["Dataset", "Model", "Vanilla", "WeLT"]
-    assert [[c.text for c in r] for r in t.rows] == [["bc5cdr_chem", "minilm", "—", "90.00"],
-                                                    ["ncbi_disease", "minilm", "82.00 ± 2.00 (n=3)", "79.00 ± 1.00 (n=3)"]]
-    assert [c.mark for c in t.rows[1][2:]] == ["best", "second"]
+    assert t.header == ["Dataset", "Model", "Vanilla", "WeLT"]  # no dev logged: no dev rows
+    assert [[c.text for c in r] for r in t.rows] == [["BC5CDR-chem", "MiniLM", "—", "90.00"],
+                                                    ["NCBI-disease", "MiniLM", "82.00 ± 2.00 (n=3)", "79.00 ± 1.00 (n=3)"]]
+    assert [c.mark for c in t.rows[1][2:]] == ["best", None]
 
 
 def test_seeds_give_mean_and_std(store):
@@ -113,7 +117,7 @@ def test_wins_table_counts_cells(store):
         for scheme, f1 in values.items():
             f1_run(client, exp, "biobert", dataset, scheme, f1)
     t = report.wins_table(report.load_runs(uri, ["grid"]))
-    assert {r[0].text: (r[1].text, r[2].text) for r in t.rows} == {"INS": ("0", "2"), "Vanilla": ("1", "0"), "WeLT": ("2", "0")}
+    assert {r[0].text: (r[1].text, r[2].text) for r in t.rows} == {"INS": ("0", "0"), "Vanilla": ("1", "0"), "WeLT": ("2", "0")}
 
 
 def test_published_versus_ours(store):
@@ -123,7 +127,7 @@ def test_published_versus_ours(store):
     f1_run(client, exp, "tiny_bert", "linnaeus", "ins", 0.5)  # not in the paper: not compared
     t = report.paper_comparison(report.load_runs(uri, ["grid"]))
     assert len(t.rows) == 1
-    assert [c.text for c in t.rows[0]] == ["linnaeus", "biobert", "INS", "90.00", "82.00", "86.00", "92.52", "78.57", "84.98", "+1.02"]
+    assert [c.text for c in t.rows[0]] == ["LINNAEUS", "BioBERT", "INS", "90.00", "82.00", "86.00", "92.52", "78.57", "84.98", "+1.02"]
 
 
 def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root, monkeypatch, capsys):
@@ -143,7 +147,7 @@ def test_report_cli_on_a_real_tiny_grid_in_a_browser(tmp_path, data_root, monkey
     assert {"report.html", "report.md", "table01.tex", "table01.csv", "schemes_ncbi_disease.png"} <= {p.name for p in out.iterdir()}
     md = (out / "report.md").read_text()
     assert "±" in md  # two seeds per configuration
-    assert "| bc5cdr_chem | " in md and "Sentences per split" in md
+    assert "| BC5CDR-chem | " in md and "Sentences per split" in md
     assert mlflow.search_runs(experiment_names=["bioner-grid"], filter_string="tags.kind = 'report'").empty
     report_runs = mlflow.search_runs(experiment_names=["bioner-grid-reports"], filter_string="tags.kind = 'report'", output_format="list")
     assert len(report_runs) == 1
@@ -202,9 +206,9 @@ def test_foundation_views_choose_the_lr_on_dev_and_show_test(store, tmp_path):
     df = report.load_runs(uri, ["grid"])
     t = report.foundation_table(df)
     assert t.header == ["Model", "batch 8", "batch 16"]
-    assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"bert": ["80.00 (lr 0.0001, n=1)", "82.00 (lr 0.0001, n=1)"],
-                                                                    "gpt2": ["80.00 (lr 1e-05, n=1)", "82.00 (lr 1e-05, n=1)"]}
-    assert "chosen on dev" in t.title and "Choosing on test would have picked: bert batch 8: lr 0.001 (85.00) instead of 0.0001 (80.00)." in t.note
+    assert {r[0].text: [c.text for c in r[1:]] for r in t.rows} == {"BERT": ["80.00 (lr 0.0001, n=1)", "82.00 (lr 0.0001, n=1)"],
+                                                                    "GPT-2": ["80.00 (lr 1e-05, n=1)", "82.00 (lr 1e-05, n=1)"]}
+    assert "chosen on dev" in t.title and "Choosing on test would have picked: BERT batch 8: lr 0.001 (85.00) instead of 0.0001 (80.00)." in t.note
     best = runtable.best_lr(df)
     assert set(best["chosen_on"]) == {"dev"} and best.loc[(best["model"] == "bert") & (best["batch_size"] == 8), "split_lr"].item() == 1e-3
     out = tmp_path / "report"
@@ -243,9 +247,9 @@ def test_cells_are_configurations_seeds_averaged_only_within_one(store, caplog):
     assert t.header == ["Model", "", "Vanilla", "WeLT", "Focal (γ=2)"]  # known schemes in the paper's order, then the new one
     f_rows = {r[0].text: [c.text for c in r[2:]] for r in t.rows if r[1].text == "F"}
     assert f_rows == {
-        "minilm (head=crf, epochs=5)": ["91.00 ± 1.41 (n=2)", "—", "—"],
-        "minilm (head=softmax, epochs=3)": ["70.00", "—", "—"],
-        "minilm (head=softmax, epochs=5)": ["82.00 ± 2.00 (n=3)", "83.00 ± 2.00 (n=3)", "75.00"],
+        "MiniLM (head=crf, epochs=5)": ["91.00 ± 1.41 (n=2)", "—", "—"],
+        "MiniLM (head=softmax, epochs=3)": ["70.00", "—", "—"],
+        "MiniLM (head=softmax, epochs=5)": ["82.00 ± 2.00 (n=3)", "83.00 ± 2.00 (n=3)", "75.00"],
     }
     assert set(df["cell_key"]) == {"softmax-5-vanilla", "softmax-5-welt", "crf-5-vanilla", "softmax-3-vanilla", "softmax-5-focal"}
     assert "cell_key" not in caplog.text
@@ -280,9 +284,12 @@ def test_dev_chooses_the_marked_and_best_scheme(store):
     t = report.welt_table(df, "ncbi_disease")
     f_row = next(r for r in t.rows if r[1].text == "F")
     assert f_row[t.header.index("WeLT")].mark == "best" and f_row[t.header.index("WeLT")].text == "81.00"
-    assert "best / second on dev, test shown" in t.title and t.note == "n = 1 seed(s) per cell"
+    assert "bold: best on dev F1" in t.note and "n = 1 seed(s) per cell" in t.note
+    dev_row = next(r for r in t.rows if r[1].text == "F (dev)")  # the values the choice was made on
+    assert dev_row[t.header.index("WeLT")].text == "82.00" and dev_row[t.header.index("Vanilla")].text == "80.00"
     (row,) = report.best_scheme_table(df).rows
-    assert [c.text for c in row] == ["ncbi_disease", "biobert", "WeLT", "82.00", "81.00", "1", "85.00", "-4.00", "Vanilla"]
+    assert [c.text for c in row] == ["NCBI-disease", "BioBERT", "WeLT", "82.00", "81.00", "1", "85.00", "-4.00", "Vanilla"]
+    assert "| 81.00 | 1 | 85.00 | \u22124.00 | Vanilla |" in report.to_markdown(report.best_scheme_table(df))
     wins = {r[0].text: r[1].text for r in report.wins_table(df).rows}
     assert wins["WeLT"] == "1" and wins["Vanilla"] == "0"
 
@@ -326,7 +333,7 @@ def test_bootstrap_and_error_profile_tables_from_logged_artifacts(store, tmp_pat
     boot = report.bootstrap_vs_vanilla(df, files)
     t = report.significance_table(boot, "ncbi_disease")
     rows = {r[1].text: [c.text for c in r] for r in t.rows}
-    assert rows["INS"][5:] == ["+0.00", "[+0.00, +0.00]", "1.000", "within noise"]  # the same predictions as Vanilla
+    assert rows["INS"][5:] == ["+0.00", "[+0.00, +0.00]", "1.0000", "within noise"]  # the same predictions as Vanilla
     welt = boot[boot["scheme"] == "welt"].iloc[0]
     assert welt["delta"] > 5 and welt["low"] > 0 and rows["WeLT"][8] == "better"
     assert welt["delta"] == pytest.approx(100 * (score(gold, systems["welt"])["strict"]["f1"] - score(gold, systems["vanilla"])["strict"]["f1"]))
@@ -430,9 +437,9 @@ def test_non_finite_scores_are_never_ranked_and_a_note_names_the_runs(store):
     assert f"{ids[('gpt2', 'welt', 2)]} (gpt2/ncbi_disease/welt seed 2: test_strict_f1=nan" in note
     t = report.welt_table(df, "ncbi_disease")
     rows = {(r[0].text, r[1].text): r for r in t.rows}
-    bert = [(c.text, c.mark) for c in rows[("bert", "F")][2:]]
+    bert = [(c.text, c.mark) for c in rows[("BERT", "F")][2:]]
     assert ("70.00", "best") in bert and ("—", None) in bert  # inf is no best: shown missing, the note says why
-    gpt2 = [(c.text, c.mark) for c in rows[("gpt2", "F")][2:]]
+    gpt2 = [(c.text, c.mark) for c in rows[("GPT-2", "F")][2:]]
     assert ("65.00", "best") in gpt2  # the NaN seed is out (n=1), not averaged in
     for table in tables:
         for row in table.rows:
@@ -461,3 +468,168 @@ def test_sweep_summary_ranks_no_non_finite_score_and_names_those_jobs(store):
     assert "not ranked: 2 job(s)" in sweep.summary_markdown(rows, "sweep-1")
     sweep.close(s, parent, "sweep-1", {"jobs_launched": 4}, rows)
     assert run_metrics(client.get_run(parent))["best_test_strict_f1"] == 0.7  # not inf
+
+
+# --- Marks that respect noise, statistics that agree, a table for every store, publication-ready output (issue 24) ---
+
+
+def logged_predictions(client, exp, tmp_path, scheme, tokens, gold, pred, dev_f1, seed=1, model="minilm", params=None):
+    """A finished run with the metrics of ``pred`` on ``gold``, its predictions as an artifact and a
+    given dev F1 (the score the choice is made on)."""
+    from bioner_grid.scoring import score
+    from test_significance import write
+
+    s = score(gold, pred)["strict"]
+    run = client.create_run(exp, tags={"model": model, "dataset": "ncbi_disease", "scheme": scheme, "lr": "0.0002",
+                                       "batch_size": "16", "seed": str(seed)})
+    rid = run.info.run_id
+    for k in ("precision", "recall", "f1"):
+        client.log_metric(rid, f"test_strict_{k}", s[k])
+        client.log_metric(rid, f"dev_strict_{k}", dev_f1)
+    for k, v in (params or {}).items():
+        client.log_param(rid, k, v)
+    folder = tmp_path / "upload" / rid
+    folder.mkdir(parents=True)
+    client.log_artifact(rid, str(write(folder / "predictions_test.conll", tokens, gold, pred)))
+    client.set_terminated(rid, "FINISHED")
+    return rid
+
+
+@pytest.fixture()
+def real_store(store, tmp_path):
+    """Three configurations on 250 real NCBI-disease test sentences: MiniLM's real predictions
+    (vanilla, best on dev), the same with two sentences changed (ISNS: within noise of it), and
+    with 60% of the entities dropped (INS: clearly worse); WeLT's real predictions too."""
+    from test_significance import drop_entities, real_predictions
+
+    uri, client, exp = store
+    real = real_predictions(tmp_path)
+    tokens, gold, vanilla = real["vanilla"]
+    near = [list(s) for s in vanilla]
+    changed = [i for i, s in enumerate(gold) if any(t != "O" for t in s)][:2]
+    for i in changed:
+        near[i] = list(gold[i])
+    ids = {"vanilla": logged_predictions(client, exp, tmp_path, "vanilla", tokens, gold, vanilla, 0.80),
+           "isns": logged_predictions(client, exp, tmp_path, "isns", tokens, gold, near, 0.79),
+           "ins": logged_predictions(client, exp, tmp_path, "ins", tokens, gold, drop_entities(vanilla, 0.6, 3), 0.70),
+           "welt": logged_predictions(client, exp, tmp_path, "welt", tokens, gold, real["welt"][2], 0.78)}
+    return uri, ids
+
+
+def test_ties_are_the_configurations_within_the_paired_bootstrap_noise_of_the_best(real_store, tmp_path):
+    uri, ids = real_store
+    df = report.load_runs(uri, ["grid"])
+    files = report.RunFiles(tmp_path / "cache", uri)
+    ranker = report.Ranker(files, "test", "strict", resamples=2000, seed=0)
+    t = report.welt_table(df, "ncbi_disease", ranker=ranker)
+    f_row = {h: c for h, c in zip(t.header, next(r for r in t.rows if r[1].text == "F"))}
+    dev_row = {h: c.text for h, c in zip(t.header, next(r for r in t.rows if r[1].text == "F (dev)"))}
+    assert f_row["Vanilla"].mark == "best" and dev_row["Vanilla"] == "80.00"  # chosen on dev, shown beside test
+    assert f_row["ISNS"].mark == "tied" and f_row["INS"].mark is None
+    ranking = report.ranking_table(df, "ncbi_disease", ranker=ranker)
+    rows = {r[1].text: {h: c for h, c in zip(ranking.header, r)} for r in ranking.rows}
+    assert [r[1].text for r in ranking.rows] == ["Vanilla", "ISNS", "WeLT", "INS"]  # ranked on dev
+    assert rows["Vanilla"]["dev F1"].text == "80.00" and rows["Vanilla"]["test F1"].mark == "best"
+    for scheme, row in rows.items():  # every mark agrees with the interval and p printed beside it
+        if scheme == "Vanilla":
+            continue
+        interval = row["ΔF1 vs chosen (95% interval)"].text
+        low, high = (float(x) for x in interval[interval.index("[") + 1 : -1].split(", "))
+        p = float(row["p"].text.lstrip("< "))
+        assert (row["test F1"].mark == "tied") == (low <= 0 <= high) == (p >= 0.05), (scheme, interval, p)
+    assert rows["INS"]["p"].text.startswith("<") or float(rows["INS"]["p"].text) < 0.05
+    assert "underlined: the paired bootstrap 95% interval" in t.note and "2000 resamples" in t.note
+    wins = {r[0].text: (r[1].text, r[2].text) for r in report.wins_table(df, ranker=ranker).rows}
+    assert wins["Vanilla"] == ("1", "0") and wins["ISNS"] == ("0", "1") and wins["INS"] == ("0", "0")
+
+
+def test_report_and_command_print_the_same_numbers_for_one_pair(real_store, tmp_path, capsys):
+    """One resample count (report.resamples) and seed: the report's bootstrap row and
+    ``python -m bioner_grid.significance A B --uri`` agree to the last printed digit."""
+    from bioner_grid import significance
+    from bioner_grid.spec import ReportSchema
+
+    uri, ids = real_store
+    df = report.load_runs(uri, ["grid"])
+    out = tmp_path / "report"
+    report.write(df, out, cache=tmp_path / "cache")  # the defaults: ReportSchema.resamples, .seed
+    import csv
+
+    tables = [list(csv.reader(p.open(encoding="utf-8"))) for p in sorted(out.glob("table*.csv"))]
+    (boot,) = [t for t in tables if t[0][:4] == ["Model", "Scheme", "seed", "Vanilla F1"]]  # the report's bootstrap table
+    (cells,) = [row for row in boot[1:] if row[1] == "WeLT"]
+    capsys.readouterr()
+    assert significance.main([ids["vanilla"], ids["welt"], "--uri", uri]) == 0
+    printed = capsys.readouterr().out
+    assert f"{ReportSchema.resamples} paired bootstrap resamples" in printed
+    delta, interval, p = cells[5:8]
+    assert f"ΔF1 (B − A) {delta} points, 95% CI {interval}, p {'= ' if not p.startswith('<') else ''}{p}" in printed
+    assert f"F1 A {cells[3]}, B {cells[4]};" in printed
+    # the heatmap's "~" tests the value it is drawn on: ISNS (two sentences changed) only is within noise of Vanilla
+    svg = (out / "schemes_ncbi_disease.svg").read_text(encoding="utf-8")
+    assert svg.count("~") == 1
+
+
+def test_a_store_of_one_scheme_and_one_lr_still_gets_an_f1_table(store, tmp_path):
+    """CRF against softmax heads, and two models, all with one scheme and one learning rate: the
+    report ranks the configurations (it used to give only the corpus statistics)."""
+    uri, client, exp = store
+    for head, f1, seed in (("crf", 0.81, 1), ("crf", 0.83, 2), ("softmax", 0.80, 1), ("softmax", 0.78, 2)):
+        run = client.create_run(exp, tags={"model": "minilm", "dataset": "ncbi_disease", "scheme": "vanilla", "lr": "0.0001",
+                                           "batch_size": "32", "seed": str(seed), "cell_key": f"k-{head}"})
+        client.log_param(run.info.run_id, "model.head", head)
+        client.log_param(run.info.run_id, "model.display_name", "MiniLM-L6")
+        for m in ("f1", "precision", "recall"):
+            client.log_metric(run.info.run_id, f"test_strict_{m}", f1)
+        client.log_metric(run.info.run_id, "dev_strict_f1", f1 - 0.01)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    for model in ("bert", "tiny_bert"):
+        f1_run(client, exp, model, "bc5cdr_chem", "vanilla", 0.7 if model == "bert" else 0.2)
+    df = report.load_runs(uri, ["grid"])
+    tables, _ = report.build(df)
+    ncbi = next(t for t in tables if t.title.startswith("NCBI-disease: every configuration"))
+    assert [[c.text for c in r[:2]] + [r[ncbi.header.index("test F1")].text] for r in ncbi.rows] == [
+        ["MiniLM-L6 (head=crf)", "Vanilla", "82.00 ± 1.41 (n=2)"], ["MiniLM-L6 (head=softmax)", "Vanilla", "79.00 ± 1.41 (n=2)"]]
+    assert ncbi.rows[0][ncbi.header.index("dev F1")].text == "81.00" and ncbi.rows[0][ncbi.header.index("test F1")].mark == "best"
+    chem = next(t for t in tables if t.title.startswith("BC5CDR-chem: every configuration"))
+    assert [r[0].text for r in chem.rows] == ["BERT", "TinyBERT"] and "No dev scores logged" in chem.note
+    report.write(df, tmp_path / "out")
+    assert "every configuration, chosen on dev" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_publication_output_minus_signs_pdf_svg_and_no_line_through_two_points(store, tmp_path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    from bioner_grid import report_figures
+
+    uri, client, exp = store
+    for model, seconds, rss in (("bert", 100.0, 1000.0), ("gpt2", 300.0, 2000.0)):
+        for scheme, f1 in (("vanilla", 0.80), ("welt", 0.76)):
+            for seed in (1, 2):
+                log_run(client, exp, model=model, dataset="ncbi_disease", scheme=scheme, lr=5e-5, batch_size=32, seed=seed,
+                        test_strict_f1=f1 + seed / 100, test_strict_precision=f1, test_strict_recall=f1, dev_strict_f1=f1,
+                        train_seconds=seconds, peak_rss_mb=rss)
+    df = report.load_runs(uri, ["grid"])
+    out = tmp_path / "out"
+    report.write(df, out)
+    for stem in ("schemes_ncbi_disease", "memory_vs_time"):
+        assert {f"{stem}.{x}" for x in ("png", "pdf", "svg")} <= {p.name for p in out.iterdir()}
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    images = report_figures.memory_vs_time(df, tmp_path / "fig")
+    assert "no line fitted through fewer than 3 points" in images[0][1]
+    assert "least squares" not in (tmp_path / "fig" / "memory_vs_time.svg").read_text()
+    # heatmap text: value and n in every cell, at least 9 pt in the saved figure (SVG user unit = 1 pt)
+    svg = ET.parse(out / "schemes_ncbi_disease.svg").getroot()
+    texts = [(e.get("style") or "", "".join(e.itertext())) for e in svg.iter() if e.tag.endswith("text")]
+    counts = [(style, text) for style, text in texts if text.strip() == "n=2"]
+    values = [(style, text) for style, text in texts if re.fullmatch(r"[\u2212+]?\d+(\.\d)?~?", text.strip())]
+    assert len(counts) == 8 and len(values) >= 8  # 2 models x 2 schemes x (F1, ΔF1), each with its n
+    assert all(float(re.search(r"font-size: ?([\d.]+)px", style).group(1)) >= 9 for style, _ in counts + values)
+    assert "\u22124.0" in [text.strip() for _, text in values]  # ΔF1 with a real minus
+    md, tex, csv_text = ((out / "report.md").read_text(), "".join(p.read_text() for p in out.glob("*.tex")),
+                         "".join(p.read_text() for p in out.glob("*.csv")))
+    assert "\u22124.00" in md and "$-$4.00" in tex and "-4.00" in csv_text  # CSV keeps numbers numbers
+    assert not re.search(r"(?<![\w.$])-\d", tex)  # no hyphen as a minus in LaTeX
+    assert "GPT-2" in md and "gpt2" not in md.replace("GPT-2", "")
+    assert r"\label{tab:table01}" in tex and r"\footnotesize" in tex

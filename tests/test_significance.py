@@ -1,10 +1,13 @@
 """Paired bootstrap of strict F1: checked against seqeval and against cases with known answers."""
 
+import gzip
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bioner_grid import significance as sig
-from bioner_grid.corpus import DataError
+from bioner_grid.corpus import DataError, read_rows
 from bioner_grid.data import read_conll
 from bioner_grid.scoring import score
 from conftest import NCBI
@@ -24,7 +27,7 @@ def drop_entities(tags: list[list[str]], fraction: float, seed: int) -> list[lis
     out = []
     for sent in tags:
         sent = list(sent)
-        for _, start, end in sig.strict_spans(sent):
+        for _, start, end in sorted(sig.strict_spans(sent)):  # sorted: a set of str iterates in a per-process order
             if rng.random() < fraction:
                 sent[start:end] = ["O"] * (end - start)
         out.append(sent)
@@ -137,3 +140,72 @@ def test_resampling_weights_are_bootstrap_draws():
     assert w.shape == (1000, 50) and (w.sum(axis=1) == 50).all()  # n draws with replacement per replicate
     assert abs(w.mean() - 1) < 0.01 and abs(w.var() - (1 - 1 / 50)) < 0.05  # Binomial(n, 1/n) per sentence
     assert np.array_equal(w, sig.resample_weights(50, 1000, 0)) and not np.array_equal(w, sig.resample_weights(50, 1000, 1))
+
+
+# --- One resampling for the interval and the p-value (issue 24): they cannot disagree ---
+
+REAL = Path(__file__).parent / "data"  # MiniLM's predictions on the first 250 NCBI-disease test sentences (tests/data/README.md)
+
+
+def real_predictions(tmp_path) -> dict[str, tuple[list, list, list]]:
+    """Tokens, gold and predicted tags of the two real runs (vanilla and WeLT weights)."""
+    out = {}
+    for scheme in ("vanilla", "welt"):
+        path = tmp_path / f"{scheme}.conll"
+        path.write_bytes(gzip.decompress((REAL / f"predictions_ncbi_minilm_{scheme}.conll.gz").read_bytes()))
+        rows = read_rows(path, 3)
+        out[scheme] = ([[f[0] for _, f in s] for s in rows], [[f[1] for _, f in s] for s in rows], [[f[2] for _, f in s] for s in rows])
+    return out
+
+
+def test_p_below_005_exactly_when_the_interval_excludes_0_on_real_predictions(tmp_path):
+    """Many pairs built from two real runs' predictions (each sentence's tags taken from one run or
+    the other, at random, in every proportion) and from gold: p < 0.05 exactly when the 95% interval
+    excludes 0, for every pair, including the pairs near the boundary."""
+    real = real_predictions(tmp_path)
+    tokens, gold, vanilla = real["vanilla"]
+    welt = real["welt"][2]
+    assert real["welt"][1] == gold
+    rng = np.random.default_rng(0)
+    base = sig.sentence_counts(gold, vanilla)
+    results = []
+    for k in range(120):
+        take = rng.random(len(gold)) < rng.uniform(0, 0.6) ** 2  # sentences whose tags come from the WeLT run
+        other = rng.random(len(gold)) < (rng.uniform(0, 0.04) if k % 3 == 0 else 0)  # and a few from gold
+        mixed = [g if o else (w if t else v) for g, v, w, t, o in zip(gold, vanilla, welt, take, other)]
+        resamples = (1000, 1999, 2000, 3001)[k % 4]  # odd counts too: the interval's rank is ⌈αB/2⌉
+        r = sig.paired_bootstrap(base, sig.sentence_counts(gold, mixed), resamples, seed=k)
+        assert (r.p < 0.05) == (not r.low <= 0 <= r.high) == (not r.within_noise), (k, r)
+        results.append(r)
+    ps = np.array([r.p for r in results])
+    assert (ps < 0.05).sum() >= 10 and (ps >= 0.05).sum() >= 10  # both outcomes occur
+    assert ((ps > 0.02) & (ps < 0.12)).sum() >= 10  # and pairs near the boundary, where a mismatch would show
+
+
+def test_interval_and_p_are_the_order_statistics_and_counts_of_one_set_of_replicates(tmp_path):
+    """Recomputed by hand from the replicates: the interval is [δ*_(j), δ*_(B+1−j)] with j = ⌈αB/2⌉
+    and p = 2·min(#{δ* ≤ 0}, #{δ* ≥ 0}) / B (Efron & Tibshirani 1993, §15.4)."""
+    real = real_predictions(tmp_path)
+    tokens, gold, vanilla = real["vanilla"]
+    a, b = sig.sentence_counts(gold, vanilla), sig.sentence_counts(gold, real["welt"][2])
+    w = sig.resample_weights(len(a), 2000, 7).astype(np.float64)
+    deltas = 100 * (sig.f1(w @ b) - sig.f1(w @ a))
+    r = sig.paired_bootstrap(a, b, 2000, seed=7)
+    ordered = np.sort(deltas)
+    assert sig.order_index(2000) == 50 and sig.order_index(10000) == 250 and sig.order_index(1999) == 50
+    assert (r.low, r.high) == pytest.approx((ordered[49], ordered[2000 - 50]))
+    assert r.p == pytest.approx(min(1, 2 * min((deltas <= 0).sum(), (deltas >= 0).sum()) / 2000))
+    assert r.delta == pytest.approx(100 * (sig.f1(b.sum(0)) - sig.f1(a.sum(0))))
+    assert sig.p_text(0.0, 10000) == "< 0.0002" and sig.p_text(0.0890, 10000) == "0.0890"
+
+
+def test_the_command_defaults_to_the_report_resample_count(tmp_path, capsys):
+    from bioner_grid.spec import ReportSchema
+
+    real = real_predictions(tmp_path)
+    assert sig.main([str(tmp_path / "vanilla.conll"), str(tmp_path / "welt.conll")]) == 0
+    out = capsys.readouterr().out
+    assert f"{ReportSchema.resamples} paired bootstrap resamples" in out and ReportSchema.resamples == 10000
+    a, b = (sig.read_predictions(tmp_path / f"{s}.conll") for s in ("vanilla", "welt"))
+    assert sig.describe(sig.compare(a, b, ReportSchema.resamples, ReportSchema.seed)) in out
+    assert len(real["vanilla"][0]) == 250

@@ -34,7 +34,7 @@ def run(module_name: str, argv: list[str] | None = None) -> int:
     is one printed line and its exit status), or print its usage for -h/--help."""
     argv = sys.argv[1:] if argv is None else argv
     module = importlib.import_module(f"bioner_grid.{module_name}")
-    if module_name not in ("evaluate", "tag") and any(a in ("-h", "--help") for a in argv):  # they have their own
+    if module_name not in ("evaluate", "tag", "tag_compare") and any(a in ("-h", "--help") for a in argv):  # they have their own
         print(usage(module_name, module.__doc__))
         return 0
     try:

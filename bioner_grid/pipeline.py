@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import export, identity, preempt, redact, runtime, scoring, spec, sweep, tracking
+from bioner_grid import collapse, export, identity, preempt, redact, runtime, scoring, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split
@@ -147,6 +147,9 @@ def run(cfg, output_dir: str | Path) -> dict:
         with store.heartbeat(active.run_id, float(cfg.grid.heartbeat_s)):
             record_inputs(cfg, active, p)
             trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics)
+            collapsed = collapse.outcome(trainer)  # train.stop_collapsed stopped it: still scored, FINISHED, tagged
+            if collapsed:
+                active.set_tags(collapsed)
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
@@ -165,6 +168,11 @@ def run(cfg, output_dir: str | Path) -> dict:
             shutil.rmtree(folder, ignore_errors=True)
     log.info("test strict F1 %.4f (default %.4f), train %.0f s, run %s", result["metrics"]["test_strict_f1"],
              result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
+    if collapsed:
+        log.warning("COLLAPSED at epoch %s: %s. MLflow run %s is FINISHED with tag collapsed=true (its scores are "
+                    "those of a model that learnt nothing; the report shows it as collapsed)",
+                    collapsed["collapsed_at_epoch"], collapsed["collapse_reason"], result["run_id"])
+        result["collapsed"] = collapsed["collapse_reason"]
     return result
 
 
@@ -239,7 +247,7 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     started = time.perf_counter()
     dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
-                    cfg.train.patience, log_metrics, resume_from, score=scoring.score)
+                    cfg.train.patience, log_metrics, resume_from, collapse.sentinels(cfg.train), score=scoring.score)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
     for name, split in p.corpus.splits.items():

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
+COLLAPSED = "collapsed"  # a cell whose every run the collapse sentinel stopped (bioner_grid.collapse)
 # Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
 # name for a corpus in the corpus tables, its own tables (aio.ReportHooks: the all-in-one corpus).
 VARIANTS = (aio.REPORT,)
@@ -88,6 +89,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     columns.update({v.column: df.get(f"tags.{v.column}") for v in VARIANTS})
     columns["scheme_label"] = df["params.scheme.label"] if "params.scheme.label" in df else None
     columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
+    columns["collapsed"] = df.get("tags.collapsed")  # stopped by train.stop_collapsed (bioner_grid.collapse)
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
@@ -178,10 +180,15 @@ class Table:
     note: str = ""
 
 
-def fmt(mean: float | None, std: float | None = None, n: int = 1) -> str:
+def fmt(mean: float | None, std: float | None = None, n: int = 1, collapsed: int = 0) -> str:
+    """``mean ± std (n=…)``; ``collapsed`` of the n runs were stopped by the collapse sentinel: all of
+    them shows "collapsed" (not a 0.00 that reads like a measured score), some are counted."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return MISSING
-    return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f}"
+    if collapsed and collapsed >= n:
+        return COLLAPSED
+    text = f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f}"
+    return f"{text} ({collapsed} collapsed)" if collapsed else text
 
 
 def marks(values: list[float | None]) -> list[str | None]:
@@ -208,8 +215,8 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
             chosen = means if choose == split else _means(ok[ok["model"] == model], ["scheme"], metric_column(choose, mode, measure), schemes)
             row = [Cell(model), Cell(short)]
             for s, mean, mark in zip(schemes, means, marks(chosen)):
-                std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
-                row.append(Cell(fmt(mean, std, n), mark))
+                std, n, c = (st["std"].get(s), int(st["n"].get(s)), int(st["collapsed"].get(s))) if s in st.index else (None, 0, 0)
+                row.append(Cell(fmt(mean, std, n, c), mark if not c or c < n else None))
             rows.append(row)
     return Table(f"{dataset}: {split} {mode} P/R/F1 (%) per model and scheme (mean ± sd over seeds; "
                  f"bold / underlined: best / second on {choose}, {split} shown)", ["Model", ""] + [names.get(s, s) for s in schemes], rows,
@@ -230,7 +237,8 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
             _means(runs, ["scheme"], metric_column(choose, mode, "f1"), schemes)
         row = [Cell(dataset), Cell(model)]
         for s, mark in zip(schemes, marks(chosen)):
-            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s])), mark) if s in st.index else Cell(MISSING))
+            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s]), int(st["collapsed"][s])), mark)
+                       if s in st.index else Cell(MISSING))
         rows.append(row)
     return Table(f"Overview: {split} {mode} F1 (%) per corpus and scheme (mean ± sd over seeds; bold / underlined: "
                  f"best / second on {choose})", ["Dataset", "Model"] + [names.get(s, s) for s in schemes], rows,

@@ -25,11 +25,11 @@ PACKAGE = ROOT / "bioner_grid"
 # config, which the reader below it knows nothing of. Modules listed but absent are skipped.
 LAYERS = [
     ("shared", ["__init__", "errors", "redact"]),
-    ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents"]),
+    ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents", "tagmodes"]),
     ("weights", ["weights"]),
     ("align", ["align"]),
     ("model", ["modeling", "heads", "bundle"]),
-    ("train", ["runtime", "train", "preempt"]),
+    ("train", ["runtime", "train", "preempt", "collapse"]),
     ("scoring", ["scoring", "faireval", "evaluate"]),
     ("spec", ["config", "schema", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep"]),

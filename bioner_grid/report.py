@@ -237,8 +237,8 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") 
             _means(runs, ["scheme"], metric_column(choose, mode, "f1"), schemes)
         row = [Cell(dataset), Cell(model)]
         for s, mark in zip(schemes, marks(chosen)):
-            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s]), int(st["collapsed"][s])), mark)
-                       if s in st.index else Cell(MISSING))
+            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s]), int(st["collapsed"][s])),
+                            mark if st["collapsed"][s] < st["n"][s] else None) if s in st.index else Cell(MISSING))
         rows.append(row)
     return Table(f"Overview: {split} {mode} F1 (%) per corpus and scheme (mean ± sd over seeds; bold / underlined: "
                  f"best / second on {choose})", ["Dataset", "Model"] + [names.get(s, s) for s in schemes], rows,

@@ -26,7 +26,8 @@ def test_too_few_evaluations_never_collapse():
 
 def test_no_entity_and_a_flat_loss_is_a_collapse():
     reason = collapse_reason(h((0.31, 0), (0.305, 0)), 2)
-    assert reason and "no entity predicted on dev in 2 evaluation(s)" in reason and "train 0.3100 -> 0.3050" in reason
+    assert reason and "no entity predicted on dev in 2 evaluation(s)" in reason and "training loss" in reason
+    assert "(0.3100 -> 0.3050)" in reason
     # the reference is the evaluation before the window: from 0.9 the loss is still falling
     assert collapse_reason(h((0.9, 3), (0.31, 0), (0.305, 0)), 2) is None
     assert collapse_reason(h((0.31, 3), (0.31, 0), (0.305, 0)), 2) is not None
@@ -39,6 +40,28 @@ def test_a_slow_start_is_spared_while_its_loss_falls():
     # exactly at the threshold counts as falling; just above it does not
     assert collapse_reason(h((1.0, 0), (1.0 - collapse.MIN_DROP, 0)), 2) is None
     assert collapse_reason(h((1.0, 0), (1.0 - collapse.MIN_DROP + 1e-3, 0)), 2) is not None
+
+
+def test_the_dev_loss_decides_where_it_is_logged():
+    # MiniLM, NCBI-disease (240 sentences), lr 5e-3, batch 16: it never predicts an entity; its mean
+    # training loss keeps drifting down (0.6726 -> 0.3796, the all-O model growing surer) while its
+    # dev loss is flat (0.3521 -> 0.3645): collapsed at the second evaluation.
+    measured = [Evaluation(0.6726, 0, 0.3521), Evaluation(0.3796, 0, 0.3645)]
+    reason = collapse_reason(measured, 2)
+    assert reason and "the dev loss fell by less than 5%" in reason and "(0.3521 -> 0.3645)" in reason
+    assert collapse_reason([Evaluation(e.loss, e.entities) for e in measured], 2) is None  # the training loss would spare it
+
+
+def test_a_measured_slow_start_is_never_stopped():
+    # MiniLM, NCBI-disease (240 sentences), lr 5e-5: its first entities (6) in epoch 3, dev F1 12.8 in epoch 4
+    measured = [Evaluation(0.8239, 0, 0.3278), Evaluation(0.3247, 0, 0.2508), Evaluation(0.2165, 6, 0.2068),
+                Evaluation(0.1608, 57, 0.1823), Evaluation(0.1433, 117, 0.1682)]
+    assert all(collapse_reason(measured[:i], 2) is None for i in range(1, 6))
+    # lr 3e-5: no entity in 5 epochs, but its dev loss never stops falling
+    slower = [Evaluation(0.9373, 0, 0.5303), Evaluation(0.4107, 0, 0.2861), Evaluation(0.2594, 0, 0.2423),
+              Evaluation(0.2086, 0, 0.2227), Evaluation(0.1968, 0, 0.2168)]
+    assert all(collapse_reason(slower[:i], 2) is None for i in range(1, 6))
+    assert collapse_reason(slower[:1], 1) is not None  # collapse_after=1 would stop it at once
 
 
 def test_a_falling_dev_loss_spares_a_run_whose_training_loss_is_flat():
@@ -90,3 +113,48 @@ def test_a_huge_learning_rate_collapses_stops_early_and_is_recorded(tmp_path, da
     assert "not finite" in row["tags.collapse_reason"] and result["collapsed"] == row["tags.collapse_reason"]
     assert float(row["tags.collapsed_at_epoch"]) == row["metrics.train_epochs"] < 4  # stopped, not trained to the end
     assert any("COLLAPSED at epoch" in r.getMessage() for r in caplog.records)
+
+
+def test_the_report_shows_collapsed_cells_as_collapsed(tmp_path):
+    from mlflow import MlflowClient
+
+    from bioner_grid import report
+    from bioner_grid.store import metric_name
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+
+    def run(scheme, seed, f1, collapsed=False):
+        tags = {"model": "minilm", "dataset": "ncbi_disease", "scheme": scheme, "lr": "0.001", "batch_size": "16",
+                "seed": str(seed), **({"collapsed": "true"} if collapsed else {})}
+        r = client.create_run(exp, tags=tags)
+        for k in ("test_strict_f1", "test_strict_precision", "test_strict_recall"):
+            client.log_metric(r.info.run_id, metric_name(k), f1)
+        client.set_terminated(r.info.run_id, "FINISHED")
+
+    for seed in (1, 2):
+        run("vanilla", seed, 0.0, collapsed=True)  # every seed collapsed: "collapsed", not 0.00
+        run("welt", seed, 0.70 + seed / 100, collapsed=False)
+    run("ins", 1, 0.0, collapsed=True)
+    run("ins", 2, 0.60)  # one seed of two collapsed: the mean over both, and the count
+    df = report.load_runs(uri, ["grid"])
+    overview = report.overview_table(df)
+    cells = {h: c for h, c in zip(overview.header, overview.rows[0])}
+    assert cells["Vanilla"].text == "collapsed" and cells["Vanilla"].mark is None
+    assert cells["WeLT"].text == "71.50 ± 0.71 (n=2)" and cells["WeLT"].mark == "best"
+    assert cells["INS"].text == "30.00 ± 42.43 (n=2) (1 collapsed)"
+    f_row = next(r for r in report.welt_table(df, "ncbi_disease").rows if r[1].text == "F")
+    assert [c.text for c in f_row[2:]] == ["30.00 ± 42.43 (n=2) (1 collapsed)", "collapsed", "71.50 ± 0.71 (n=2)"]
+
+
+def test_collapse_after_must_be_positive_and_the_settings_keep_run_keys(data_root):
+    from bioner_grid import identity, spec
+    from bioner_grid.config import compose
+
+    root = f"data.root={data_root}"
+    assert "train.collapse_after=0: must be a positive integer (evaluations)" in spec.problems(
+        compose([root, "train.collapse_after=0"]))
+    # operational: a run key (and so every run recorded before the sentinel) is the same with it on or off
+    keys = {identity.run_key(compose([root, *o])) for o in ([], ["train.stop_collapsed=false"], ["train.collapse_after=5"])}
+    assert len(keys) == 1

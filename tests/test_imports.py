@@ -34,7 +34,7 @@ LAYERS = [
     ("spec", ["config", "schema", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep"]),
     ("report", ["runtable", "report", "report_figures", "significance"]),
-    ("commands", ["__main__", "pipeline", "plan", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
+    ("commands", ["__main__", "pipeline", "plan", "register", "tag", "tag_compare", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]
 LAYER = {m: i for i, (_, members) in enumerate(LAYERS) for m in members}
 COMMANDS = len(LAYERS) - 1

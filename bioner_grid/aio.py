@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from bioner_grid.corpus import Adapter, Corpus, DataError, Sentence, Split, seeded_split
 from bioner_grid.overlap import Evaluation, Screen
+from bioner_grid import tagmodes
 from bioner_grid.pubtator import document_units, keyed_documents
 
 
@@ -67,8 +68,9 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
     docs = {}  # member -> split -> [((PMID, text), sentences)]
     for m in kept:
         types = OmegaConf.to_container(m.types, resolve=True)
-        train, train_docs = keyed_documents(m.train, types, cache_dir)
-        test, test_docs = keyed_documents(m.test, types, cache_dir)
+        strip = list(m.strip_suffixes)  # AIONER's " cell"/" cells" for BioID's cell lines (conf/dataset/aio.yaml)
+        train, train_docs = keyed_documents(m.train, types, cache_dir, strip)
+        test, test_docs = keyed_documents(m.test, types, cache_dir, strip)
         reports += [train.report, test.report]
         docs[m.name] = {"train": train_docs, "test": test_docs}
     tests = [Evaluation("test", document_units(m.test, docs[m.name]["test"]), m.name) for m in kept]
@@ -128,17 +130,11 @@ class AllInOne(Adapter):
     def scored_view(self, tokens, gold, pred) -> tuple[list, list, list]:
         return without_tasks(tokens, gold, pred)
 
-    def passes(self, asked: set[str], every: bool) -> list[tuple[str | None, set[str]]]:
-        """The ``<ALL>`` task when every type is asked (``every``) and the model has it, else one
-        pass per task: each type asked under its own task, else ``<ALL>``'s, as AIONER does."""
-        tasks = self.tasks()
-        if every and "ALL" in tasks:
-            return [("ALL", asked)]
-        passes: dict[str, set[str]] = {}
-        for t in sorted(asked):
-            task = t if t in tasks else ("ALL" if t in tasks.get("ALL", []) else next(k for k, v in tasks.items() if t in v))
-            passes.setdefault(task, set()).add(t)
-        return list(passes.items())
+    def passes(self, asked: set[str], every: bool, mode: str = "auto") -> list[tuple[str | None, set[str]]]:
+        """The passes of ``tag.mode`` (``tagmodes.passes``): ``auto`` is the ``<ALL>`` task when
+        every type is asked (``every``) and the model has it, else one pass per task: each type
+        asked under its own task, else ``<ALL>``'s, as AIONER does."""
+        return tagmodes.passes(self.tasks(), asked, every, mode)
 
     def wrap(self, sentence: Sentence, task: str | None) -> Sentence:
         return tag_sentence(sentence, task)

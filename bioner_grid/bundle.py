@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DataCollatorForTokenClassification
 
-from bioner_grid import redact
+from bioner_grid import redact, tagmodes
 from bioner_grid.aio import AllInOne
 from bioner_grid.align import by_length, make_windows, predictions_to_tags
 from bioner_grid.corpus import Adapter, DataError, Sentence, entity_spans
@@ -104,33 +104,33 @@ class Tagger:
     def types(self) -> list[str]:
         return sorted({label[2:] for label in self.labels if label[:2] in ("B-", "I-")})
 
-    def plan(self, types: list[str] | None) -> list[tuple[str | None, set[str]]]:
+    def plan(self, types: list[str] | None, mode: str = "auto") -> list[tuple[str | None, set[str]]]:
         """(task, types kept) per pass over the text: one pass for a single-corpus model; an
-        all-in-one model's passes are its adapter's (``aio.AllInOne.passes``)."""
+        all-in-one model's passes are its adapter's for ``tag.mode`` (``tagmodes.passes``)."""
         known = set(self.types)
         asked = set(types) if types else known
         unknown = asked - known
         if unknown:
             raise DataError(f"tag.types:0: the model knows {sorted(known)}, not {sorted(unknown)}")
-        return self.adapter.passes(asked, every=not types)
+        try:
+            return self.adapter.passes(asked, every=not types, mode=mode)
+        except ValueError as e:  # a mode the model cannot do (tagmodes.passes)
+            raise DataError(f"tag.mode:0: {e}") from None
 
-    def tag_sentences(self, sentences: list[list[str]], types: list[str] | None = None, progress: bool = False) -> list[list[str]]:
+    def tag_sentences(self, sentences: list[list[str]], types: list[str] | None = None, progress: bool = False,
+                      mode: str = "auto") -> list[list[str]]:
         """Predicted tags of every word of every sentence, types not asked set to ``O``. With several
-        passes (an all-in-one model asked for types of different tasks) an entity of a later pass
-        is kept where the earlier ones found nothing."""
-        merged = None
-        for task, keep in self.plan(types):
-            batch = [self.adapter.wrap(Sentence(words, ["O"] * len(words)), task) for words in sentences]
-            predicted = [self.adapter.unwrap(s.tokens, p) for s, p in zip(batch, self._predict(batch, progress))]
-            predicted = [[t if t[0] in "BI" and t[2:] in keep else "O" for t in p] for p in predicted]
-            if merged is None:
-                merged = predicted
-                continue
-            for tags, pred in zip(merged, predicted):
-                for _, start, end in entity_spans(pred):
-                    if all(t == "O" for t in tags[start:end]):
-                        tags[start:end] = pred[start:end]
-        return merged
+        passes (an all-in-one model in ``tag.mode`` individual or combined, asked for types of
+        different tasks) overlapping entities are resolved by AIONER's rule, the longest kept
+        (``tagmodes.merge``; ties: earliest start, then the model's type order)."""
+        outputs = [tagmodes.only(self.predict_pass(sentences, task, progress), keep)
+                   for task, keep in self.plan(types, mode)]
+        return outputs[0] if len(outputs) == 1 else tagmodes.merge(outputs, self.types)
+
+    def predict_pass(self, sentences: list[list[str]], task: str | None, progress: bool = False) -> list[list[str]]:
+        """One pass over the sentences, read under ``task`` (an all-in-one model's task tags; None: none)."""
+        batch = [self.adapter.wrap(Sentence(words, ["O"] * len(words)), task) for words in sentences]
+        return [self.adapter.unwrap(s.tokens, p) for s, p in zip(batch, self._predict(batch, progress))]
 
     def _predict(self, sentences: list[Sentence], progress: bool) -> list[list[str]]:
         label2id = {label: i for i, label in enumerate(self.labels)}
@@ -148,11 +148,11 @@ class Tagger:
                 bar.update(len(chunk))
         return predictions_to_tags(windows, rows, dict(enumerate(self.labels)), len(sentences))
 
-    def tag_documents(self, docs, types: list[str] | None = None, progress: bool = False) -> None:
+    def tag_documents(self, docs, types: list[str] | None = None, progress: bool = False, mode: str = "auto") -> None:
         """Fill every passage's sentences (token spans, tags) and entities (start, end, type) of
         ``documents.Document``s."""
         spans = [(p, s) for d in docs for p in d.passages for s in p.sentence_spans()]
-        tags = self.tag_sentences([[p.text[a:b] for a, b in s] for p, s in spans], types, progress)
+        tags = self.tag_sentences([[p.text[a:b] for a, b in s] for p, s in spans], types, progress, mode)
         for p in {id(p): p for d in docs for p in d.passages}.values():
             p.sentences, p.entities = [], []
         for (p, s), t in zip(spans, tags):

@@ -28,6 +28,7 @@ COMMANDS = {  # console script -> module
     "bioner-grid-significance": "significance",
     "bioner-grid-tag": "tag",
     "bioner-grid-register": "register",
+    "bioner-grid-tag-compare": "tag_compare",
 }
 OVERRIDES = ("Arguments are overrides, key=value or group=option, as for bioner-grid\n"
              "(`bioner-grid --help` lists the groups, `bioner-grid --cfg job` every key).\n"
@@ -77,7 +78,7 @@ HELP = {
 }
 SWEEPS = {"plan", "prefetch"}  # they expand comma-separated values themselves: a pasted -m is redundant
 OWN_PARSER = {"evaluate", "significance"}  # argparse: their options follow our description and examples
-OWN_HELP = {"tag"}  # prints its own usage (tag.USAGE)
+OWN_HELP = {"tag", "tag_compare"}  # print their own usage (tag.USAGE, tag_compare.USAGE)
 COMPLETES = {"plan", "report", "data", "register", "prefetch", "tag"}  # overrides of a Hydra config
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
@@ -220,6 +221,10 @@ def tag() -> None:
 
 def register() -> None:
     sys.exit(run("register"))
+
+
+def tag_compare() -> None:
+    sys.exit(run("tag_compare"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,9 +64,9 @@ class Adapter:
         """The whole split as it is scored and its errors analysed."""
         return tokens, gold, pred
 
-    def passes(self, asked: set[str], every: bool) -> list[tuple[str | None, set[str]]]:
+    def passes(self, asked: set[str], every: bool, mode: str = "auto") -> list[tuple[str | None, set[str]]]:
         """(task, types kept) per pass of the tagger over new text (``every``: all the model's
-        types asked): one pass, no task."""
+        types asked; ``mode``: ``tag.mode``, which only a model with tasks has): one pass, no task."""
         return [(None, asked)]
 
     def wrap(self, sentence: "Sentence", task: str | None) -> "Sentence":

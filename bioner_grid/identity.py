@@ -31,7 +31,10 @@ from bioner_grid.spec import DataSchema, TrainSchema
 GRID_KEYS = ("model", "dataset", "scheme", "lr", "batch_size", "seed")
 
 # train.* settings that change how a run is executed or kept, never what it computes.
-TRAIN_OPERATIONAL = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model")
+TRAIN_OPERATIONAL = ("force", "keep_checkpoints", "checkpoint_steps", "device", "eval_batch_size", "save_model",
+                     # the collapse sentinel ends early only a run whose result is already the all-O model's
+                     # (bioner_grid.collapse): recorded keys stay as they were; train.force retrains one
+                     "stop_collapsed", "collapse_after")
 # data.* settings that change what a run computes (the rest are locations: root, cache, mirrors).
 DATA_INCLUDED = ("max_train_sentences", "max_eval_sentences", "train_on", "overlap", "train_fraction", "train_documents")
 # Result-defining settings that are in the key only when set (a learning curve's training size,
@@ -103,7 +106,8 @@ def _with_digests(node: dict) -> tuple[dict, dict[str, str]]:
         elif k == "members" and isinstance(v, list):
             out[k] = []
             for member in v:
-                m, d = _with_digests(member)
+                # added after all-in-one runs were recorded: in a member's key only when it strips something
+                m, d = _with_digests({x: y for x, y in member.items() if x != "strip_suffixes" or y})
                 out[k].append(m)
                 digests.update({f"{member.get('name')}.{split}": sha for split, sha in d.items()})
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import cross, export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
+from bioner_grid import collapse, cross, export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, cross_metric, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
@@ -158,6 +158,9 @@ def run(cfg, output_dir: str | Path) -> dict:
                                    (trial,) if trial else ())
             if trial:
                 active.set_tags(trial.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
+            collapsed = collapse.outcome(trainer)  # train.stop_collapsed stopped it: still scored, FINISHED, tagged
+            if collapsed:
+                active.set_tags(collapsed)
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             for extra in p.extra:
@@ -179,6 +182,11 @@ def run(cfg, output_dir: str | Path) -> dict:
     # in percent, as every line a person reads (MLflow keeps the fractions)
     log.info("test strict F1 %.2f%% (default %.2f%%), train %.0f s, run %s", 100 * result["metrics"]["test_strict_f1"],
              100 * result["metrics"]["test_f1"], result["metrics"]["train_seconds"], result["run_id"])
+    if collapsed:
+        log.warning("COLLAPSED at epoch %s: %s. MLflow run %s is FINISHED with tag collapsed=true (its scores are "
+                    "those of a model that learnt nothing; the report shows it as collapsed)",
+                    collapsed["collapsed_at_epoch"], collapsed["collapse_reason"], result["run_id"])
+        result["collapsed"] = collapsed["collapse_reason"]
     return result
 
 
@@ -258,7 +266,8 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     started = time.perf_counter()
     dev_gold = [s.tags for s in p.corpus.splits["dev"].sentences]
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
-                    cfg.train.patience, log_metrics, resume_from, tuple(callbacks), score=scoring.score)
+                    cfg.train.patience, log_metrics, resume_from, tuple(callbacks) + tuple(collapse.sentinels(cfg.train)),
+                    score=scoring.score)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
     return trainer, metrics

@@ -195,16 +195,30 @@ class Conversion:
     report: dict
 
 
-def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
+def strip_suffix(a: Annotation, suffixes: list[str]) -> bool:
+    """Shorten annotation ``a`` by the longest of ``suffixes`` its mention ends with (AIONER's
+    treatment of BioID's cell lines: "HeLa cells" -> "HeLa", before training and evaluation), never
+    to nothing; returns whether it was shortened. Case-sensitive: the suffixes are taken as written."""
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if suffix and a.mention.endswith(suffix) and len(a.mention) > len(suffix):
+            a.mention, a.end = a.mention[: -len(suffix)], a.end - len(suffix)
+            return True
+    return False
+
+
+def convert(path: str | Path, types: dict[str, list[str]], strip_suffixes: list[str] | None = None) -> Conversion:
     """Convert a PubTator file to BIO sentences, keeping the annotation types mapped by ``types``
-    (output type -> source types), with the per-corpus preservation report."""
+    (output type -> source types), with the per-corpus preservation report. ``strip_suffixes``:
+    endings cut off the kept annotations first (``strip_suffix``), counted as ``suffix_trimmed``."""
     docs, skipped = read_pubtator(path)
     source_to_type = {src: out for out, sources in types.items() for src in sources}
-    n_in = n_exact = n_overlap = 0
+    n_in = n_exact = n_overlap = n_trimmed = 0
     lost: list[str] = []
     documents = []
     n_sentences = 0
     for doc in docs:
+        if strip_suffixes:
+            n_trimmed += sum(strip_suffix(a, strip_suffixes) for a in doc.annotations if a.type in source_to_type)
         wanted = sorted((a for a in doc.annotations if a.type in source_to_type), key=lambda a: (a.start, a.start - a.end))
         n_in += len(wanted)
         kept: list[Annotation] = []
@@ -239,6 +253,8 @@ def convert(path: str | Path, types: dict[str, list[str]]) -> Conversion:
         "exact_pct": 100.0 * n_exact / kept_total if kept_total else 100.0,
         "lost": lost, "skipped_records": skipped,
     }
+    if strip_suffixes:  # only then: the reports (and cache entries) of every other corpus stay as they were
+        report.update({"suffixes": list(strip_suffixes), "suffix_trimmed": n_trimmed})
     return Conversion(documents, report)
 
 
@@ -267,14 +283,16 @@ def _read_cached(path: Path) -> Conversion:
     return Conversion([[Sentence(*s) for s in doc] for doc in documents], payload["report"])
 
 
-def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str | Path) -> Conversion:
+def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str | Path,
+                   strip_suffixes: list[str] | None = None) -> Conversion:
     """``convert`` once per (source checksum, converter settings); later calls read the cache. An
     entry that does not validate (corrupt, edited, not ours) is rebuilt, with a warning naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}:0: file not found")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    settings = json.dumps({"types": types, "version": CONVERTER_VERSION, "format": CACHE_FORMAT}, sort_keys=True)
+    options = {"strip_suffixes": list(strip_suffixes)} if strip_suffixes else {}  # absent: the keys cached before it
+    settings = json.dumps({"types": types, "version": CONVERTER_VERSION, "format": CACHE_FORMAT, **options}, sort_keys=True)
     key = hashlib.sha256((digest + settings).encode()).hexdigest()[:20]
     cached = Path(cache_dir) / f"{path.stem}-{key}.json"
     if cached.is_file():
@@ -282,7 +300,7 @@ def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str
             return _read_cached(cached)
         except (ValueError, TypeError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             log.warning("%s: conversion cache entry does not validate (%s); rebuilding it", cached, e)
-    conversion = convert(path, types)
+    conversion = convert(path, types, strip_suffixes)
     payload = {"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents], "report": conversion.report}
     write_atomic(cached, lambda f: json.dump({**payload, "sha256": _payload_digest(payload)}, f))
     return conversion
@@ -297,9 +315,10 @@ def document_keys(path: str | Path, conversion: Conversion) -> list[tuple[str, s
     return [(d.pmid, d.text) for d in docs]
 
 
-def keyed_documents(path: str | Path, types: dict[str, list[str]], cache_dir) -> tuple[Conversion, list[tuple[tuple[str, str], list[Sentence]]]]:
+def keyed_documents(path: str | Path, types: dict[str, list[str]], cache_dir,
+                    strip_suffixes: list[str] | None = None) -> tuple[Conversion, list[tuple[tuple[str, str], list[Sentence]]]]:
     """The file's conversion (cached), and its documents as ((PMID, text), sentences)."""
-    conversion = cached_convert(path, types, cache_dir)
+    conversion = cached_convert(path, types, cache_dir, strip_suffixes)
     return conversion, list(zip(document_keys(path, conversion), conversion.documents))
 
 
@@ -362,7 +381,9 @@ def format_report(report: dict, max_listed: int = 10) -> str:
     r = report
     lines = [f"{r['file']}: {r['documents']} documents, {r['sentences']} sentences; entities in {r['entities_in']}, "
              f"overlapping/nested dropped {r['overlapping_dropped']}, exact in BIO {r['entities_exact']} "
-             f"({r['exact_pct']:.2f}% of those kept); bad records skipped {len(r['skipped_records'])}"]
+             f"({r['exact_pct']:.2f}% of those kept); bad records skipped {len(r['skipped_records'])}"
+             + (f"; suffix {' / '.join(repr(x) for x in r['suffixes'])} trimmed from {r['suffix_trimmed']} entities"
+                if "suffixes" in r else "")]
     for title, items in (("lost", r["lost"]), ("skipped", r["skipped_records"])):
         lines += [f"  {title}: {item}" for item in items[:max_listed]]
         if len(items) > max_listed:

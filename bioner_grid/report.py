@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
+COLLAPSED = "collapsed"  # a cell whose every run the collapse sentinel stopped (bioner_grid.collapse)
 # Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
 # name for a corpus in the corpus tables, its own tables (aio.ReportHooks: the all-in-one corpus).
 VARIANTS = (aio.REPORT,)
@@ -95,6 +96,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
         columns[f"{group}_display"] = df.get(f"params.{group}.display_name")
     columns["non_finite"] = df.get("non_finite", "")  # scores logged as inf/NaN
     columns["pruned"] = df.get("tags.pruned")  # stopped early by an adaptive search (runtable.pruned)
+    columns["collapsed"] = df.get("tags.collapsed")  # stopped by train.stop_collapsed (bioner_grid.collapse)
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     for c in df.columns:  # overlap tags (report_cross marks cells by them) and training sizes (report_curve)
@@ -189,10 +191,15 @@ class Table:
     labels: int = 2  # leading label columns (left-aligned); the rest are numbers
 
 
-def fmt(mean: float | None, std: float | None = None, n: int = 1) -> str:
+def fmt(mean: float | None, std: float | None = None, n: int = 1, collapsed: int = 0) -> str:
+    """``mean ± std (n=…)``; ``collapsed`` of the n runs were stopped by the collapse sentinel: all of
+    them shows "collapsed" (not a 0.00 that reads like a measured score), some are counted."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return MISSING
-    return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f}"
+    if collapsed and collapsed >= n:
+        return COLLAPSED
+    text = f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f}"
+    return f"{text} ({collapsed} collapsed)" if collapsed else text
 
 
 class Ranker:
@@ -289,8 +296,8 @@ def welt_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = 
                 found, _ = ranker.marks(chosen, [_run_ids(runs[runs["scheme"] == s]) for s in schemes])
             row = [Cell(shown(model, disp)), Cell(short)]
             for s, mean, mark in zip(schemes, means, found):
-                std, n = (st["std"].get(s), int(st["n"].get(s))) if s in st.index else (None, 0)
-                row.append(Cell(fmt(mean, std, n), mark))
+                std, n, c = (st["std"].get(s), int(st["n"].get(s)), int(st["collapsed"].get(s))) if s in st.index else (None, 0, 0)
+                row.append(Cell(fmt(mean, std, n, c), mark if not c or c < n else None))  # a collapsed cell is no best
             rows.append(row)
         if choose != split:  # the values the marks were chosen on
             st = cell_stats(runs, ["scheme"], metric_column(choose, mode, "f1"))
@@ -319,7 +326,8 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", 
         found, _ = ranker.marks(chosen, [_run_ids(runs[runs["scheme"] == s]) for s in schemes])
         row = [Cell(shown(dataset, disp)), Cell(shown(model, disp))] + ([Cell(split)] if choose != split else [])
         for s, mark in zip(schemes, found):
-            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s])), mark) if s in st.index else Cell(MISSING))
+            row.append(Cell(fmt(st["mean"][s], st["std"][s], int(st["n"][s]), int(st["collapsed"][s])),
+                            mark if st["collapsed"][s] < st["n"][s] else None) if s in st.index else Cell(MISSING))
         rows.append(row)
         if choose != split:
             dev = cell_stats(runs, ["scheme"], metric_column(choose, mode, "f1"))

@@ -76,10 +76,17 @@ def non_finite_note(df: pd.DataFrame) -> str | None:
 
 
 def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
-    """Mean, sample std (0 for one seed) and count of ``column`` (in %) per ``keys``."""
+    """Mean, sample std (0 for one seed) and count of ``column`` (in %) per ``keys``, and how many of
+    those runs collapsed (``collapsed``: stopped by ``train.stop_collapsed``, tag ``collapsed=true``)."""
     g = (100 * df[column]).groupby([df[k] for k in keys])
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()})
+    out["collapsed"] = collapsed(df)[df[column].notna()].groupby([df[k] for k in keys]).sum().reindex(out.index).fillna(0).astype(int)
     return out
+
+
+def collapsed(df: pd.DataFrame) -> pd.Series:
+    """Runs the collapse sentinel stopped (``bioner_grid.collapse``; tag ``collapsed=true``)."""
+    return (df["collapsed"] == "true") if "collapsed" in df else pd.Series(False, index=df.index)
 
 
 def chooser(df: pd.DataFrame, split: str, mode: str) -> str:

@@ -59,6 +59,10 @@ class TrainSchema:
     keep_checkpoints: bool = False
     save_model: bool = True
     force: bool = False
+    # The collapse sentinel (bioner_grid.collapse): stop a run whose loss is not finite, or that
+    # predicted no entity on dev for `collapse_after` evaluations in a row while its loss stopped falling.
+    stop_collapsed: bool = True
+    collapse_after: int = 2
 
 
 @dataclass
@@ -252,6 +256,9 @@ class AioMember:
     train: str = MISSING
     test: str = MISSING
     types: Any = MISSING  # as PubtatorDataset.types
+    # Endings cut off this member's entity spans before conversion (AIONER: " cell", " cells" of
+    # BioID's cell lines); counted in the conversion report, in the run key when not empty.
+    strip_suffixes: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -435,6 +442,8 @@ def train_problems(t) -> list[str]:
         problems.append(f"train.warmup_ratio={t.warmup_ratio}: must be in [0, 1)")
     if t.weight_decay < 0:
         problems.append(f"train.weight_decay={t.weight_decay}: must be >= 0")
+    if t.collapse_after < 1:
+        problems.append(f"train.collapse_after={t.collapse_after}: must be a positive integer (evaluations)")
     return problems
 
 

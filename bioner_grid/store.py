@@ -91,7 +91,7 @@ def metric_name(name: str) -> str:
     if stage in ("dev", "test") and rest:
         epoch = "epoch_" if rest.startswith("epoch_") else ""
         rest = rest[len(epoch):]
-        scored = rest not in ("loss",) and not rest.startswith(("strict_", "fair_", "weighted_")) and "_strict_" not in rest
+        scored = rest not in ("loss", "pred_entities") and not rest.startswith(("strict_", "fair_", "weighted_")) and "_strict_" not in rest
         return f"{stage}/{epoch}{'default_' if scored else ''}{rest}"
     return name
 

@@ -37,7 +37,7 @@ from lxml import etree
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import console, errors, identity
+from bioner_grid import console, errors, identity, tagmodes
 from bioner_grid.corpus import DataError, read_rows, write_atomic
 from bioner_grid.documents import Document, Passage
 from bioner_grid.pubtator import read_pubtator
@@ -53,7 +53,8 @@ USAGE = """\
 usage: bioner-grid-tag model=MODEL input=PATH out=PATH [format=pubtator|bioc|text|conll]
                        [out_format=pubtator|bioc|conll] [tag.types=[Chemical,Disease]|all]
                        [tag.batch_size=32] [tag.device=auto|cpu|cuda] [tag.progress=true]
-                       [tag.part=I/N] [tracking.uri=sqlite:///outputs/mlflow.db] [-v]
+                       [tag.part=I/N] [tag.mode=auto|all|individual|combined]
+                       [tracking.uri=sqlite:///outputs/mlflow.db] [-v]
        (or python -m bioner_grid.tag)
 
 Tag text with a model saved by a run (train.save_model=true).
@@ -67,6 +68,9 @@ Tag text with a model saved by a run (train.save_model=true).
   tag.types   entity types to keep (an all-in-one model is asked for these with its task tags);
               all (default) = every type the model knows
   tag.part    I/N: only the shards I, I+N, I+2N, ... of a folder (0-based), for N jobs
+  tag.mode    an all-in-one model's passes (AIONER Table S3): all (one pass under <ALL>), individual
+              (one per type, under its own task tag), combined (both); overlapping entities: the
+              longest is kept. auto (default): all when every type is asked, else individual
   -m          Hydra multirun over comma-separated values, one job each, on any Hydra launcher:
               python -m bioner_grid.tag -m model=... input=abstracts/ out=tagged/ \
                   tag.part=0/4,1/4,2/4,3/4 hydra/launcher=submitit_slurm hydra.launcher.partition=gpu
@@ -84,7 +88,7 @@ Examples:
 
 DEFAULTS = {
     "model": None, "input": None, "out": None, "format": "pubtator", "out_format": None,
-    "tag": {"types": "all", "batch_size": 32, "device": "auto", "progress": True, "part": None},
+    "tag": {"types": "all", "batch_size": 32, "device": "auto", "progress": True, "part": None, "mode": "auto"},
     "tracking": {"uri": "sqlite:///outputs/mlflow.db"},
 }
 
@@ -320,6 +324,8 @@ def parse_args(argv: list[str]):
     part = re.fullmatch(r"(\d+)/(\d+)", str(cfg.tag.part or "0/1"))
     if not part or int(part[1]) >= int(part[2]):
         raise DataError(f"command line:0: tag.part={cfg.tag.part} is not I/N (0 <= I < N)")
+    if cfg.tag.mode not in tagmodes.MODES:
+        raise DataError(f"command line:0: tag.mode={cfg.tag.mode} is not one of {', '.join(tagmodes.MODES)}")
     types = cfg.tag.types
     cfg.tag.types = None if types in (None, "all", "ALL") else ([types] if isinstance(types, str) else list(types))
     return cfg
@@ -396,13 +402,13 @@ def main(argv: list[str]) -> int:
             read_shard(src, cfg.format)
         console.install(transformers=True)  # the model's loading: no "Loading weights" bar (bioner_grid.console)
         tagger = open_tagger(resolve_model(str(cfg.model), cfg.tracking.uri), cfg.tag.device, cfg.tag.batch_size)
-        tagger.plan(cfg.tag.types)
+        tagger.plan(cfg.tag.types, cfg.tag.mode)
     except (DataError, ValueError) as e:  # ValueError: tag.device=cuda without CUDA (train.pick_device)
         return errors.fail(e if isinstance(e, DataError) else errors.ConfigError(str(e))).code
     log.info("model %s (%s labels, types %s), device %s", cfg.model, len(tagger.labels), tagger.types, tagger.device)
     for i, (src, dst) in enumerate(todo, start=1):
         shard = read_shard(src, cfg.format)
-        tagger.tag_documents(shard.documents, cfg.tag.types, progress=bool(cfg.tag.progress))
+        tagger.tag_documents(shard.documents, cfg.tag.types, progress=bool(cfg.tag.progress), mode=cfg.tag.mode)
         write_atomic(dst, lambda f: WRITERS[cfg.out_format](shard, f))  # a killed job leaves no half shard
         n = sum(len(p.entities) for d in shard.documents for p in d.passages)
         log.info("[%d/%d] %s: %d documents, %d entities -> %s", i, len(todo), src, len(shard.documents), n, dst)

@@ -100,7 +100,7 @@ class EpochLog(TrainerCallback):
         picked = {}
         if "loss" in logs:
             picked["train_loss"] = logs["loss"]
-        for key in ("eval_f1", "eval_strict_f1", "eval_loss"):
+        for key in ("eval_f1", "eval_strict_f1", "eval_loss", "eval_pred_entities"):
             if key in logs:
                 picked[key.replace("eval_", "dev_epoch_")] = logs[key]
         if picked:
@@ -195,6 +195,19 @@ def argmax_logits(logits, labels):
     return logits.argmax(dim=-1)
 
 
+def predicted_entities(pred: list[list[str]]) -> int:
+    """How many entities the tags hold: each ``B-X``, and each ``I-X`` that does not continue an entity
+    of its type (conlleval's reading, as seqeval's default mode); AIONER's ``O-Task`` is O."""
+    n, prev = 0, "O"
+    for sent in pred:
+        prev = "O"
+        for tag in sent:
+            if tag[0] == "B" or tag[0] == "I" and (prev[0] == "O" or prev[2:] != tag[2:]):
+                n += 1
+            prev = tag
+    return n
+
+
 def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label: dict[int, str], score):
     """Entity-level scores of the dev set (``score(gold, pred)``: ``scoring.score``'s seqeval modes),
     with windows stitched back into whole sentences."""
@@ -202,7 +215,8 @@ def make_compute_metrics(windows: list[Window], gold: list[list[str]], id2label:
     def compute(eval_pred):
         pred = predictions_to_tags(windows, eval_pred.predictions, id2label, len(gold))
         s = score(gold, pred)
-        return {"f1": s["default"]["f1"], "strict_f1": s["strict"]["f1"], "strict_precision": s["strict"]["precision"], "strict_recall": s["strict"]["recall"]}
+        return {"f1": s["default"]["f1"], "strict_f1": s["strict"]["f1"], "strict_precision": s["strict"]["precision"], "strict_recall": s["strict"]["recall"],
+                "pred_entities": predicted_entities(pred)}  # the collapse sentinel's signal (bioner_grid.collapse)
 
     return compute
 

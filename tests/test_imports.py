@@ -25,16 +25,16 @@ PACKAGE = ROOT / "bioner_grid"
 # config, which the reader below it knows nothing of. Modules listed but absent are skipped.
 LAYERS = [
     ("shared", ["__init__", "errors", "redact", "console"]),
-    ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents"]),
+    ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents", "tagmodes"]),
     ("weights", ["weights"]),
     ("align", ["align"]),
     ("model", ["modeling", "heads", "bundle"]),
-    ("train", ["runtime", "train", "preempt"]),
+    ("train", ["runtime", "train", "preempt", "collapse"]),
     ("scoring", ["scoring", "faireval", "evaluate"]),
     ("spec", ["config", "compose", "schema", "cross", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep", "search", "pruning"]),
     ("report", ["runtable", "report", "report_figures", "report_cross", "report_curve", "significance"]),
-    ("commands", ["__main__", "pipeline", "plan", "estimate", "register", "tag", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
+    ("commands", ["__main__", "pipeline", "plan", "estimate", "register", "tag", "tag_compare", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]
 LAYER = {m: i for i, (_, members) in enumerate(LAYERS) for m in members}
 COMMANDS = len(LAYERS) - 1

@@ -38,6 +38,7 @@ def test_metric_names_are_grouped_by_stage_in_mlflow_and_read_back_flat():
     expected = {"test_strict_f1": "test/strict_f1", "test_f1": "test/default_f1", "test_strict_Disease_f1": "test/strict_Disease_f1",
                 "test_Disease_f1": "test/default_Disease_f1", "dev_epoch_strict_f1": "dev/epoch_strict_f1",
                 "dev_epoch_f1": "dev/epoch_default_f1", "dev_epoch_loss": "dev/epoch_loss", "train_loss": "train/loss",
+                "dev_epoch_pred_entities": "dev/epoch_pred_entities",  # the collapse sentinel's signal
                 "train_seconds": "time/train_seconds", "test_seconds_per_1000_sentences": "time/test_seconds_per_1000_sentences",
                 "data_train_n_B": "data/train_n_B", "peak_rss_mb": "memory/peak_rss_mb", "test_fair_LBE": "test/fair_LBE",
                 "test_weighted_f1": "test/weighted_f1", "test_NCBIdisease_strict_f1": "test/NCBIdisease_strict_f1",

@@ -131,6 +131,9 @@ class ModelSchema:
     add_prefix_space: bool = False
     head: str = "softmax"
     resources: Dict[str, Any] = field(default_factory=dict)
+    # A saved bioner-grid model to start from (run id, models:/name/version or folder): its encoder
+    # and tokenizer, a new output layer for this corpus's labels (modeling.build_from_saved).
+    init: Optional[str] = None
 
 
 @dataclass
@@ -188,6 +191,7 @@ class AioMember:
     train: str = MISSING
     test: str = MISSING
     types: Any = MISSING  # as PubtatorDataset.types
+    types_only: Optional[List[str]] = None  # keep only these output types (BioRED's Disease: AIONER's BL2)
 
 
 @dataclass
@@ -200,6 +204,7 @@ class AioDataset:
     dev_fraction: float = 0.1
     split_seed: int = 42
     only: Optional[List[str]] = None
+    merge: str = "tags"  # tags: task tags and O-Task labels (AIONER) | plain: naive concatenation, plain O
     members: List[AioMember] = field(default_factory=list)
 
 
@@ -380,9 +385,27 @@ def data_problems(cfg) -> list[str]:
         value = cfg.dataset.get(key)  # aio has no split
         if value is not None and not 0 < value < 1:
             problems.append(f"dataset.{key}={value}: must be a fraction in (0, 1)")
+    if cfg.dataset.format == "aio":
+        problems += aio_problems(cfg.dataset)
     if cfg.data.train_on == "train+dev" and (cfg.train.select != "last" or cfg.train.patience is not None):
         problems.append("data.train_on=train+dev: trains on dev, so nothing may be chosen or stopped on it: set "
                         "train.select=last and train.patience=null (or train=welt_authors)")
+    return problems
+
+
+AIO_MERGES = ("tags", "plain")  # dataset.merge of the all-in-one corpus (aio.MERGES)
+
+
+def aio_problems(ds) -> list[str]:
+    """``dataset.merge`` and each member's ``types_only`` (a subset of its output types)."""
+    problems = []
+    if ds.merge not in AIO_MERGES:
+        problems.append(f"dataset.merge={ds.merge}: must be one of {', '.join(AIO_MERGES)}")
+    for i, m in enumerate(ds.members):
+        unknown = sorted(set(m.types_only or []) - set(m.types))
+        if unknown or m.types_only is not None and not m.types_only:
+            problems.append(f"dataset.members.{i}.types_only={list(m.types_only)}: {m.name} has the types "
+                            f"{sorted(m.types)}, not {unknown or 'none'}")
     return problems
 
 

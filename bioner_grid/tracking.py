@@ -153,7 +153,13 @@ SHOWN_PARAMS = ("scheme.name", "scheme.label")  # grid key and display name the 
 def run_params(cfg) -> dict[str, str]:
     """The MLflow params of a run: the settings that define its result (``identity.defines_result``)
     and the grid keys, nothing operational (report, grid, tracking, paths, URLs)."""
-    return {k: v for k, v in flatten_params(cfg).items() if identity.defines_result(k) or k in SHOWN_PARAMS}
+    params = {k: v for k, v in flatten_params(cfg).items() if identity.defines_result(k) or k in SHOWN_PARAMS}
+    # keys added later, at their defaults, are not params (as not in the run key: identity.drop_new_defaults),
+    # so that the report's variant labels do not tell runs recorded before them apart from new ones
+    return {k: v for k, v in params.items() if NEW_PARAM_DEFAULTS.get(k) != v}
+
+
+NEW_PARAM_DEFAULTS = {"model.init": "None", "dataset.merge": "tags"}
 
 
 def git_state() -> dict[str, str]:

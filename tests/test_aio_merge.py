@@ -10,6 +10,7 @@ from bioner_grid.config import compose
 from bioner_grid.data import load_corpus
 from bioner_grid.errors import ConfigError
 from bioner_grid.identity import identity, run_key
+from bioner_grid.tracking import run_params
 
 TWO = ["dataset=aio", "dataset.only=[BioRED,NCBIdisease]"]
 
@@ -46,6 +47,8 @@ def test_plain_merge_is_the_tagged_one_without_task_tags(tmp_path, data_root):
     assert not any(t == "B-Gene" for p in merged.views["NCBIdisease"][2] for t in p)
     assert merged.adapter.run_tags() == {"aio_members": "BioRED,NCBIdisease", "aio_merge": "plain"}
     assert run_key(cfg_tags) != run_key(cfg_plain) and "merge" not in identity(cfg_tags)["dataset"]
+    # a param where set, none at the default (runs recorded before the key have none either)
+    assert run_params(cfg_plain)["dataset.merge"] == "plain" and "dataset.merge" not in run_params(cfg_tags)
 
 
 def test_a_member_restricted_to_one_type(tmp_path, data_root):

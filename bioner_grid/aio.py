@@ -57,7 +57,8 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
     out, then with every member's held-out dev (a document of one member's training file can be
     another's dev document)."""
     splits = {"train": [], "dev": [], "test": []}
-    members, reports, tags = {}, [], []
+    members, reports = {}, []
+    merge = MERGES[ds.merge]  # the adapter class: how members are merged (spec.aio_problems checked the name)
     caps = {"train": max_train, "dev": max_eval, "test": max_eval}
     only = set(ds.get("only") or [])
     unknown = only - {m.name for m in ds.members}
@@ -67,7 +68,7 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
     screen = Screen(overlap)
     docs = {}  # member -> split -> [((PMID, text), sentences)]
     for m in kept:
-        types = OmegaConf.to_container(m.types, resolve=True)
+        types = member_types(m)
         strip = list(m.strip_suffixes)  # AIONER's " cell"/" cells" for BioID's cell lines (conf/dataset/aio.yaml)
         train, train_docs = keyed_documents(m.train, types, cache_dir, strip)
         test, test_docs = keyed_documents(m.test, types, cache_dir, strip)
@@ -84,19 +85,33 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
         d["train"] = screen.apply(d["train"], document_units(m.train, d["train"]), devs, m.name)
         if take:  # a learning curve's subsample of each member's training documents (data.train_fraction)
             d["train"] = take(d["train"])
-        member = {"task": m.task, "types": sorted(OmegaConf.to_container(m.types, resolve=True))}
+        member = {"task": m.task, "types": sorted(member_types(m)), "restricted": m.get("types_only") is not None}
         for name in ("train", "dev", "test"):
-            sentences = [tag_sentence(s, m.task) for _, sents in d[name] for s in sents]
+            sentences = [merge.member_sentence(s, m.task) for _, sents in d[name] for s in sents]
             if caps[name]:
                 sentences = sentences[: int(caps[name])]
             member[name] = list(range(len(splits[name]), len(splits[name]) + len(sentences)))
             splits[name] += sentences
         members[m.name] = member
-        tags += [t for t in task_tags(m.task) if t not in tags]
     if not members:
         raise DataError(f"dataset {ds.name}:0: no member corpora")
-    return Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, AllInOne(tuple(tags), members),
+    return Corpus(ds.name, {k: Split(v, f"aio:{k}") for k, v in splits.items()}, reports, merge.of(members),
                   overlap=screen)
+
+
+def member_types(m) -> dict[str, list[str]]:
+    """A member's output types (``types``: output type -> source types), only those of
+    ``types_only`` where it is given: BioRED's ``[Disease]`` is AIONER's BL2 (a corpus plus
+    BioRED's annotations of its type); the other types' mentions become O."""
+    types = OmegaConf.to_container(m.types, resolve=True)
+    only = m.get("types_only")
+    return types if only is None else {k: v for k, v in types.items() if k in only}
+
+
+def restriction_tags(members: dict) -> dict[str, str]:
+    """The run tag naming the members restricted to some of their types (none: no tag)."""
+    restricted = [f"{name}:{'+'.join(info['types'])}" for name, info in members.items() if info.get("restricted")]
+    return {"aio_types_only": ",".join(restricted)} if restricted else {}
 
 
 @dataclass
@@ -111,11 +126,22 @@ class AllInOne(Adapter):
     members: dict[str, dict] = field(default_factory=dict)
     saved_tasks: dict[str, list[str]] = field(default_factory=dict)  # a saved model's
 
+    @classmethod
+    def of(cls, members: dict[str, dict]) -> "AllInOne":
+        """The adapter of merged ``members``: their task tags, in member order, as special tokens."""
+        tags = list(dict.fromkeys(t for info in members.values() for t in task_tags(info["task"])))
+        return cls(tuple(tags), members)
+
+    @staticmethod
+    def member_sentence(sentence: Sentence, task: str) -> Sentence:
+        """A member's sentence as it is merged: in its task tags, ``O`` as ``O-Task``."""
+        return tag_sentence(sentence, task)
+
     def prepare_tokenizer(self, tokenizer) -> None:
         tokenizer.add_special_tokens({"additional_special_tokens": list(self.special_tokens)})
 
     def run_tags(self) -> dict[str, str]:
-        return {"aio_members": ",".join(self.members)}
+        return {"aio_members": ",".join(self.members), **restriction_tags(self.members)}
 
     def tasks(self) -> dict[str, list[str]]:
         tasks: dict[str, list[str]] = dict(self.saved_tasks)
@@ -141,6 +167,39 @@ class AllInOne(Adapter):
 
     def unwrap(self, tokens: list[str], tags: list[str]) -> list[str]:
         return plain(tokens, tags)[1]
+
+
+@dataclass
+class Concatenated(Adapter):
+    """``dataset.merge=plain``: the members merged as they are, plain ``O`` and no task tags
+    (AIONER's "w/o AIONER" naive concatenation, where members annotating different scopes of one
+    type collide). Each member is still scored on its own sentences and types, as ``AllInOne``
+    scores it; its saved model is a plain one (no tasks: one pass of the tagger)."""
+
+    members: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, members: dict[str, dict]) -> "Concatenated":
+        return cls(members=members)
+
+    @staticmethod
+    def member_sentence(sentence: Sentence, task: str) -> Sentence:
+        return sentence
+
+    def run_tags(self) -> dict[str, str]:
+        return {"aio_members": ",".join(self.members), "aio_merge": "plain", **restriction_tags(self.members)}
+
+    def member_views(self, split: str, tokens, gold, pred) -> dict[str, tuple[list, list, list]]:
+        """Each member's sentences, predictions of types outside its own counted as O (as ``member_view``)."""
+        def only(tags, types):
+            return [t if t[0] != "O" and t[2:] in types else "O" for t in tags]
+
+        return {name: ([tokens[i] for i in info[split]], [only(gold[i], info["types"]) for i in info[split]],
+                       [only(pred[i], info["types"]) for i in info[split]]) for name, info in self.members.items()}
+
+
+# dataset.merge -> the adapter of the merged corpus (spec.AIO_MERGES lists the same names)
+MERGES = {"tags": AllInOne, "plain": Concatenated}
 
 
 def member_view(info: dict, split: str, tokens, gold, pred):

@@ -128,6 +128,7 @@ def identity(cfg, with_seed: bool = True) -> dict:
     model.pop("display_name", None)  # how reports name it: no part of the result
     dataset, _ = _with_digests(OmegaConf.to_container(cfg.dataset, resolve=True))
     dataset.pop("display_name", None)
+    drop_new_defaults(model, dataset)
     scheme = OmegaConf.to_container(cfg.scheme, resolve=True)
     scheme.pop("label", None)
     train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in TRAIN_OPERATIONAL}
@@ -154,6 +155,18 @@ def identity(cfg, with_seed: bool = True) -> dict:
         if type_map:
             out["type_map"] = OmegaConf.to_container(type_map)
     return out
+
+
+def drop_new_defaults(model: dict, dataset: dict) -> None:
+    """Keys added after runs were recorded (issue 22), left out at their defaults so those runs keep
+    their keys: ``model.init`` (null), ``dataset.merge`` (tags), a member's ``types_only`` (null)."""
+    if model.get("init") is None:
+        model.pop("init", None)
+    if dataset.get("merge") == "tags":
+        dataset.pop("merge")
+    for member in dataset.get("members") or []:
+        if member.get("types_only") is None:
+            member.pop("types_only", None)
 
 
 def defines_result(param: str) -> bool:

@@ -107,3 +107,54 @@ def build_model(mcfg, labels: list[str], tokenizer):
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # an all-in-one corpus's task tags
         model.resize_token_embeddings(len(tokenizer))
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# model.init: fine-tune a saved bioner-grid model (bundle) on a corpus with other labels
+
+
+def check_saved(mcfg, folder: Path, where: str) -> tuple[dict, object]:
+    """The saved model's ``META`` and tokenizer, once its family (``config.json``'s ``model_type``)
+    is ``model.family`` and its tokenizer is the model config's (the same base vocabulary; its
+    task tags may come on top). Else ``ConfigError`` naming ``where`` (``model.init=...``)."""
+    from bioner_grid import bundle  # same layer; imported here as bundle imports the aio reader
+
+    meta = bundle.read_meta(folder)
+    family = AutoConfig.from_pretrained(folder).model_type
+    if family != mcfg.family:
+        raise ConfigError(f"{where}: a {family} model, not model.family={mcfg.family} (model={mcfg.name})")
+    saved = AutoTokenizer.from_pretrained(folder, use_fast=True)
+    base = load_tokenizer(mcfg)
+    saved_vocab = saved.get_vocab()
+    if saved.vocab_size != base.vocab_size or any(saved_vocab.get(t) != i for t, i in base.get_vocab().items()):
+        raise ConfigError(f"{where}: its tokenizer ({saved.vocab_size} tokens) is not model {mcfg.name}'s "
+                          f"({base.vocab_size} tokens): choose the model config it was trained with")
+    if saved.pad_token is None:
+        saved.pad_token = saved.eos_token
+    return meta, saved
+
+
+def build_from_saved(mcfg, folder: Path, meta: dict, labels: list[str], tokenizer):
+    """The saved model's encoder (its weights, task-tag embeddings included) under a new, randomly
+    initialised output layer for ``labels``, in the head of ``model.head``. The old layer is
+    replaced explicitly rather than by ``ignore_mismatched_sizes``, which would keep it whenever the
+    old and new label sets happen to have the same size."""
+    from bioner_grid import bundle
+
+    saved = bundle.load_model(folder, meta)
+    encoder = saved.encoder if isinstance(saved, CRFTagger) else saved.base_model
+    id2label = dict(enumerate(labels))
+    config = encoder.config
+    config.num_labels, config.id2label, config.label2id = len(labels), id2label, {v: k for k, v in id2label.items()}
+    if head_named(mcfg.head).name == "crf":
+        model = CRFTagger(encoder, labels)
+    else:
+        model = AutoModelForTokenClassification.from_config(config)
+        # not strict: a CRF model's encoder has a pooler the token classifier's lacks; every weight
+        # the new encoder has must come from the saved one
+        missing = model.base_model.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+        if missing:
+            raise ConfigError(f"model.init={folder}: its encoder lacks {missing[:3]}")
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # new task tags of this corpus
+        model.resize_token_embeddings(len(tokenizer))
+    return model

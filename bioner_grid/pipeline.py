@@ -23,7 +23,7 @@ from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
 from bioner_grid.data import ExtraTest, check_extra_labels, check_root, load_corpus, load_extra_tests, split_stats
 from bioner_grid.scoring import mismatch_examples
-from bioner_grid.modeling import build_model, load_tokenizer
+from bioner_grid.modeling import build_from_saved, build_model, check_saved, load_tokenizer
 from bioner_grid.train import predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
@@ -54,6 +54,7 @@ class Prepared:
     device: str
     args: TrainingArguments
     extra: list = field(default_factory=list)  # data.ExtraTest: other datasets' test splits scored too
+    init: tuple | None = None  # model.init: (folder, META, tokenizer) of the saved model to start from
 
     @property
     def precision(self) -> str:
@@ -82,6 +83,7 @@ def prepare(cfg, out: Path) -> Prepared:
     spec.check(cfg, spec.Machine(cuda=torch.cuda.is_available()))
     tracking.check_store(cfg.tracking)  # seconds, before the data is read
     check_root(cfg.data.root)
+    init = saved_model(cfg)  # a saved model that does not fit the model config stops here, before the data is read
     # evaluation.extra_tests, in this model's types (cross.plan); compared with training as its own test is
     extra = load_extra_tests(cross.plan(cfg), cfg.dataset.format, cfg.data.cache, cfg.data.max_eval_sentences)
     corpus = load_corpus(cfg.dataset, cfg.data.max_train_sentences, cfg.data.max_eval_sentences, cfg.data.cache,
@@ -104,7 +106,19 @@ def prepare(cfg, out: Path) -> Prepared:
                     cfg.scheme.name, weights, cfg.dataset.name)
     device = runtime.pick_device(cfg.train.device)
     return Prepared(corpus, counts, weights, label_weights(weights, labels, cfg.scheme.per_label) if weights else None,
-                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device), extra)
+                    degenerate, device, training_arguments(cfg.train, str(out / "checkpoints"), device), extra,
+                    init)
+
+
+def saved_model(cfg) -> tuple | None:
+    """``model.init``: the saved model's folder (a run id or models:/ URI fetched as ``tag`` does),
+    META and tokenizer, checked against the model config (``ConfigError`` before any run is opened)."""
+    if cfg.model.init is None:
+        return None
+    from bioner_grid.tag import resolve_model  # the one resolver of run ids and model URIs
+
+    folder = resolve_model(str(cfg.model.init), cfg.tracking.uri)
+    return (folder, *check_saved(cfg.model, folder, f"model.init={cfg.model.init}"))
 
 
 def build(cfg, p: Prepared):
@@ -113,12 +127,16 @@ def build(cfg, p: Prepared):
     set_seed(int(cfg.train.seed))
     runtime.limit_threads()
     corpus, labels = p.corpus, p.corpus.labels
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = p.init[2] if p.init else load_tokenizer(cfg.model)
     corpus.adapter.prepare_tokenizer(tokenizer)
     label2id = {label: i for i, label in p.id2label.items()}
     windows = {n: cached_windows(tokenizer, corpus.splits[n].sentences, label2id, cfg.train.max_seq_length,
                                  cfg.data.cache) for n in SPLITS}
-    model = build_model(cfg.model, labels, tokenizer)
+    if p.init:
+        model = build_from_saved(cfg.model, p.init[0], p.init[1], labels, tokenizer)
+        log.info("starting from the saved model %s (%d labels) with a new output layer", p.init[0], len(p.init[1]["labels"]))
+    else:
+        model = build_model(cfg.model, labels, tokenizer)
     log.info("%s on %s (%s): %d labels, windows %s, device %s, %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, p.device, p.precision)
     return tokenizer, windows, model

@@ -198,6 +198,9 @@ class ModelSchema:
     add_prefix_space: bool = False
     head: str = "softmax"
     resources: Dict[str, Any] = field(default_factory=dict)
+    # A saved bioner-grid model to start from (run id, models:/name/version or folder): its encoder
+    # and tokenizer, a new output layer for this corpus's labels (modeling.build_from_saved).
+    init: Optional[str] = None
 
 
 @dataclass
@@ -259,6 +262,7 @@ class AioMember:
     # Endings cut off this member's entity spans before conversion (AIONER: " cell", " cells" of
     # BioID's cell lines); counted in the conversion report, in the run key when not empty.
     strip_suffixes: List[str] = field(default_factory=list)
+    types_only: Optional[List[str]] = None  # keep only these output types (BioRED's Disease: AIONER's BL2)
 
 
 @dataclass
@@ -272,6 +276,7 @@ class AioDataset:
     dev_fraction: float = 0.1
     split_seed: int = 42
     only: Optional[List[str]] = None
+    merge: str = "tags"  # tags: task tags and O-Task labels (AIONER) | plain: naive concatenation, plain O
     members: List[AioMember] = field(default_factory=list)
 
 
@@ -466,9 +471,27 @@ def data_problems(cfg) -> list[str]:
         problems.append("data.train_fraction and data.train_documents: set one of them, not both")
     if documents is not None and cfg.dataset.format == "aio":
         problems.append("data.train_documents with dataset=aio: members differ in size; use data.train_fraction")
+    if cfg.dataset.format == "aio":
+        problems += aio_problems(cfg.dataset)
     if cfg.data.train_on == "train+dev" and (cfg.train.select != "last" or cfg.train.patience is not None):
         problems.append("data.train_on=train+dev: trains on dev, so nothing may be chosen or stopped on it: set "
                         "train.select=last and train.patience=null (or train=welt_authors)")
+    return problems
+
+
+AIO_MERGES = ("tags", "plain")  # dataset.merge of the all-in-one corpus (aio.MERGES)
+
+
+def aio_problems(ds) -> list[str]:
+    """``dataset.merge`` and each member's ``types_only`` (a subset of its output types)."""
+    problems = []
+    if ds.merge not in AIO_MERGES:
+        problems.append(f"dataset.merge={ds.merge}: must be one of {', '.join(AIO_MERGES)}")
+    for i, m in enumerate(ds.members):
+        unknown = sorted(set(m.types_only or []) - set(m.types))
+        if unknown or m.types_only is not None and not m.types_only:
+            problems.append(f"dataset.members.{i}.types_only={list(m.types_only)}: {m.name} has the types "
+                            f"{sorted(m.types)}, not {unknown or 'none'}")
     return problems
 
 

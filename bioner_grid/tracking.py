@@ -153,8 +153,14 @@ SHOWN_PARAMS = ("scheme.name", "scheme.label", "model.display_name", "dataset.di
 def run_params(cfg) -> dict[str, str]:
     """The MLflow params of a run: the settings that define its result (``identity.defines_result``)
     and the grid keys, nothing operational (report, grid, tracking, paths, URLs)."""
-    return {k: v for k, v in flatten_params(cfg).items()
-            if (identity.defines_result(k) or k in SHOWN_PARAMS) and identity.UNSET_PARAMS.get(k) != v}
+    params = {k: v for k, v in flatten_params(cfg).items() if identity.defines_result(k) or k in SHOWN_PARAMS}
+    # keys added later, at their defaults, are not params (as not in the run key: identity.drop_new_defaults,
+    # identity.UNSET_PARAMS), so that the report's variant labels do not tell runs recorded before them
+    # apart from new ones
+    return {k: v for k, v in params.items() if NEW_PARAM_DEFAULTS.get(k) != v and identity.UNSET_PARAMS.get(k) != v}
+
+
+NEW_PARAM_DEFAULTS = {"model.init": "None", "dataset.merge": "tags"}
 
 
 def git_state() -> dict[str, str]:

@@ -576,3 +576,130 @@ def test_signal_after_the_first_checkpoint_ends_the_run_killed_and_it_resumes_ex
     assert f"checkpoints/{checkpoint}" in again.stdout + again.stderr and "resuming MLflow run" in again.stdout + again.stderr
     assert recorded_runs(tmp_path / "mlflow.db") == [("tiny_bert-ncbi_disease-welt-0.0003-16-42", "FINISHED")]
     assert scored(tmp_path / "mlflow.db") == uninterrupted_quick
+
+
+# --- A shared machine: other users' files, dead jobs, a full quota, signals between jobs (issue 20) ---
+
+NOBODY = 65534  # another user's uid (``nobody``)
+
+
+def as_another_user(path: Path) -> None:
+    """``path`` (not followed) handed to uid ``NOBODY``, as a colleague's file would be; skips the
+    test where this process cannot (chown needs root)."""
+    try:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    except PermissionError:
+        pytest.skip("needs root to give a file to another user (chown)")
+
+
+def untrusted_folder(cache: Path, how: str) -> Path:
+    """The cache folder in a state this user must not trust: the folder ``how`` names (``cache`` or
+    ``cache/windows``), as the message names it."""
+    cache.mkdir()
+    if how == "owned by another user":
+        as_another_user(cache)
+        return cache
+    if how == "group-writable":
+        cache.chmod(0o775)
+        return cache
+    if how == "world-writable, sticky":
+        cache.chmod(0o1777)
+        return cache
+    theirs = cache.parent / "theirs"  # windows/: a symlink to another user's folder
+    theirs.mkdir()
+    as_another_user(theirs)
+    (cache / "windows").symlink_to(theirs)
+    return cache / "windows"
+
+
+FOLDER_CASES = {
+    "owned by another user": "owned by nobody (uid 65534), not by you ({me})",
+    "group-writable": "writable by group (mode 0775)",
+    "world-writable, sticky": "writable by group and others (mode 1777)",
+    "windows/ a symlink to another user's folder": "owned by nobody (uid 65534), not by you ({me})",
+}
+
+
+@pytest.mark.parametrize("how", FOLDER_CASES)
+def test_cache_folder_others_can_write_is_refused_before_anything_is_recorded(tmp_path, monkeypatch, capsys, how):
+    """A cache folder another user owns or can write: whatever a run writes there could be swapped
+    before the next run reads it (a planted entry with a valid digest is read as ours), so there is
+    no private way to rebuild in place: one line naming the folder, exit 1, nothing recorded."""
+    import pwd
+
+    folder = untrusted_folder(tmp_path / "cache", how)
+    me = f"{pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()})"
+    r = app(tmp_path, monkeypatch, capsys, *TINY)
+    assert_refused(r, tmp_path, f"error: {folder}: cache folder {FOLDER_CASES[how].format(me=me)}: another user could plant "
+                   "entries in it; make it yours alone (chmod go-w) or set data.cache to a folder of your own", 1)
+    assert not list((tmp_path / "cache").rglob("*.npz"))  # nothing written into it
+
+
+ENTRY_CASES = ["owned by another user", "group-writable", "a symlink to another user's file"]
+
+
+def untrusted_entry(entry: Path, how: str, content: bytes) -> str:
+    """``content`` put at ``entry`` in the state ``how`` names; returns what the warning says of it."""
+    if how == "a symlink to another user's file":
+        theirs = entry.parent.parent / f"theirs-{entry.name}"
+        theirs.write_bytes(content)
+        as_another_user(theirs)
+        entry.unlink(missing_ok=True)
+        entry.symlink_to(theirs)
+        return "a symlink"
+    entry.write_bytes(content)
+    if how == "group-writable":
+        entry.chmod(0o664)
+        return "writable by group (mode 0664)"
+    as_another_user(entry)
+    import pwd
+
+    return f"owned by nobody (uid 65534), not by you ({pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()}))"
+
+
+@pytest.mark.parametrize("how", ENTRY_CASES)
+def test_window_cache_entry_not_the_users_own_is_rebuilt_not_read(minilm_tokenizer, tmp_path, caplog, how):
+    """A valid entry (its digest matches) with other labels, planted in the user's own cache folder
+    as another user's file: not read; rebuilt privately (the user's, 0644) with a warning naming it."""
+    import logging
+
+    from bioner_grid import align
+    from bioner_grid.data import read_conll
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:20]
+    l2i = {"O": 0, "B-Disease": 1, "I-Disease": 2}
+    fresh = align.cached_windows(minilm_tokenizer, sents, l2i, 32, tmp_path / "cache")
+    key = align.windows_digest(minilm_tokenizer, sents, l2i, 32)
+    entry = tmp_path / "cache" / "windows" / f"{key}.npz"
+    import io
+
+    poisoned = io.BytesIO()  # every word labelled B-Disease, under the right key: a digest that validates
+    align._write_windows(poisoned, align.make_windows(minilm_tokenizer, sents, {"O": 1, "B-Disease": 1, "I-Disease": 1}, 32), key)
+    said = untrusted_entry(entry, how, poisoned.getvalue())
+    with caplog.at_level(logging.WARNING):
+        got = align.cached_windows(minilm_tokenizer, sents, l2i, 32, tmp_path / "cache")
+    assert got == fresh
+    assert f"{entry}: cache entry is {said}; not reading it, rebuilding it" in caplog.text
+    st = entry.lstat()
+    assert st.st_uid == os.getuid() and not st.st_mode & 0o022 and entry.is_file() and not entry.is_symlink()
+
+
+@pytest.mark.parametrize("how", ENTRY_CASES)
+def test_conversion_cache_entry_not_the_users_own_is_rebuilt_not_read(tmp_path, caplog, how):
+    import json
+    import logging
+
+    from bioner_grid.pubtator import _payload_digest, cached_convert, convert
+
+    path, types = NCBI.parent.parent / "pubtator" / "Linnaeus_Test.PubTator", {"Species": ["Species"]}
+    fresh = cached_convert(path, types, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    data = json.loads(entry.read_text())
+    payload = {"documents": [[[s[0], ["O"] * len(s[1])] for s in doc] for doc in data["documents"]], "report": data["report"]}
+    said = untrusted_entry(entry, how, json.dumps({**payload, "sha256": _payload_digest(payload)}).encode())  # validates
+    with caplog.at_level(logging.WARNING):
+        got = cached_convert(path, types, tmp_path / "cache")
+    assert [s.tags for d in got.documents for s in d] == [s.tags for d in fresh.documents for s in d] == \
+        [s.tags for d in convert(path, types).documents for s in d]
+    assert f"{entry}: cache entry is {said}; not reading it, rebuilding it" in caplog.text
+    assert entry.lstat().st_uid == os.getuid() and not entry.is_symlink() and not entry.stat().st_mode & 0o022

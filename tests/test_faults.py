@@ -360,14 +360,17 @@ def test_unwritable_output_folder_is_one_line_before_anything_is_created(tmp_pat
 
 
 def test_full_disk_is_one_line_and_earlier_runs_unharmed(tmp_path, can_mount, store_with_a_run):
-    """The run folder on a 2 MB file system: the first checkpoint does not fit. The run is marked
-    FAILED (it had started); the run recorded before it is untouched."""
+    """The run folder on a 2 MB file system: the first checkpoint does not fit (the real kernel's
+    ENOSPC, through safetensors). The run is marked FAILED (it had started); the half-written
+    checkpoint is removed; the run recorded before it is untouched."""
     db = store_with_a_run
     (tmp_path / "full").mkdir()
     r = cli_mounted(tmp_path, [f"tmpfs:2m:{tmp_path / 'full'}"], store=f"sqlite:///{db}", run_dir=tmp_path / "full" / "run")
     assert r.returncode == 1, r.stderr[-2000:]
-    assert last_line(r).startswith(f"error: {tmp_path / 'full' / 'run'}: no space left on device (")
-    assert "Traceback" not in r.stderr
+    checkpoints = tmp_path / "full" / "run" / "checkpoints"
+    assert last_line(r).startswith(f"error: {checkpoints}/checkpoint-3: no space left on device while writing this checkpoint (")
+    assert last_line(r).endswith("No space left on device (os error 28)); removed it, no earlier checkpoint")
+    assert "Traceback" not in r.stderr  # (the tmpfs is gone with the child's mount namespace: the next test looks inside)
     assert sorted(recorded_runs(db)) == [("earlier", "FINISHED"), ("tiny_bert-ncbi_disease-welt-0.0001-16-42", "FAILED")]
 
 
@@ -703,3 +706,47 @@ def test_conversion_cache_entry_not_the_users_own_is_rebuilt_not_read(tmp_path, 
         [s.tags for d in convert(path, types).documents for s in d]
     assert f"{entry}: cache entry is {said}; not reading it, rebuilding it" in caplog.text
     assert entry.lstat().st_uid == os.getuid() and not entry.is_symlink() and not entry.stat().st_mode & 0o022
+
+
+@pytest.mark.parametrize("code,words", [("ENOSPC", "no space left on device"), ("EDQUOT", "disk quota exceeded")])
+def test_full_quota_during_a_checkpoint_keeps_the_previous_one_and_the_run_resumes_from_it(tmp_path, monkeypatch, capsys,
+                                                                                            code, words):
+    """The second checkpoint (checkpoint-6) hits a full disk or quota halfway (its optimizer.pt
+    written in part). Simulated in this process by ``torch.save`` raising the OSError the kernel
+    gives, after writing some bytes (a real full file system is the tmpfs case above; a quota cannot
+    be set up without a quota-enabled file system): the run ends FAILED, one line names the
+    checkpoint and the errno's problem, exit 1; the half-written folder is gone, checkpoint-3 is
+    complete, and the same command resumes the same run from it to the end."""
+    import errno
+
+    import torch
+
+    save = torch.save
+
+    def full(obj, f, *args, **kwargs):
+        if "checkpoint-6" in str(f) and str(f).endswith("optimizer.pt"):  # the weights and training_args.bin written
+            Path(f).write_bytes(b"\0" * 4096)  # what fitted before the quota ran out
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(f))
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full)
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert last_line(r) == (f"error: {checkpoints}/checkpoint-6: {words} while writing this checkpoint "
+                            f"({checkpoints}/checkpoint-6/optimizer.pt: {os.strerror(getattr(errno, code))}); "
+                            "removed it, checkpoint-3 is kept"), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    name = "tiny_bert-ncbi_disease-welt-0.0001-16-42"
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FAILED")]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-3"]  # nothing half-written beside it
+    assert (checkpoints / "checkpoint-3" / "trainer_state.json").is_file()
+    if code == "EDQUOT":
+        return
+    monkeypatch.setattr(torch, "save", save)  # space freed: the same command
+    again = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FINISHED")]  # the same run, continued
+    log = again.stdout + again.stderr
+    assert "resuming MLflow run" in log and f"{checkpoints}/checkpoint-3" in log, log[-3000:]
+    assert scored(tmp_path / "mlflow.db")["train/steps"] == 6

@@ -110,7 +110,8 @@ class SweepRun:
             self.store.set_tags(self.run_id, {"state": "submitted"})
             return False
         rows = children(self.store, self.experiment_id, self.run_id)
-        close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
+        close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None,
+              killed=isinstance(exc, KeyboardInterrupt))  # stopped by SIGTERM/SIGINT (preempt)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
         ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id)}" + (
             "" if self.tcfg.uri.startswith("http")
@@ -119,9 +120,11 @@ class SweepRun:
         return False
 
 
-def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
+def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False,
+          killed: bool = False) -> str:
     """Give a sweep's parent run its summary (``summary.md``, ``summary.json``, best test strict F1)
-    and end it: FINISHED when every launched job finished, else FAILED. Returns the status."""
+    and end it: FINISHED when every launched job finished, KILLED when a signal stopped the sweep,
+    else FAILED. Returns the status."""
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
     store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
     store.log_dict(run_id, {"sweep": sweep_id, **counts, "jobs": rows}, "summary.json")
@@ -129,8 +132,9 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
     if finished:
         store.log_metric(run_id, "best_test_strict_f1", max(finished))
     store.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
-    store.terminate(run_id, "FINISHED" if ok else "FAILED")
-    return "FINISHED" if ok else "FAILED"
+    status = "FINISHED" if ok else "KILLED" if killed else "FAILED"
+    store.terminate(run_id, status)
+    return status
 
 
 def settle_submitted(uri: str, experiment_name: str) -> list[str]:

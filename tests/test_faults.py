@@ -750,3 +750,44 @@ def test_full_quota_during_a_checkpoint_keeps_the_previous_one_and_the_run_resum
     log = again.stdout + again.stderr
     assert "resuming MLflow run" in log and f"{checkpoints}/checkpoint-3" in log, log[-3000:]
     assert scored(tmp_path / "mlflow.db")["train/steps"] == 6
+
+
+@pytest.mark.parametrize("name,code", SIGNAL_CASES, ids=[c[0] for c in SIGNAL_CASES])
+def test_signal_between_two_jobs_of_a_sequential_sweep_stops_it_there(tmp_path, monkeypatch, capsys, name, code):
+    """A real SIGTERM (or SIGINT) to this process right after job #0 of a two-job local sweep
+    (``-m``, the basic launcher) has returned: the sweep starts no other job, closes its parent run
+    KILLED (not left RUNNING), keeps job #0 FINISHED, says so in one line and exits 128 + the
+    signal; the same command then runs only the job not started."""
+    import signal
+
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan executes the launcher's module again: patch the class it keeps
+    GridBasicLauncher = sys.modules["hydra_plugins.bioner_grid_launcher.grid_launcher"].GridBasicLauncher
+    run_one = GridBasicLauncher._run_one
+
+    def then_signal(self, overrides, idx):
+        result = run_one(self, overrides, idx)
+        sig = getattr(signal, name)
+        # (were no handler installed, the default action would end this test process)
+        assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler)
+        os.kill(os.getpid(), sig)
+        return result
+
+    monkeypatch.setattr(GridBasicLauncher, "_run_one", then_signal)
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.seed=1,2", "-m")
+    assert r.returncode == code, r.stderr[-3000:]
+    assert last_line(r) == (f"stopped by {name} after 1 of 2 jobs of the sweep: the other 1 not started; run the same "
+                            "command again to run them (finished jobs are skipped)"), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert set(recorded_runs(tmp_path / "mlflow.db")) == {("adhoc sweep (2 jobs)", "KILLED"),
+                                                          ("1 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED")}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the sweep's handlers are gone with it
+    if name == "SIGINT":
+        return
+    monkeypatch.setattr(GridBasicLauncher, "_run_one", run_one)
+    again = app(tmp_path, monkeypatch, capsys, *TINY, "train.seed=1,2", "-m")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(recorded_runs(tmp_path / "mlflow.db")) == sorted([
+        ("adhoc sweep (1 jobs)", "FINISHED"), ("adhoc sweep (2 jobs)", "KILLED"),
+        ("1 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED"), ("2 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED")])

@@ -791,3 +791,68 @@ def test_signal_between_two_jobs_of_a_sequential_sweep_stops_it_there(tmp_path, 
     assert sorted(recorded_runs(tmp_path / "mlflow.db")) == sorted([
         ("adhoc sweep (1 jobs)", "FINISHED"), ("adhoc sweep (2 jobs)", "KILLED"),
         ("1 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED"), ("2 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED")])
+
+
+@pytest.mark.parametrize("where", ["this host", "another node"])
+def test_run_left_running_by_a_killed_job_is_taken_over_and_resumed(tmp_path, monkeypatch, capsys, where):
+    """A real ``python -m bioner_grid`` SIGKILLed (nothing to catch: the OOM killer, SLURM's kill
+    after its grace) once checkpoint-3 is complete leaves its run RUNNING, with a heartbeat. The same
+    command is not blocked by it nor skips it as in flight: on this host the job's pid is gone, so
+    at once; from another node (its pid cannot be checked) once the heartbeat is three periods old
+    (``grid.heartbeat_s``, 60 s: here the tags say 181 s). It continues the same run from
+    checkpoint-3 to FINISHED."""
+    import signal
+    import time
+
+    args = [*quick_args(tmp_path)[:-len(QUICK)], *TINY, "train.epochs=2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 500
+        while not (tmp_path / "run" / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file():
+            assert proc.poll() is None and time.time() < end, "the job ended before its first checkpoint"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    name = "tiny_bert-ncbi_disease-welt-0.0001-16-42"
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "RUNNING")]
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        (run_id,) = con.execute("SELECT run_uuid FROM runs").fetchone()
+        if where == "another node":
+            con.execute("UPDATE tags SET value = 'node-7' WHERE key = 'host' AND run_uuid = ?", (run_id,))
+            con.execute("UPDATE tags SET value = ? WHERE key = 'heartbeat' AND run_uuid = ?", (f"{time.time() - 181:.0f}", run_id))
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert f"resuming MLflow run {run_id} from {tmp_path / 'run' / 'checkpoints' / 'checkpoint-3'}" in log, log[-3000:]
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FINISHED")]
+    assert scored(tmp_path / "mlflow.db")["train/steps"] == 6
+
+
+def test_a_store_lock_held_by_a_killed_process_does_not_block(tmp_path):
+    """The only file lock of the package (``store._schema_lock``: flock on ``mlflow.db.lock``, around
+    a SQLite store's first use) held by a process SIGKILLed while holding it: the kernel drops an
+    flock with its last descriptor, so the next job opens the store at once; the lock file left
+    behind means nothing."""
+    import signal
+    import threading
+
+    from bioner_grid.store import RunStore
+
+    lock = tmp_path / "mlflow.db.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(RunStore(f"sqlite:///{tmp_path}/mlflow.db", "grid").experiment_id()),
+                         daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert opened and lock.exists(), "blocked by the dead process's lock"

@@ -856,3 +856,63 @@ def test_a_store_lock_held_by_a_killed_process_does_not_block(tmp_path):
     t.start()
     t.join(timeout=60)
     assert opened and lock.exists(), "blocked by the dead process's lock"
+
+
+class Planted:
+    """A pickle that, when unpickled, creates ``marker`` (any code could run there)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_old_model_logged_as_a_pickled_pyfunc_is_never_unpickled(tmp_path, monkeypatch, capsys, caplog):
+    """A run's model as bioner-grid logged it before models-from-code: an MLmodel whose pyfunc is
+    ``python_model.pkl`` (here a planted payload) beside the saved folder. ``register`` refuses it in
+    one line (registering hands it to people whose ``mlflow.pyfunc.load_model`` would unpickle it)
+    and registers nothing; ``tag`` tags with the saved folder (safetensors, JSON) and warns about
+    the pickle; the payload never runs."""
+    import logging
+    import pickle
+    import shutil
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from bioner_grid import register, tag
+
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.save_model=true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("bioner-grid").experiment_id])
+    run_id, marker, old = run.info.run_id, tmp_path / "pwned", tmp_path / "old_model"
+    shutil.copytree(tmp_path / "run" / "model", old / "artifacts" / "tagger")
+    (old / "python_model.pkl").write_bytes(pickle.dumps(Planted(marker)))
+    (old / "MLmodel").write_text(yaml.safe_dump({"artifact_path": "old_model", "mlflow_version": "2.16.2", "run_id": run_id,
+                                                 "flavors": {"python_function": {
+                                                     "cloudpickle_version": "3.0.0", "loader_module": "mlflow.pyfunc.model",
+                                                     "python_model": "python_model.pkl", "python_version": "3.11.7",
+                                                     "artifacts": {"tagger": {"path": "artifacts/tagger", "uri": "model"}}}}}))
+    client.log_artifacts(run_id, str(old), "old_model")
+    client.set_tag(run_id, "model_uri", f"runs:/{run_id}/old_model")
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert register.main([f"tracking.uri={uri}", "report.experiment=bioner-grid", "name=best"]) == 0
+    out = capsys.readouterr().out
+    assert (f"not registered: its model runs:/{run_id}/old_model is a pickled pyfunc (python_model.pkl, logged by an older "
+            "bioner-grid), which mlflow.pyfunc.load_model unpickles (runs code); to log it as code, run:\n  python -m "
+            "bioner_grid") in out, out
+    assert client.search_registered_models() == [] and not marker.exists()
+
+    text = tmp_path / "abstract.txt"
+    text.write_text("Familial breast and ovarian cancer is caused by mutations in BRCA1.\n")
+    with caplog.at_level(logging.WARNING):
+        assert tag.main([f"model=runs:/{run_id}/old_model", f"input={text}", "format=text", f"out={tmp_path}/tagged.txt",
+                         f"tracking.uri={uri}"]) == 0
+    assert "|t|Familial breast" in (tmp_path / "tagged.txt").read_text()  # tagged (PubTator out) with the saved folder
+    assert "python_model.pkl: a pickled MLflow pyfunc (an older bioner-grid logged it): not read" in caplog.text
+    assert not marker.exists()

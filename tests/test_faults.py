@@ -916,3 +916,90 @@ def test_old_model_logged_as_a_pickled_pyfunc_is_never_unpickled(tmp_path, monke
     assert "|t|Familial breast" in (tmp_path / "tagged.txt").read_text()  # tagged (PubTator out) with the saved folder
     assert "python_model.pkl: a pickled MLflow pyfunc (an older bioner-grid logged it): not read" in caplog.text
     assert not marker.exists()
+
+
+def python_for(user: str) -> list[str] | None:
+    """A command that runs a Python with mlflow, psycopg2 and Flask-WTF as ``user``: this
+    interpreter if the user may run it, else the system's Python of the same version reading this
+    environment's site-packages (an interpreter under /root is not theirs to run); None if neither."""
+    import site
+    import sysconfig
+
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    for prefix in ([sys.executable], [str(system)] if system.is_file() else None):
+        if prefix is None:
+            continue
+        env = {} if prefix[0] == sys.executable else {"PYTHONPATH": os.pathsep.join([*site.getsitepackages(),
+                                                                                      sysconfig.get_path("purelib")])}
+        probe = subprocess.run(["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), *prefix, "-c",
+                                "import mlflow, psycopg2, flask_wtf"], capture_output=True, timeout=120, cwd="/")
+        if probe.returncode == 0:
+            return ["env", *(f"{k}={v}" for k, v in env.items()), *prefix]
+    return None
+
+
+@pytest.mark.server
+def test_tracking_server_started_by_an_unprivileged_user():
+    """launchers/tracking-server.sh as a user without root (how it runs on a login node; CI runs as
+    root, and PostgreSQL refuses to run as root: the script switches to user postgres there). Run as
+    ``nobody`` through runuser: PostgreSQL and MLflow run as that user, the state folder and secrets
+    are theirs alone (0700 / 0600), an anonymous REST call is refused, the credential works."""
+    import base64
+    import glob
+    import json
+    import shutil
+    import tempfile
+    import time
+    import urllib.error
+    import urllib.request
+
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail("REQUIRE_POSTGRES=1 but PostgreSQL's server binaries are not installed")
+        pytest.skip("PostgreSQL server binaries not installed")
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root and runuser to act as an unprivileged user (as one, run tests/test_tracking_server.py)")
+    python = python_for("nobody")
+    if python is None:
+        pytest.skip("no Python with mlflow, psycopg2 and Flask-WTF that user nobody can run")
+    state = Path(tempfile.mkdtemp(prefix="bioner-nonroot-"))  # pytest's folders are root's alone
+    os.chown(state, NOBODY, NOBODY)
+    wrapper = state / "python"
+    wrapper.write_text("#!/bin/sh\nexec " + " ".join(python) + ' "$@"\n')
+    wrapper.chmod(0o755)
+    port, pg_port = free_port(), free_port()
+    env = ["env", "-i", f"PATH={os.environ['PATH']}", f"HOME={state}", f"PYTHON={wrapper}", f"MLFLOW_PORT={port}",
+           f"PG_PORT={pg_port}", "LANG=C.UTF-8"]
+    script = str(ROOT / "launchers" / "tracking-server.sh")
+    as_nobody = ["runuser", "-u", "nobody", "--", *env, script]
+    try:
+        r = subprocess.run([*as_nobody, "start", str(state / "s")], capture_output=True, text=True, timeout=300, cwd="/")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.strip() == f"http://127.0.0.1:{port}"
+        s = state / "s"
+        assert s.stat().st_uid == NOBODY and s.stat().st_mode & 0o777 == 0o700
+        secrets = sorted((s / "secrets").iterdir())
+        assert secrets and all(p.stat().st_uid == NOBODY and p.stat().st_mode & 0o777 == 0o600 for p in secrets)
+        postmaster = int((s / "pg" / "postmaster.pid").read_text().split()[0])
+        assert os.stat(f"/proc/{postmaster}").st_uid == NOBODY  # PostgreSQL runs as the user, no postgres account
+        assert os.stat(f"/proc/{int((s / 'mlflow.pid').read_text())}").st_uid == NOBODY
+
+        def post(auth: str | None) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/create",
+                                             json.dumps({"name": f"e{time.time_ns()}"}).encode(),
+                                             {"Content-Type": "application/json"}, method="POST")
+            if auth:
+                request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        credential = dict(line.removeprefix("export ").split("=", 1)
+                          for line in (s / "secrets" / "client.env").read_text().splitlines())
+        assert post(None) == 401
+        assert post(f"{credential['MLFLOW_TRACKING_USERNAME']}:{credential['MLFLOW_TRACKING_PASSWORD']}") == 200
+    finally:
+        subprocess.run([*as_nobody, "stop", str(state / "s")], capture_output=True, timeout=120, cwd="/")
+        shutil.rmtree(state, ignore_errors=True)

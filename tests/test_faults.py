@@ -1001,5 +1001,6 @@ def test_tracking_server_started_by_an_unprivileged_user():
         assert post(None) == 401
         assert post(f"{credential['MLFLOW_TRACKING_USERNAME']}:{credential['MLFLOW_TRACKING_PASSWORD']}") == 200
     finally:
-        subprocess.run([*as_nobody, "stop", str(state / "s")], capture_output=True, timeout=120, cwd="/")
+        subprocess.run([*as_nobody, "stop", str(state / "s")], capture_output=True, timeout=180, cwd="/")
         shutil.rmtree(state, ignore_errors=True)
+    assert subprocess.run(["pgrep", "-u", str(NOBODY), "-f", str(state)], capture_output=True).stdout == b""  # all stopped

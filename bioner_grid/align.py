@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bioner_grid import cachedir
 from bioner_grid.corpus import Sentence, write_atomic
 from bioner_grid.errors import ConfigError
 
@@ -175,19 +176,20 @@ def cached_windows(tokenizer, sentences: list[Sentence], label2id: dict[str, int
     """``make_windows``, kept in ``<cache_dir>/windows/<digest>.npz``: the schemes and seeds of a
     grid cell tokenise their corpus once. Written atomically (``corpus.write_atomic``), so
     concurrent jobs never read half a file; an entry that does not validate (damaged, edited,
-    foreign) is rebuilt with a warning naming it. Entries of the old pickle format (``.pkl``) are
-    never read."""
+    foreign) is rebuilt with a warning naming it, and so is one another user owns or can write; a
+    cache folder others can write is refused (``cachedir``). Entries of the old pickle format
+    (``.pkl``) are never read."""
     if not cache_dir:
         return make_windows(tokenizer, sentences, label2id, max_seq_length)
     key = windows_digest(tokenizer, sentences, label2id, max_seq_length)
-    path = Path(cache_dir) / "windows" / f"{key}.npz"
-    if path.is_file():
+    path = cachedir.private_folder(cache_dir, "windows") / f"{key}.npz"
+    if cachedir.trusted(path):
         try:
             return _read_windows(path, key)
         except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the fix is to rebuild it
             log.warning("%s: window cache entry does not validate (%s: %s); rebuilding it", path, type(e).__name__, e)
     windows = make_windows(tokenizer, sentences, label2id, max_seq_length)
-    write_atomic(path, lambda f: _write_windows(f, windows, key), binary=True)
+    write_atomic(path, lambda f: _write_windows(f, windows, key), binary=True, mode=cachedir.ENTRY_MODE)
     return windows
 
 

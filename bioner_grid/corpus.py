@@ -211,17 +211,18 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False, mode: int = 0o666) -> None:
     """``write(f)`` into a temporary file beside ``path``, then rename it over ``path``: a killed
     job or a failed write leaves no half file (the temporary one is removed), and a reader beside
     it sees the whole file or none. The file gets the user's umask (0644 by default), as any other
-    tool's output, not ``mkstemp``'s 0600; a symlink at ``path`` is replaced, never followed."""
+    tool's output, not ``mkstemp``'s 0600; a symlink at ``path`` is replaced, never followed.
+    ``mode``: the permissions before the umask (caches pass 0o644: never group-writable, ``cachedir``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:  # mkstemp's unique name, but opened with 0o666 so that the kernel applies the umask
         tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.part"  # not random: it would shift seeded runs
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
             break
         except FileExistsError:
             continue

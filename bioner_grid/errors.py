@@ -63,8 +63,10 @@ class JobFailed(SystemExit):
 
 
 def disk_full(e: BaseException) -> bool:
-    """ENOSPC, also when a writer (safetensors, torch) wraps it in its own exception type."""
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+    """ENOSPC or EDQUOT (a quota is a full disk of one's own), also when a writer (safetensors,
+    torch) wraps it in its own exception type."""
+    return (getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in str(e) or "Disk quota exceeded" in str(e))
 
 
 def one_line(e: BaseException) -> str:

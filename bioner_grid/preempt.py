@@ -54,6 +54,7 @@ class _State:
     training_done = False
     stop: int | None = None  # SIGTERM or SIGINT received: end the run KILLED
     in_training = False  # between the Trainer's on_train_begin and on_train_end
+    between: int | None = None  # SIGTERM or SIGINT received while a sequential sweep was between jobs
 
 
 def _pending() -> bool:
@@ -161,11 +162,14 @@ def stop_on_signals():
     previous = {}
     for sig in STOP_SIGNALS:
         current = signal.getsignal(sig)
-        if current in (signal.SIG_DFL, signal.default_int_handler):
+        if current in (signal.SIG_DFL, signal.default_int_handler, _between_jobs_handler):
             previous[sig] = current
             signal.signal(sig, _stop_handler)
     _State.stop, _State.in_training = None, False
     try:
+        if _State.between is not None:  # came while a sweep set this job up: stop before it opens a run
+            _State.stop = _State.between
+            _stop_now()
         yield
     finally:
         if _State.stop is not None:
@@ -173,6 +177,45 @@ def stop_on_signals():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _State.in_training = False
+
+
+def _between_jobs_handler(signum, frame) -> None:
+    if _State.between is None:
+        _State.between = signum
+        log.warning("caught %s between jobs: the sweep stops before its next job", signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def between_jobs():
+    """Around a sequential sweep (Hydra's basic launcher: one job after another in this process):
+    SIGTERM or SIGINT arriving while no job runs (between two jobs, or while the sweep's parent run
+    is written) is only noted; the sweep asks ``stop_before_next_job`` before each job and stops
+    there, so its parent run is closed and no job is started half. Inside a job ``stop_on_signals``
+    takes the signals over as usual. Without this, SIGTERM between jobs killed the process at once
+    (its default action) and left the parent run RUNNING."""
+    previous = {}
+    for sig in STOP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current in (signal.SIG_DFL, signal.default_int_handler):
+            previous[sig] = current
+            signal.signal(sig, _between_jobs_handler)
+    _State.between = None
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _State.between = None
+
+
+def stop_before_next_job(done: int, total: int) -> None:
+    """``KeyboardInterrupt(line, exit status)`` (as ``_stop_now``) if a signal came between jobs."""
+    if _State.between is None:
+        return
+    name = signal.Signals(_State.between).name
+    raise KeyboardInterrupt(f"stopped by {name} after {done} of {total} jobs of the sweep: the other {total - done} not "
+                            "started; run the same command again to run them (finished jobs are skipped)",
+                            128 + int(_State.between))
 
 
 def _at_epoch_end(state) -> bool:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bioner_grid import cachedir
 from bioner_grid.corpus import (
     Corpus,
     DataError,
@@ -286,7 +287,8 @@ def _read_cached(path: Path) -> Conversion:
 def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str | Path,
                    strip_suffixes: list[str] | None = None) -> Conversion:
     """``convert`` once per (source checksum, converter settings); later calls read the cache. An
-    entry that does not validate (corrupt, edited, not ours) is rebuilt, with a warning naming it."""
+    entry that does not validate (corrupt, edited, not ours) is rebuilt, with a warning naming it, and
+    so is one another user owns or can write; a cache folder others can write is refused (``cachedir``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}:0: file not found")
@@ -294,15 +296,15 @@ def cached_convert(path: str | Path, types: dict[str, list[str]], cache_dir: str
     options = {"strip_suffixes": list(strip_suffixes)} if strip_suffixes else {}  # absent: the keys cached before it
     settings = json.dumps({"types": types, "version": CONVERTER_VERSION, "format": CACHE_FORMAT, **options}, sort_keys=True)
     key = hashlib.sha256((digest + settings).encode()).hexdigest()[:20]
-    cached = Path(cache_dir) / f"{path.stem}-{key}.json"
-    if cached.is_file():
+    cached = cachedir.private_folder(cache_dir) / f"{path.stem}-{key}.json"
+    if cachedir.trusted(cached):
         try:
             return _read_cached(cached)
         except (ValueError, TypeError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             log.warning("%s: conversion cache entry does not validate (%s); rebuilding it", cached, e)
     conversion = convert(path, types, strip_suffixes)
     payload = {"documents": [[[s.tokens, s.tags] for s in doc] for doc in conversion.documents], "report": conversion.report}
-    write_atomic(cached, lambda f: json.dump({**payload, "sha256": _payload_digest(payload)}, f))
+    write_atomic(cached, lambda f: json.dump({**payload, "sha256": _payload_digest(payload)}, f), mode=cachedir.ENTRY_MODE)
     return conversion
 
 

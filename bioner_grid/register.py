@@ -72,6 +72,16 @@ def already_registered(store, model_name: str, run_id: str):
     return None
 
 
+def pickled_model(flavors: dict) -> str | None:
+    """The pickle a logged pyfunc model is loaded from (``python_model.pkl``: what bioner-grid wrote
+    before it logged the model as code, ``export.py``), or None for a model given as code."""
+    pyfunc = flavors.get("python_function") or {}
+    model = pyfunc.get("python_model")
+    if model and not str(model).endswith(".py"):
+        return str(model)
+    return "python_model.pkl" if "cloudpickle_version" in pyfunc and not model else None
+
+
 def register(store, df: pd.DataFrame, name: str) -> list[str]:
     """Register each dataset's best model (``store``: a ``store.RunStore``); returns one line per
     dataset (registered, or the command to run)."""
@@ -97,6 +107,12 @@ def register(store, df: pd.DataFrame, name: str) -> list[str]:
                 "run_key": run.data.tags.get("run_key", ""),
                 **{k: f"{getattr(cell, k):.4f}" for k in ("dev_strict_f1", "test_strict_f1", "test_f1")},
                 **{f"run_{k}": f"{metrics[k]:.4f}" for k in ("dev_strict_f1", "test_strict_f1")}}
+        pickle = pickled_model(store.model_flavors(run.data.tags["model_uri"]))
+        if pickle:  # registering hands it to others, whose mlflow.pyfunc.load_model would run the pickle
+            lines.append(f"{what}: not registered: its model {run.data.tags['model_uri']} is a pickled pyfunc ({pickle}, "
+                         "logged by an older bioner-grid), which mlflow.pyfunc.load_model unpickles (runs code); "
+                         f"to log it as code, run:\n  {reproduce_command(store, run)}")
+            continue
         earlier = already_registered(store, f"{name}-{cell.dataset}", run.info.run_id)
         if earlier is not None:  # idempotent: a second `register` adds no version of the same run
             lines.append(f"{what}: already registered as models:/{earlier.name}/{earlier.version} "

@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
-from bioner_grid import aio, redact, report_cross, report_curve
+from bioner_grid import aio, cachedir, redact, report_cross, report_curve
 from bioner_grid.errors import ConfigError, DataError
 from bioner_grid.config import compose
 from bioner_grid.corpus import write_atomic
@@ -596,14 +596,17 @@ class RunFiles:
             self._store = RunStore(self.uri, "")
         return self._store
 
+    def folder(self, run_id: str) -> Path:
+        """``cache/<run_id>``, the user's own (``cachedir``: a folder others can write is refused)."""
+        return cachedir.private_folder(self.cache, run_id)
+
     def path(self, run_id: str, name: str) -> Path | None:
-        folder = self.cache / run_id
+        folder = self.folder(run_id)
         local, missing = folder / name, folder / f"{name}.missing"
-        if local.is_file():
+        if cachedir.trusted(local):
             return local
-        if missing.is_file():  # a finished run's artifacts do not change
+        if cachedir.trusted(missing):  # a finished run's artifacts do not change
             return None
-        folder.mkdir(parents=True, exist_ok=True)
         root = self.store.artifact_root(run_id)
         if root.startswith("file://") or "://" not in root:  # a local artifact store: read in place, no copy
             local = Path(url2pathname(urlparse(root).path)) / name
@@ -615,8 +618,8 @@ class RunFiles:
         return None
 
     def predictions(self, run_id: str, split: str = "test"):
-        npz = self.cache / run_id / f"predictions_{split}.npz"
-        if npz.is_file():
+        npz = self.folder(run_id) / f"predictions_{split}.npz"
+        if cachedir.trusted(npz):
             return cached_predictions(npz, npz)
         conll = self.path(run_id, f"predictions_{split}.conll")
         if conll is None:
@@ -637,8 +640,8 @@ class RunFiles:
             list(pool.map(one, run_ids))
 
     def error_counts(self, run_id: str, split: str = "test") -> dict[str, int] | None:
-        kept = self.cache / run_id / f"error_counts_{split}.json"
-        if kept.is_file():
+        kept = self.folder(run_id) / f"error_counts_{split}.json"
+        if cachedir.trusted(kept):
             return json.loads(kept.read_text(encoding="utf-8"))
         path = self.path(run_id, f"error_analysis_{split}.json")
         if path is None:

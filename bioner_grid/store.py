@@ -433,6 +433,12 @@ class RunStore:
         with mlflow.tracking._tracking_service.utils._use_tracking_uri(self.uri):
             return self.call(mlflow.register_model, model_uri, name, tags=tags)
 
+    def model_flavors(self, model_uri: str) -> dict:
+        """The flavors a logged model's ``MLmodel`` declares: its YAML only, nothing of the model is
+        loaded (a pickled pyfunc's pickle is not read)."""
+        with mlflow.tracking._tracking_service.utils._use_tracking_uri(self.uri):
+            return dict(self.call(mlflow.models.get_model_info, model_uri).flavors)
+
     def model_versions(self, name: str) -> list:
         """Every version of registered model ``name`` (none when it does not exist)."""
         quoted = name.replace("'", "\\'")

@@ -115,7 +115,8 @@ class SweepRun:
             self.store.set_tags(self.run_id, {"state": "submitted"})
             return False
         rows = children(self.store, self.experiment_id, self.run_id)
-        close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None)
+        close(self.store, self.run_id, self.sweep_id, self.counts, rows, failed=exc is not None,
+              killed=isinstance(exc, KeyboardInterrupt))  # stopped by SIGTERM/SIGINT (preempt)
         print(summary_table(rows, self.sweep_id, time.time() - self.started), flush=True)
         ui = f"MLflow: {ui_address(self.tcfg.uri, self.experiment_id, self.run_id)}" + (
             "" if self.tcfg.uri.startswith("http")
@@ -124,9 +125,10 @@ class SweepRun:
         return False
 
 
-def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False) -> str:
+def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], failed: bool = False,
+          killed: bool = False) -> str:
     """Give a sweep's parent run its summary and end it: FINISHED when every launched job finished,
-    else FAILED. Returns the status.
+    KILLED when a signal stopped the sweep, else FAILED. Returns the status.
 
     The summary: the parent's description (what its page opens on: the configurations of the sweep,
     chosen on dev, test shown, ``describe``), ``summary.md`` (the choice and every job), ``summary.json``,
@@ -148,8 +150,9 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
         else:
             store.log_metric(run_id, f"best_test_strict_f1{suffix}", c["test"][0])
     store.log_metric(run_id, "jobs_finished", sum(r["status"] == "FINISHED" for r in rows))
-    store.terminate(run_id, "FINISHED" if ok else "FAILED")
-    return "FINISHED" if ok else "FAILED"
+    status = "FINISHED" if ok else "KILLED" if killed else "FAILED"
+    store.terminate(run_id, status)
+    return status
 
 
 def settle_submitted(uri: str, experiment_name: str) -> list[str]:

@@ -190,7 +190,7 @@ def resolve_model(spec: str, tracking_uri: str) -> Path:
         result = json.loads((run_folder / "result.json").read_text())
         spec, tracking_uri = result["run_id"], result.get("tracking_uri") or tracking_uri
     elif path.is_dir():
-        return found or path
+        return _never_the_pickle(path, found or path)
     from bioner_grid.store import RunStore
 
     store = RunStore(tracking_uri, "")  # run ids and model URIs name their experiment
@@ -213,7 +213,17 @@ def resolve_model(spec: str, tracking_uri: str) -> Path:
         local = store.download_uri(uri)
     except LookupError as e:
         raise DataError(f"{spec}:0: {e}") from None
-    return next((p.parent for p in local.rglob(META)), local)
+    return _never_the_pickle(local, next((p.parent for p in local.rglob(META)), local))
+
+
+def _never_the_pickle(model: Path, found: Path) -> Path:
+    """``found``, the saved folder tagging loads (safetensors and JSON); a logged MLflow model of an
+    older bioner-grid beside it also holds a cloudpickled pyfunc (``python_model.pkl``), which is
+    never read here, and which the user is warned not to load through MLflow."""
+    for pickle in (model.rglob("python_model.pkl") if model.is_dir() else []):
+        log.warning("%s: a pickled MLflow pyfunc (an older bioner-grid logged it): not read; tagging with the saved "
+                    "folder %s. Loading this model with mlflow.pyfunc.load_model would run the pickle", pickle, found)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ package's layers (tests/test_imports.py).
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
-from bioner_grid import preempt
+from bioner_grid import errors, preempt
 from bioner_grid.align import Window, by_length, predictions_to_tags
 from bioner_grid.heads import head_of
 from bioner_grid.runtime import pick_precision
@@ -80,6 +83,28 @@ class WeightedLossTrainer(Trainer):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return EpochSeededLengthGroupedSampler(sampler.lengths, sampler.batch_size, seed)
         return sampler
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, or on a full disk or quota (ENOSPC, EDQUOT: a shared file
+        system's usual fault) an ``OSError`` naming the checkpoint folder, with the half-written folder
+        removed: the Trainer writes ``trainer_state.json`` last and deletes older checkpoints only
+        after a save succeeded, so the previous checkpoint stays complete and the run resumes from it."""
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        existed = folder.exists()
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as e:
+            if not errors.disk_full(e):
+                raise
+            if not existed:
+                shutil.rmtree(folder, ignore_errors=True)
+            quota = getattr(e, "errno", None) == errno.EDQUOT or "Disk quota exceeded" in str(e)
+            earlier = sorted((p for p in folder.parent.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+                             key=lambda p: int(p.name.rsplit("-", 1)[1]))
+            kept = f"{earlier[-1].name} is kept" if earlier else "no earlier checkpoint"
+            raise OSError(errno.EDQUOT if quota else errno.ENOSPC,
+                          f"{'disk quota exceeded' if quota else 'no space left on device'} while writing this checkpoint "
+                          f"({errors.one_line(e)}); removed it, {kept}", str(folder)) from None
 
     def _get_eval_sampler(self, eval_dataset):
         # Predictions must come back in dataset order to be stitched into sentences; the Trainer

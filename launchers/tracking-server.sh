@@ -164,6 +164,9 @@ stop)
     pid=$(cat "$state/mlflow.pid")
     pkill -TERM -P "$pid" 2> /dev/null || true
     kill "$pid" 2> /dev/null || true
+    # uvicorn lets its workers finish first (seconds; a worker still starting up, longer): PostgreSQL
+    # stopped under them makes them crash and be respawned, so wait for MLflow before stopping it
+    for _ in $(seq 90); do kill -0 "$pid" 2> /dev/null || break; sleep 1; done
     rm -f "$state/mlflow.pid"
   fi
   [ -f "$state/pg/PG_VERSION" ] && as_pg "$bindir/pg_ctl -D '$state/pg' -m fast stop" > /dev/null 2>&1 || true

@@ -360,14 +360,17 @@ def test_unwritable_output_folder_is_one_line_before_anything_is_created(tmp_pat
 
 
 def test_full_disk_is_one_line_and_earlier_runs_unharmed(tmp_path, can_mount, store_with_a_run):
-    """The run folder on a 2 MB file system: the first checkpoint does not fit. The run is marked
-    FAILED (it had started); the run recorded before it is untouched."""
+    """The run folder on a 2 MB file system: the first checkpoint does not fit (the real kernel's
+    ENOSPC, through safetensors). The run is marked FAILED (it had started); the half-written
+    checkpoint is removed; the run recorded before it is untouched."""
     db = store_with_a_run
     (tmp_path / "full").mkdir()
     r = cli_mounted(tmp_path, [f"tmpfs:2m:{tmp_path / 'full'}"], store=f"sqlite:///{db}", run_dir=tmp_path / "full" / "run")
     assert r.returncode == 1, r.stderr[-2000:]
-    assert last_line(r).startswith(f"error: {tmp_path / 'full' / 'run'}: no space left on device (")
-    assert "Traceback" not in r.stderr
+    checkpoints = tmp_path / "full" / "run" / "checkpoints"
+    assert last_line(r).startswith(f"error: {checkpoints}/checkpoint-3: no space left on device while writing this checkpoint (")
+    assert last_line(r).endswith("No space left on device (os error 28)); removed it, no earlier checkpoint")
+    assert "Traceback" not in r.stderr  # (the tmpfs is gone with the child's mount namespace: the next test looks inside)
     assert sorted(recorded_runs(db)) == [("earlier", "FINISHED"), ("tiny_bert-ncbi_disease-welt-0.0001-16-42", "FAILED")]
 
 
@@ -576,3 +579,428 @@ def test_signal_after_the_first_checkpoint_ends_the_run_killed_and_it_resumes_ex
     assert f"checkpoints/{checkpoint}" in again.stdout + again.stderr and "resuming MLflow run" in again.stdout + again.stderr
     assert recorded_runs(tmp_path / "mlflow.db") == [("tiny_bert-ncbi_disease-welt-0.0003-16-42", "FINISHED")]
     assert scored(tmp_path / "mlflow.db") == uninterrupted_quick
+
+
+# --- A shared machine: other users' files, dead jobs, a full quota, signals between jobs (issue 20) ---
+
+NOBODY = 65534  # another user's uid (``nobody``)
+
+
+def as_another_user(path: Path) -> None:
+    """``path`` (not followed) handed to uid ``NOBODY``, as a colleague's file would be; skips the
+    test where this process cannot (chown needs root)."""
+    try:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    except PermissionError:
+        pytest.skip("needs root to give a file to another user (chown)")
+
+
+def untrusted_folder(cache: Path, how: str) -> Path:
+    """The cache folder in a state this user must not trust: the folder ``how`` names (``cache`` or
+    ``cache/windows``), as the message names it."""
+    cache.mkdir()
+    if how == "owned by another user":
+        as_another_user(cache)
+        return cache
+    if how == "group-writable":
+        cache.chmod(0o775)
+        return cache
+    if how == "world-writable, sticky":
+        cache.chmod(0o1777)
+        return cache
+    theirs = cache.parent / "theirs"  # windows/: a symlink to another user's folder
+    theirs.mkdir()
+    as_another_user(theirs)
+    (cache / "windows").symlink_to(theirs)
+    return cache / "windows"
+
+
+FOLDER_CASES = {
+    "owned by another user": "owned by nobody (uid 65534), not by you ({me})",
+    "group-writable": "writable by group (mode 0775)",
+    "world-writable, sticky": "writable by group and others (mode 1777)",
+    "windows/ a symlink to another user's folder": "owned by nobody (uid 65534), not by you ({me})",
+}
+
+
+@pytest.mark.parametrize("how", FOLDER_CASES)
+def test_cache_folder_others_can_write_is_refused_before_anything_is_recorded(tmp_path, monkeypatch, capsys, how):
+    """A cache folder another user owns or can write: whatever a run writes there could be swapped
+    before the next run reads it (a planted entry with a valid digest is read as ours), so there is
+    no private way to rebuild in place: one line naming the folder, exit 1, nothing recorded."""
+    import pwd
+
+    folder = untrusted_folder(tmp_path / "cache", how)
+    me = f"{pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()})"
+    r = app(tmp_path, monkeypatch, capsys, *TINY)
+    assert_refused(r, tmp_path, f"error: {folder}: cache folder {FOLDER_CASES[how].format(me=me)}: another user could plant "
+                   "entries in it; make it yours alone (chmod go-w) or set data.cache to a folder of your own", 1)
+    assert not list((tmp_path / "cache").rglob("*.npz"))  # nothing written into it
+
+
+ENTRY_CASES = ["owned by another user", "group-writable", "a symlink to another user's file"]
+
+
+def untrusted_entry(entry: Path, how: str, content: bytes) -> str:
+    """``content`` put at ``entry`` in the state ``how`` names; returns what the warning says of it."""
+    if how == "a symlink to another user's file":
+        theirs = entry.parent.parent / f"theirs-{entry.name}"
+        theirs.write_bytes(content)
+        as_another_user(theirs)
+        entry.unlink(missing_ok=True)
+        entry.symlink_to(theirs)
+        return "a symlink"
+    entry.write_bytes(content)
+    if how == "group-writable":
+        entry.chmod(0o664)
+        return "writable by group (mode 0664)"
+    as_another_user(entry)
+    import pwd
+
+    return f"owned by nobody (uid 65534), not by you ({pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()}))"
+
+
+@pytest.mark.parametrize("how", ENTRY_CASES)
+def test_window_cache_entry_not_the_users_own_is_rebuilt_not_read(minilm_tokenizer, tmp_path, caplog, how):
+    """A valid entry (its digest matches) with other labels, planted in the user's own cache folder
+    as another user's file: not read; rebuilt privately (the user's, 0644) with a warning naming it."""
+    import logging
+
+    from bioner_grid import align
+    from bioner_grid.data import read_conll
+
+    sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:20]
+    l2i = {"O": 0, "B-Disease": 1, "I-Disease": 2}
+    fresh = align.cached_windows(minilm_tokenizer, sents, l2i, 32, tmp_path / "cache")
+    key = align.windows_digest(minilm_tokenizer, sents, l2i, 32)
+    entry = tmp_path / "cache" / "windows" / f"{key}.npz"
+    import io
+
+    poisoned = io.BytesIO()  # every word labelled B-Disease, under the right key: a digest that validates
+    align._write_windows(poisoned, align.make_windows(minilm_tokenizer, sents, {"O": 1, "B-Disease": 1, "I-Disease": 1}, 32), key)
+    said = untrusted_entry(entry, how, poisoned.getvalue())
+    with caplog.at_level(logging.WARNING):
+        got = align.cached_windows(minilm_tokenizer, sents, l2i, 32, tmp_path / "cache")
+    assert got == fresh
+    assert f"{entry}: cache entry is {said}; not reading it, rebuilding it" in caplog.text
+    st = entry.lstat()
+    assert st.st_uid == os.getuid() and not st.st_mode & 0o022 and entry.is_file() and not entry.is_symlink()
+
+
+@pytest.mark.parametrize("how", ENTRY_CASES)
+def test_conversion_cache_entry_not_the_users_own_is_rebuilt_not_read(tmp_path, caplog, how):
+    import json
+    import logging
+
+    from bioner_grid.pubtator import _payload_digest, cached_convert, convert
+
+    path, types = NCBI.parent.parent / "pubtator" / "Linnaeus_Test.PubTator", {"Species": ["Species"]}
+    fresh = cached_convert(path, types, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    data = json.loads(entry.read_text())
+    payload = {"documents": [[[s[0], ["O"] * len(s[1])] for s in doc] for doc in data["documents"]], "report": data["report"]}
+    said = untrusted_entry(entry, how, json.dumps({**payload, "sha256": _payload_digest(payload)}).encode())  # validates
+    with caplog.at_level(logging.WARNING):
+        got = cached_convert(path, types, tmp_path / "cache")
+    assert [s.tags for d in got.documents for s in d] == [s.tags for d in fresh.documents for s in d] == \
+        [s.tags for d in convert(path, types).documents for s in d]
+    assert f"{entry}: cache entry is {said}; not reading it, rebuilding it" in caplog.text
+    assert entry.lstat().st_uid == os.getuid() and not entry.is_symlink() and not entry.stat().st_mode & 0o022
+
+
+@pytest.mark.parametrize("code,words", [("ENOSPC", "no space left on device"), ("EDQUOT", "disk quota exceeded")])
+def test_full_quota_during_a_checkpoint_keeps_the_previous_one_and_the_run_resumes_from_it(tmp_path, monkeypatch, capsys,
+                                                                                            code, words):
+    """The second checkpoint (checkpoint-6) hits a full disk or quota halfway (its optimizer.pt
+    written in part). Simulated in this process by ``torch.save`` raising the OSError the kernel
+    gives, after writing some bytes (a real full file system is the tmpfs case above; a quota cannot
+    be set up without a quota-enabled file system): the run ends FAILED, one line names the
+    checkpoint and the errno's problem, exit 1; the half-written folder is gone, checkpoint-3 is
+    complete, and the same command resumes the same run from it to the end."""
+    import errno
+
+    import torch
+
+    save = torch.save
+
+    def full(obj, f, *args, **kwargs):
+        if "checkpoint-6" in str(f) and str(f).endswith("optimizer.pt"):  # the weights and training_args.bin written
+            Path(f).write_bytes(b"\0" * 4096)  # what fitted before the quota ran out
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(f))
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full)
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert last_line(r) == (f"error: {checkpoints}/checkpoint-6: {words} while writing this checkpoint "
+                            f"({checkpoints}/checkpoint-6/optimizer.pt: {os.strerror(getattr(errno, code))}); "
+                            "removed it, checkpoint-3 is kept"), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    name = "tiny_bert-ncbi_disease-welt-0.0001-16-42"
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FAILED")]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-3"]  # nothing half-written beside it
+    assert (checkpoints / "checkpoint-3" / "trainer_state.json").is_file()
+    if code == "EDQUOT":
+        return
+    monkeypatch.setattr(torch, "save", save)  # space freed: the same command
+    again = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FINISHED")]  # the same run, continued
+    log = again.stdout + again.stderr
+    assert "resuming MLflow run" in log and f"{checkpoints}/checkpoint-3" in log, log[-3000:]
+    assert scored(tmp_path / "mlflow.db")["train/steps"] == 6
+
+
+@pytest.mark.parametrize("name,code", SIGNAL_CASES, ids=[c[0] for c in SIGNAL_CASES])
+def test_signal_between_two_jobs_of_a_sequential_sweep_stops_it_there(tmp_path, monkeypatch, capsys, name, code):
+    """A real SIGTERM (or SIGINT) to this process right after job #0 of a two-job local sweep
+    (``-m``, the basic launcher) has returned: the sweep starts no other job, closes its parent run
+    KILLED (not left RUNNING), keeps job #0 FINISHED, says so in one line and exits 128 + the
+    signal; the same command then runs only the job not started."""
+    import signal
+
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan executes the launcher's module again: patch the class it keeps
+    GridBasicLauncher = sys.modules["hydra_plugins.bioner_grid_launcher.grid_launcher"].GridBasicLauncher
+    run_one = GridBasicLauncher._run_one
+
+    def then_signal(self, overrides, idx):
+        result = run_one(self, overrides, idx)
+        sig = getattr(signal, name)
+        # (were no handler installed, the default action would end this test process)
+        assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler)
+        os.kill(os.getpid(), sig)
+        return result
+
+    monkeypatch.setattr(GridBasicLauncher, "_run_one", then_signal)
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.seed=1,2", "-m")
+    assert r.returncode == code, r.stderr[-3000:]
+    assert last_line(r) == (f"stopped by {name} after 1 of 2 jobs of the sweep: the other 1 not started; run the same "
+                            "command again to run them (finished jobs are skipped)"), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert set(recorded_runs(tmp_path / "mlflow.db")) == {("adhoc sweep (2 jobs)", "KILLED"),
+                                                          ("1 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED")}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the sweep's handlers are gone with it
+    if name == "SIGINT":
+        return
+    monkeypatch.setattr(GridBasicLauncher, "_run_one", run_one)
+    again = app(tmp_path, monkeypatch, capsys, *TINY, "train.seed=1,2", "-m")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(recorded_runs(tmp_path / "mlflow.db")) == sorted([
+        ("adhoc sweep (1 jobs)", "FINISHED"), ("adhoc sweep (2 jobs)", "KILLED"),
+        ("1 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED"), ("2 · tiny_bert-ncbi_disease-welt-0.0001-16", "FINISHED")])
+
+
+@pytest.mark.parametrize("where", ["this host", "another node"])
+def test_run_left_running_by_a_killed_job_is_taken_over_and_resumed(tmp_path, monkeypatch, capsys, where):
+    """A real ``python -m bioner_grid`` SIGKILLed (nothing to catch: the OOM killer, SLURM's kill
+    after its grace) once checkpoint-3 is complete leaves its run RUNNING, with a heartbeat. The same
+    command is not blocked by it nor skips it as in flight: on this host the job's pid is gone, so
+    at once; from another node (its pid cannot be checked) once the heartbeat is three periods old
+    (``grid.heartbeat_s``, 60 s: here the tags say 181 s). It continues the same run from
+    checkpoint-3 to FINISHED."""
+    import signal
+    import time
+
+    args = [*quick_args(tmp_path)[:-len(QUICK)], *TINY, "train.epochs=2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 500
+        while not (tmp_path / "run" / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file():
+            assert proc.poll() is None and time.time() < end, "the job ended before its first checkpoint"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    name = "tiny_bert-ncbi_disease-welt-0.0001-16-42"
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "RUNNING")]
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        (run_id,) = con.execute("SELECT run_uuid FROM runs").fetchone()
+        if where == "another node":
+            con.execute("UPDATE tags SET value = 'node-7' WHERE key = 'host' AND run_uuid = ?", (run_id,))
+            con.execute("UPDATE tags SET value = ? WHERE key = 'heartbeat' AND run_uuid = ?", (f"{time.time() - 181:.0f}", run_id))
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.epochs=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert f"resuming MLflow run {run_id} from {tmp_path / 'run' / 'checkpoints' / 'checkpoint-3'}" in log, log[-3000:]
+    assert recorded_runs(tmp_path / "mlflow.db") == [(name, "FINISHED")]
+    assert scored(tmp_path / "mlflow.db")["train/steps"] == 6
+
+
+def test_a_store_lock_held_by_a_killed_process_does_not_block(tmp_path):
+    """The only file lock of the package (``store._schema_lock``: flock on ``mlflow.db.lock``, around
+    a SQLite store's first use) held by a process SIGKILLed while holding it: the kernel drops an
+    flock with its last descriptor, so the next job opens the store at once; the lock file left
+    behind means nothing."""
+    import signal
+    import threading
+
+    from bioner_grid.store import RunStore
+
+    lock = tmp_path / "mlflow.db.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(RunStore(f"sqlite:///{tmp_path}/mlflow.db", "grid").experiment_id()),
+                         daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert opened and lock.exists(), "blocked by the dead process's lock"
+
+
+class Planted:
+    """A pickle that, when unpickled, creates ``marker`` (any code could run there)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_old_model_logged_as_a_pickled_pyfunc_is_never_unpickled(tmp_path, monkeypatch, capsys, caplog):
+    """A run's model as bioner-grid logged it before models-from-code: an MLmodel whose pyfunc is
+    ``python_model.pkl`` (here a planted payload) beside the saved folder. ``register`` refuses it in
+    one line (registering hands it to people whose ``mlflow.pyfunc.load_model`` would unpickle it)
+    and registers nothing; ``tag`` tags with the saved folder (safetensors, JSON) and warns about
+    the pickle; the payload never runs."""
+    import logging
+    import pickle
+    import shutil
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from bioner_grid import register, tag
+
+    r = app(tmp_path, monkeypatch, capsys, *TINY, "train.save_model=true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("bioner-grid").experiment_id])
+    run_id, marker, old = run.info.run_id, tmp_path / "pwned", tmp_path / "old_model"
+    shutil.copytree(tmp_path / "run" / "model", old / "artifacts" / "tagger")
+    (old / "python_model.pkl").write_bytes(pickle.dumps(Planted(marker)))
+    (old / "MLmodel").write_text(yaml.safe_dump({"artifact_path": "old_model", "mlflow_version": "2.16.2", "run_id": run_id,
+                                                 "flavors": {"python_function": {
+                                                     "cloudpickle_version": "3.0.0", "loader_module": "mlflow.pyfunc.model",
+                                                     "python_model": "python_model.pkl", "python_version": "3.11.7",
+                                                     "artifacts": {"tagger": {"path": "artifacts/tagger", "uri": "model"}}}}}))
+    client.log_artifacts(run_id, str(old), "old_model")
+    client.set_tag(run_id, "model_uri", f"runs:/{run_id}/old_model")
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert register.main([f"tracking.uri={uri}", "report.experiment=bioner-grid", "name=best"]) == 0
+    out = capsys.readouterr().out
+    assert (f"not registered: its model runs:/{run_id}/old_model is a pickled pyfunc (python_model.pkl, logged by an older "
+            "bioner-grid), which mlflow.pyfunc.load_model unpickles (runs code); to log it as code, run:\n  python -m "
+            "bioner_grid") in out, out
+    assert client.search_registered_models() == [] and not marker.exists()
+
+    text = tmp_path / "abstract.txt"
+    text.write_text("Familial breast and ovarian cancer is caused by mutations in BRCA1.\n")
+    with caplog.at_level(logging.WARNING):
+        assert tag.main([f"model=runs:/{run_id}/old_model", f"input={text}", "format=text", f"out={tmp_path}/tagged.txt",
+                         f"tracking.uri={uri}"]) == 0
+    assert "|t|Familial breast" in (tmp_path / "tagged.txt").read_text()  # tagged (PubTator out) with the saved folder
+    assert "python_model.pkl: a pickled MLflow pyfunc (an older bioner-grid logged it): not read" in caplog.text
+    assert not marker.exists()
+
+
+def python_for(user: str) -> list[str] | None:
+    """A command that runs a Python with mlflow, psycopg2 and Flask-WTF as ``user``: this
+    interpreter if the user may run it, else the system's Python of the same version reading this
+    environment's site-packages (an interpreter under /root is not theirs to run); None if neither."""
+    import site
+    import sysconfig
+
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    for prefix in ([sys.executable], [str(system)] if system.is_file() else None):
+        if prefix is None:
+            continue
+        env = {} if prefix[0] == sys.executable else {"PYTHONPATH": os.pathsep.join([*site.getsitepackages(),
+                                                                                      sysconfig.get_path("purelib")])}
+        probe = subprocess.run(["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), *prefix, "-c",
+                                "import mlflow, psycopg2, flask_wtf"], capture_output=True, timeout=120, cwd="/")
+        if probe.returncode == 0:
+            return ["env", *(f"{k}={v}" for k, v in env.items()), *prefix]
+    return None
+
+
+@pytest.mark.server
+def test_tracking_server_started_by_an_unprivileged_user():
+    """launchers/tracking-server.sh as a user without root (how it runs on a login node; CI runs as
+    root, and PostgreSQL refuses to run as root: the script switches to user postgres there). Run as
+    ``nobody`` through runuser: PostgreSQL and MLflow run as that user, the state folder and secrets
+    are theirs alone (0700 / 0600), an anonymous REST call is refused, the credential works."""
+    import base64
+    import glob
+    import json
+    import shutil
+    import tempfile
+    import time
+    import urllib.error
+    import urllib.request
+
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail("REQUIRE_POSTGRES=1 but PostgreSQL's server binaries are not installed")
+        pytest.skip("PostgreSQL server binaries not installed")
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root and runuser to act as an unprivileged user (as one, run tests/test_tracking_server.py)")
+    python = python_for("nobody")
+    if python is None:
+        pytest.skip("no Python with mlflow, psycopg2 and Flask-WTF that user nobody can run")
+    state = Path(tempfile.mkdtemp(prefix="bioner-nonroot-"))  # pytest's folders are root's alone
+    os.chown(state, NOBODY, NOBODY)
+    wrapper = state / "python"
+    wrapper.write_text("#!/bin/sh\nexec " + " ".join(python) + ' "$@"\n')
+    wrapper.chmod(0o755)
+    port, pg_port = free_port(), free_port()
+    env = ["env", "-i", f"PATH={os.environ['PATH']}", f"HOME={state}", f"PYTHON={wrapper}", f"MLFLOW_PORT={port}",
+           f"PG_PORT={pg_port}", "LANG=C.UTF-8"]
+    script = str(ROOT / "launchers" / "tracking-server.sh")
+    as_nobody = ["runuser", "-u", "nobody", "--", *env, script]
+    try:
+        r = subprocess.run([*as_nobody, "start", str(state / "s")], capture_output=True, text=True, timeout=300, cwd="/")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.strip() == f"http://127.0.0.1:{port}"
+        s = state / "s"
+        assert s.stat().st_uid == NOBODY and s.stat().st_mode & 0o777 == 0o700
+        secrets = sorted((s / "secrets").iterdir())
+        assert secrets and all(p.stat().st_uid == NOBODY and p.stat().st_mode & 0o777 == 0o600 for p in secrets)
+        postmaster = int((s / "pg" / "postmaster.pid").read_text().split()[0])
+        assert os.stat(f"/proc/{postmaster}").st_uid == NOBODY  # PostgreSQL runs as the user, no postgres account
+        assert os.stat(f"/proc/{int((s / 'mlflow.pid').read_text())}").st_uid == NOBODY
+
+        def post(auth: str | None) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/create",
+                                             json.dumps({"name": f"e{time.time_ns()}"}).encode(),
+                                             {"Content-Type": "application/json"}, method="POST")
+            if auth:
+                request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        credential = dict(line.removeprefix("export ").split("=", 1)
+                          for line in (s / "secrets" / "client.env").read_text().splitlines())
+        assert post(None) == 401
+        assert post(f"{credential['MLFLOW_TRACKING_USERNAME']}:{credential['MLFLOW_TRACKING_PASSWORD']}") == 200
+    finally:
+        subprocess.run([*as_nobody, "stop", str(state / "s")], capture_output=True, timeout=180, cwd="/")
+        shutil.rmtree(state, ignore_errors=True)
+    assert subprocess.run(["pgrep", "-u", str(NOBODY), "-f", str(state)], capture_output=True).stdout == b""  # all stopped

@@ -24,7 +24,7 @@ PACKAGE = ROOT / "bioner_grid"
 # ``__name__ == "__main__"`` block) is a command too: ``python -m bioner_grid.data`` composes a
 # config, which the reader below it knows nothing of. Modules listed but absent are skipped.
 LAYERS = [
-    ("shared", ["__init__", "errors", "redact", "console"]),
+    ("shared", ["__init__", "errors", "redact", "console", "cachedir"]),
     ("readers", ["corpus", "overlap", "data", "pubtator", "aio", "documents", "tagmodes"]),
     ("weights", ["weights"]),
     ("align", ["align"]),

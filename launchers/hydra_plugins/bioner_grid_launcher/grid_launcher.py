@@ -211,8 +211,10 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         jobs = self._select(job_overrides)
         if not jobs:
             return []
+        from bioner_grid import preempt  # transformers (seconds): only where a sweep runs
+
         create_experiments(cfg for _, cfg in jobs)
-        with self._sweep_run():
+        with preempt.between_jobs(), self._sweep_run():  # a signal between two jobs stops the sweep there
             runs, failures, not_run = self._run_all(jobs, initial_job_idx)
         if failures:
             self._fail(failures, len(jobs), self.config.grid.on_error, not_run)
@@ -227,7 +229,10 @@ class GridBasicLauncher(GridLauncherMixin, BasicLauncher):
         runs, failures, not_run = [], [], 0
         shared = set.intersection(*(set(o) for o, _ in jobs)) if len(jobs) > 1 else set()
         started = time.monotonic()
+        from bioner_grid import preempt
+
         for n, (overrides, _) in enumerate(jobs):
+            preempt.stop_before_next_job(n, len(jobs))  # SIGTERM/SIGINT since the last job: no new one
             idx = initial_job_idx + n
             # `job 3/4  scheme=welt train.lr=0.0003  elapsed 1m02s, about 0m31s left`: what tells it apart
             swept = [o for o in filter_overrides(overrides) if o not in shared]

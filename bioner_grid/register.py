@@ -76,10 +76,12 @@ def pickled_model(flavors: dict) -> str | None:
     """The pickle a logged pyfunc model is loaded from (``python_model.pkl``: what bioner-grid wrote
     before it logged the model as code, ``export.py``), or None for a model given as code."""
     pyfunc = flavors.get("python_function") or {}
+    if pyfunc.get("model_code_path") or pyfunc.get("loader_module") == "mlflow.pyfunc.loaders.code_model":
+        return None  # models-from-code: loading runs the named .py file, no pickle (it also records a cloudpickle_version)
     model = pyfunc.get("python_model")
     if model and not str(model).endswith(".py"):
         return str(model)
-    return "python_model.pkl" if "cloudpickle_version" in pyfunc and not model else None
+    return "python_model.pkl" if pyfunc.get("loader_module") == "mlflow.pyfunc.model" else None
 
 
 def register(store, df: pd.DataFrame, name: str) -> list[str]:

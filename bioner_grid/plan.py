@@ -82,8 +82,8 @@ def main(argv: list[str]) -> int:
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
         print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {key}  {status}  train {e.text()}"))
     todo = [e for d, e in zip(verdicts, estimates) if d.status != "FINISHED"]
-    print(f"expected training time: {estimate.sweep_total(estimates)} for all {len(estimates)} jobs; "
-          f"{estimate.sweep_total(todo)} for the {len(todo)} not FINISHED")
+    total = f"expected training time: {estimate.sweep_total(estimates)} for all {len(estimates)} jobs"
+    print(total + (f"; {estimate.sweep_total(todo)} for the {len(todo)} not FINISHED" if len(todo) < len(estimates) else ""))
     problems = preflight(configs, rules=False)  # the config rules passed above (check_jobs): the models and files
     print(redact.text(f"preflight: {len(problems)} problem(s)" + "".join(f"\n  - {p}" for p in problems)))
     if configs:  # submitted sweeps (grid.wait=false) whose jobs have all ended get their summary now

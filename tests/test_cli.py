@@ -70,7 +70,7 @@ def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop
     assert cli.run("plan", ["-m", "debug=quick", "scheme=vanilla,welt", "train.lr=1e-4,3e-4", store,
                             f"data.root={data_root}"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("experiment adhoc: 4 jobs;") and out.count("  TODO\n") == 4 and ", 4 TODO" in out
+    assert out.startswith("experiment adhoc: 4 jobs;") and out.count("  TODO  train ") == 4 and ", 4 TODO" in out
     assert cli.run("report", ["-m", store]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: -m: bioner-grid-report runs no sweep; drop -m")

@@ -499,7 +499,7 @@ def test_read_only_command_on_a_missing_store_creates_nothing(tmp_path, module, 
                        env=ENV, capture_output=True, text=True, timeout=300)
     if message is None:
         jobs = [line for line in r.stdout.splitlines() if line.startswith("  #")]
-        assert r.returncode == code and len(jobs) == 2 and all(j.endswith(" TODO") for j in jobs), r.stdout + r.stderr[-2000:]
+        assert r.returncode == code and len(jobs) == 2 and all(" TODO  train " in j for j in jobs), r.stdout + r.stderr[-2000:]
     else:
         assert_refused(r, tmp_path, message.format(db=db), code)
     assert list(db.parent.iterdir()) == []  # no empty .db, no lock beside it

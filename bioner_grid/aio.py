@@ -122,7 +122,7 @@ def slices_tag(members: dict) -> dict[str, str]:
     def span(ix):
         return [ix[0], ix[-1] + 1] if ix else [0, 0]
 
-    slices = {name: {"types": info["types"], "dev": span(info["dev"]), "test": span(info["test"])}
+    slices = {name: {"types": info["types"], **{k: span(info[k]) for k in ("dev", "test") if k in info}}
               for name, info in members.items() if "test" in info}  # a saved model's members have none
     return {"aio_slices": json.dumps(slices, separators=(",", ":"))} if slices else {}
 

@@ -224,12 +224,14 @@ def tables(df: pd.DataFrame, split: str, fmt, files=None, boot=None):
         pairing = Pairing(runs.loc[idx], files, boot, split)
         header, rows = comparison_rows(runs.loc[idx], split, fmt, pairing)
         which = f"; {model}, {scheme}" if len(combos) > 1 else ""
+        test = (f"[95 % interval] of the paired bootstrap of the setting against BL1 on the member's {split} sentences "
+                f"({boot.resamples} resamples; seeds averaged)" if boot is not None else
+                "no interval: the report has no predictions to pair (report.mode=default, or none given)")
         note = ("Per member corpus, its strict F1 in each setting (mean ± sd over seeds, n runs). Δ: the mean minus BL1's "
-                "(F1 points), [95 % interval] of the paired bootstrap of the setting against BL1 on the member's "
-                f"{split} sentences ({boot.resamples if boot else 0} resamples; seeds averaged). Bold: the best mean of "
-                "the row; underlined Δ: its interval contains 0 (within noise of BL1).")
-        if pairing.untested:
+                f"(F1 points), {test}. Bold: the best mean of the row; underlined Δ: its interval contains 0 (within "
+                "noise of BL1).")
+        if pairing.untested and boot is not None:
             note += (f" {pairing.untested} comparison(s) without an interval (no predictions or member slices logged, "
-                     "other sentences, or report.mode=default).")
+                     "or not the same sentences).")
         out.append((f"Settings per member corpus, AIONER Table 3 ({split} strict F1, %{which})", header, rows, note))
     return out

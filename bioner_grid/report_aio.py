@@ -100,7 +100,9 @@ def member_predictions(path, slices: dict, member: str, split: str, tagged: bool
         toks.append(t)
         golds.append(g)
         preds.append(p)
-    flat = (lambda xs: [x for s in xs for x in s])  # noqa: E731
+    def flat(xs):
+        return [x for s in xs for x in s]
+
     size = [len(t) for t in toks]
     # the fingerprint read_predictions computes, of the member's untagged sentences: the same for every setting
     digest = hashlib.sha256("\x1f".join(flat(toks)).encode())
@@ -177,13 +179,13 @@ def comparison_rows(runs: pd.DataFrame, split: str, fmt, pairing: Pairing):
         metric = f"{split}_{name}_strict_f1"
         cells, stats, value_at = [], [], []
         base = runs[(runs["setting"] == "BL1") & (runs["baseline_of"] == name)]
-        base_ids = list(base["run_id"]) if metric in runs else []
+        base_ids = list(base.loc[base[metric].notna(), "run_id"]) if metric in runs else []
         for s, key in cols:
             if s in ("BL1", "BL2"):
                 sub = runs[(runs["setting"] == s) & (runs["baseline_of"] == name)]
             else:
                 sub = runs[(runs["setting"] == s) & (runs["aio_members"] == key)]
-                sub = sub[sub["aio_members"].str.split(",").map(lambda ms: name in ms)]
+                sub = sub[sub["aio_members"].str.split(",").map(lambda ms, name=name: name in ms)]
             values = 100 * sub[metric].dropna() if metric in sub else pd.Series(dtype=float)
             mean = float(values.mean()) if len(values) else float("nan")
             sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0

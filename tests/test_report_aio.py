@@ -5,11 +5,11 @@ with each setting paired against BL1 on the member's test sentences."""
 import json
 
 import pytest
+from conftest import run_inproc
 
 from bioner_grid import report
 from bioner_grid.report_aio import Pairing, classify, setting
 from bioner_grid.significance import Bootstrap, f1
-from conftest import run_inproc
 
 
 def test_a_run_is_classified_by_its_members_merge_and_restriction():

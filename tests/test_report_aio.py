@@ -78,3 +78,34 @@ def test_the_comparison_table_of_real_runs_pairs_each_setting_with_bl1(tmp_path,
     # the whole report carries it (report.build with the same ranker)
     tables, _ = report.build(df, ranker=ranker)
     assert [t.rows for t in tables if t.title.startswith("Settings per member corpus")] == [table.rows]
+
+
+def test_a_members_part_of_a_tagged_and_a_plain_run_pairs(tmp_path):
+    """The member's sentences cut out of a tagged and of a plain merge's predictions are the same
+    sentences (one fingerprint) and scored on the member's types only; other sentences do not pair,
+    a slice outside the file gives nothing."""
+    from bioner_grid.corpus import DataError
+    from bioner_grid.report_aio import member_predictions
+
+    def write(name, sentences):
+        path = tmp_path / name
+        path.write_text("".join("".join(f"{t}\t{g}\t{p}\n" for t, g, p in s) + "\n" for s in sentences), encoding="utf-8")
+        return path
+
+    other = [("BRCA1", "B-Gene", "B-Gene"), ("binds", "O", "O")]
+    ncbi = [("LQT3", "B-Disease", "B-Disease"), ("in", "O", "B-Gene"), ("mice", "O", "O")]
+    tagged = write("tagged.conll", [[("<ALL>", "O-ALL", "O-ALL"), *other, ("</ALL>", "O-ALL", "O-ALL")],
+                                    [("<Disease>", "O-Disease", "O-Disease"), *[(t, g.replace("O", "O-Disease") if g == "O" else g, p)
+                                                                              for t, g, p in ncbi], ("</Disease>", "O-Disease", "O-Disease")]])
+    plain = write("plain.conll", [other, ncbi])
+    slices = {"NCBIdisease": {"types": ["Disease"], "test": [1, 2]}}
+    a = member_predictions(tagged, slices, "NCBIdisease", "test", True, "a")
+    b = member_predictions(plain, slices, "NCBIdisease", "test", False, "b")
+    assert a.fingerprint == b.fingerprint and a.counts.tolist() == b.counts.tolist() == [[1, 0, 0]]  # the Gene is O here
+    wider = member_predictions(plain, {"NCBIdisease": {"types": ["Disease", "Gene"], "test": [1, 2]}}, "NCBIdisease", "test", False, "c")
+    assert wider.counts.tolist() == [[1, 1, 0]]
+    assert member_predictions(plain, {"NCBIdisease": {"types": ["Disease"], "test": [1, 3]}}, "NCBIdisease", "test", False, "d") is None
+    first = member_predictions(plain, {"NCBIdisease": {"types": ["Disease"], "test": [0, 1]}}, "NCBIdisease", "test", False, "e")
+    with pytest.raises(DataError, match="not the same test sentences"):
+        Bootstrap(1000).compare([a], [first])
+    assert member_predictions(plain, slices, "BioRED", "test", False, "f") is None  # no slice recorded for it

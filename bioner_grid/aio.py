@@ -15,7 +15,7 @@ All of it reaches the rest of the package through ``AllInOne``, the corpus's ada
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass, field
 
 from omegaconf import OmegaConf
@@ -114,6 +114,19 @@ def restriction_tags(members: dict) -> dict[str, str]:
     return {"aio_types_only": ",".join(restricted)} if restricted else {}
 
 
+def slices_tag(members: dict) -> dict[str, str]:
+    """The run tag ``aio_slices``: per member, the [first, end) indices of its dev and test sentences
+    in the run's predictions files (members merged in order, each split's sentences contiguous) and
+    the types it is scored on, as JSON, so that the report can pair one member's predictions across
+    runs of different merges (``report_aio``)."""
+    def span(ix):
+        return [ix[0], ix[-1] + 1] if ix else [0, 0]
+
+    slices = {name: {"types": info["types"], **{k: span(info[k]) for k in ("dev", "test") if k in info}}
+              for name, info in members.items() if "test" in info}  # a saved model's members have none
+    return {"aio_slices": json.dumps(slices, separators=(",", ":"))} if slices else {}
+
+
 @dataclass
 class AllInOne(Adapter):
     """The all-in-one corpus's hooks (``corpus.Adapter``): task tags for the tokenizer, its member
@@ -141,7 +154,7 @@ class AllInOne(Adapter):
         tokenizer.add_special_tokens({"additional_special_tokens": list(self.special_tokens)})
 
     def run_tags(self) -> dict[str, str]:
-        return {"aio_members": ",".join(self.members), **restriction_tags(self.members)}
+        return {"aio_members": ",".join(self.members), **restriction_tags(self.members), **slices_tag(self.members)}
 
     def tasks(self) -> dict[str, list[str]]:
         tasks: dict[str, list[str]] = dict(self.saved_tasks)
@@ -187,7 +200,8 @@ class Concatenated(Adapter):
         return sentence
 
     def run_tags(self) -> dict[str, str]:
-        return {"aio_members": ",".join(self.members), "aio_merge": "plain", **restriction_tags(self.members)}
+        return {"aio_members": ",".join(self.members), "aio_merge": "plain", **restriction_tags(self.members),
+                **slices_tag(self.members)}
 
     def member_views(self, split: str, tokens, gold, pred) -> dict[str, tuple[list, list, list]]:
         """Each member's sentences, predictions of types outside its own counted as O (as ``member_view``)."""
@@ -227,8 +241,8 @@ def without_tasks(tokens, gold, pred) -> tuple[list, list, list]:
 class ReportHooks:
     """The all-in-one corpus in the report, as hooks the report calls whatever its runs: the runs'
     member corpora (the ``aio_members`` tag, ``AllInOne.run_tags``) as a column, corpora of one name
-    told apart by their members in the corpus tables, and AIONER's table of each member trained
-    alone versus merged with the others. ``runs`` is the report's frame of runs (pandas, one row a
+    told apart by their members in the corpus tables (AIONER's comparison table: ``report_aio``).
+    ``runs`` is the report's frame of runs (pandas, one row a
     run, ``report.load_runs``); ``fmt`` the report's formatter of a percentage (``report.fmt``)."""
 
     column = "aio_members"  # the run tag read into the report's column of the same name
@@ -242,27 +256,10 @@ class ReportHooks:
         return f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
 
     def tables(self, runs, split: str, fmt) -> list[tuple[str, list[str], list[list[str]]]]:
-        """(title, header, rows) of the report's all-in-one tables: ``table`` where any run (finished
-        or not) is an all-in-one run, none otherwise."""
-        return [self.table(runs, split, fmt)] if runs[self.column].notna().any() else []
-
-    def table(self, runs, split: str, fmt) -> tuple[str, list[str], list[list[str]]]:
-        """AIONER's layout: per member corpus, strict F1 of a single-corpus run (only that member)
-        beside the all-in-one run that merged it with the others; Δ = AIO − single. Finished runs
-        only (``runtable.finished``'s rule)."""
-        ok = runs[runs[self.column].notna() & (runs["status"] == "FINISHED")]
-        members = ok[self.column].str.split(",")
-        single, merged = ok[members.str.len() == 1], ok[members.str.len() > 1]
-        names = list(dict.fromkeys(n for ms in members for n in ms))
-        rows = []
-        for name in names:
-            col = f"{split}_{name}_strict_f1"
-            alone = 100 * single.loc[single[self.column] == name, col].mean() if col in single else float("nan")
-            together = 100 * merged[col].mean() if col in merged else float("nan")
-            delta = together - alone
-            rows.append([name, fmt(alone), fmt(together), fmt(None) if math.isnan(delta) else f"{delta:+.2f}"])
-        return (f"All-in-one versus single-corpus training ({split} strict F1, %)",
-                ["Corpus", "single corpus", "AIO", "ΔF1 (points)"], rows)
+        """None: the all-in-one comparison (each member alone, BL2, plain, MTL, all-in-one, with the
+        paired bootstrap against the member alone) needs the runs' predictions, so the report builds
+        it with ``report_aio.tables``."""
+        return []
 
 
 REPORT = ReportHooks()

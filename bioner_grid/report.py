@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
-from bioner_grid import aio, cachedir, redact, report_cross, report_curve
+from bioner_grid import aio, cachedir, redact, report_aio, report_cross, report_curve
 from bioner_grid.errors import ConfigError, DataError
 from bioner_grid.config import compose
 from bioner_grid.corpus import write_atomic
@@ -100,7 +100,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
     for c in (c for c in df.columns if c.startswith("metrics.")):  # read grouped (test/strict_f1) or older flat
         columns[c[len("metrics."):]] = df[c]
     for c in df.columns:  # overlap tags (report_cross marks cells by them) and training sizes (report_curve)
-        if c.startswith("tags.overlap.") or (c.startswith("params.") and c[len("params."):] in report_curve.SIZES):
+        if c.startswith(("tags.overlap.", "tags.aio_")) or (c.startswith("params.") and c[len("params."):] in report_curve.SIZES):
             columns[c.split(".", 1)[1]] = df[c]
     out = pd.DataFrame(columns, index=df.index)
     for key in ("lr", "batch_size", "seed"):
@@ -518,9 +518,12 @@ def variant_tables(df: pd.DataFrame, split: str = "test") -> list[Table]:
     return [_table(*t) for v in VARIANTS for t in v.tables(df, split, fmt)]
 
 
-def aio_table(df: pd.DataFrame, split: str = "test") -> Table:
-    """AIONER's layout: per member corpus, single-corpus versus all-in-one strict F1 (``aio.ReportHooks.table``)."""
-    return _table(*aio.REPORT.table(df, split, fmt))
+def aio_tables(df: pd.DataFrame, split: str = "test", ranker: Ranker | None = None) -> list[Table]:
+    """AIONER's Table 3: per member corpus, BL1 / BL2 / plain / MTL / all-in-one side by side with
+    the paired bootstrap against BL1 (``report_aio``; the intervals need ``ranker``'s predictions)."""
+    ranker = ranker or Ranker(split=split)
+    return [Table(title, header, [[Cell(*c) for c in row] for row in rows], note, labels=1)
+            for title, header, rows, note in report_aio.tables(df, split, fmt, ranker.files, ranker.boot)]
 
 
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
@@ -931,6 +934,7 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
     tables += variant_tables(df, split)
+    tables += aio_tables(df, split, ranker)  # issue 22: AIONER's Table 3 (report_aio)
     # Issue 21: the cross-corpus matrices (report_cross) and learning curves (report_curve), where runs have them
     tables += [Table(title, header, [[Cell(c) for c in row] for row in rows], note, labels=1) for title, header, rows, note
                in [*report_cross.tables(df, mode), *report_curve.tables(df, split, mode)]]

@@ -130,17 +130,19 @@ def f1(counts: np.ndarray) -> np.ndarray:
 TYPED = re.compile(r"O|O-.+|[BI]-.+")  # what the pipeline writes; anything else takes the checking reader
 
 
-def _entities(prefix: np.ndarray, etype: np.ndarray, sentence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _entities(prefix: np.ndarray, etype: np.ndarray, sentence: np.ndarray, kinds: int) -> tuple[np.ndarray, np.ndarray]:
     """Strict IOB2 entities of flat tag arrays: (start, key) per entity, key = (start, end, type)
-    encoded as one int. A token continues the run before it when it is I-X after B-X/I-X of the
-    same sentence; a run is an entity when it begins with B (a run begun by a stray I is none)."""
+    encoded as one int (``kinds``: how many type codes there are, the same for gold and predictions,
+    else their keys would not compare). A token continues the run before it when it is I-X after
+    B-X/I-X of the same sentence; a run is an entity when it begins with B (a run begun by a stray I
+    is none)."""
     n = len(prefix)
     prev = np.r_[False, (prefix[:-1] != "O") & (sentence[1:] == sentence[:-1]) & (etype[1:] == etype[:-1])]
     heads = np.flatnonzero(~((prefix == "I") & prev))
     ends = np.r_[heads[1:], n]
     entity = prefix[heads] == "B"
     start, end = heads[entity], ends[entity]
-    return start, (start * (n + 1) + end) * (int(etype.max(initial=0)) + 1) + etype[start]
+    return start, (start * (n + 1) + end) * kinds + etype[start]
 
 
 def flat_counts(gold: list[str], pred: list[str], lengths: list[int]) -> np.ndarray:
@@ -150,8 +152,8 @@ def flat_counts(gold: list[str], pred: list[str], lengths: list[int]) -> np.ndar
     prefixes = np.array([t[0] if t[0] in "BI" else "O" for t in vocab])
     types, type_codes = np.unique([t[2:] if t[0] in "BI" else "" for t in vocab], return_inverse=True)
     g, p = codes[: len(gold)], codes[len(gold):]
-    g_start, g_key = _entities(prefixes[g], type_codes[g], sentence)
-    p_start, p_key = _entities(prefixes[p], type_codes[p], sentence)
+    g_start, g_key = _entities(prefixes[g], type_codes[g], sentence, len(types))
+    p_start, p_key = _entities(prefixes[p], type_codes[p], sentence, len(types))
     hit = np.isin(p_key, g_key)
     count = lambda starts: np.bincount(sentence[starts], minlength=len(lengths))  # noqa: E731
     tp = count(p_start[hit])

@@ -44,7 +44,8 @@ def test_the_adapters_hooks_a_plain_corpus_and_an_all_in_one_one():
     assert views["NCBIdisease"] == ([["SCN5A", "causes", "LQT3"]], [["O", "O", "B-Disease"]], [["O", "O", "B-Disease"]])
     assert views["GNormPlus"][1:] == ([["B-Gene", "O"]], [["O", "O"]])
     assert aio.scored_view(tokens, gold, pred)[2] == [["B-Gene", "O", "B-Disease"], ["O", "O"]]
-    assert aio.run_tags() == {"aio_members": "NCBIdisease,GNormPlus"}
+    assert aio.run_tags() == {"aio_members": "NCBIdisease,GNormPlus",  # where each member's sentences lie (report_aio)
+                              "aio_slices": '{"NCBIdisease":{"types":["Disease"],"test":[0,1]},"GNormPlus":{"types":["Gene"],"test":[1,2]}}'}
     assert aio.tasks() == {"Disease": ["Disease"], "Gene": ["Gene"]}
     assert aio.wrap(Sentence(["BRCA1"], ["O"]), "Gene").tokens == ["<Gene>", "BRCA1", "</Gene>"]
     assert aio.unwrap(["<Gene>", "BRCA1", "</Gene>"], ["O-Gene", "B-Gene", "O-Gene"]) == ["B-Gene"]
@@ -78,7 +79,8 @@ def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_
                "data.max_eval_sentences=12", "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache",
                out=tmp_path / "single")
     df = report.load_runs(f"sqlite:///{tmp_path}/mlflow.db", ["bioner-grid"])
-    t = report.aio_table(df)
+    (t,) = report.aio_tables(df)  # no predictions given: no bootstrap interval (tests/test_report_aio.py pairs them)
+    assert t.header == ["Corpus", "BL1 (alone)", "all-in-one", "Δ all-in-one"]
     rows = {c[0].text: [x.text for x in c[1:]] for c in t.rows}
     assert set(rows) == set(MEMBERS)
     single = 100 * df.loc[df["aio_members"] == "NCBIdisease", "test_NCBIdisease_strict_f1"].iloc[0]
@@ -130,17 +132,21 @@ def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
     assert [t.title.split(" (")[0].split(":")[0] for t in tables] == [
         "Overview", "All-in-one", "NCBI-disease", "All-in-one", "NCBI-disease", "Wins",
         "Best scheme per model and corpus, chosen on test strict F1; test F1",
-        "Schemes versus Vanilla over matched", "All-in-one versus single-corpus training", "Class distribution of the training split",
-        "Sentences per split"]
+        "Schemes versus Vanilla over matched", *["Settings per member corpus, AIONER Table 3"] * 2,
+        "Class distribution of the training split", "Sentences per split"]
     assert notes[0] == "13 runs read: 12 finished, 1 not finished (1 FAILED), left out."
-    assert "\n".join(report.to_markdown(t) for t in tables[-3:]) == """\
-### All-in-one versus single-corpus training (test strict F1, %)
-
-| Corpus | single corpus | AIO | ΔF1 (points) |
+    # issue 22: one comparison per scheme (the old table averaged Vanilla and WeLT runs together)
+    assert "\n".join(report.to_markdown(t).split("\n\n")[1] for t in tables[-4:-2]) == """\
+| Corpus | BL1 (alone) | all-in-one | Δ all-in-one |
 |:---|---:|---:|---:|
-| NCBIdisease | 76.25 | 82.00 | +5.75 |
-| GNormPlus | — | 60.50 | — |
-
+| NCBIdisease | 75.75 ± 0.35 (n=2) | **81.50 ± 0.71 (n=2)** | +5.75 |
+| GNormPlus | — | **60.00 ± 0.00 (n=2)** | — |
+| Corpus | BL1 (alone) | all-in-one | Δ all-in-one |
+|:---|---:|---:|---:|
+| NCBIdisease | 76.75 ± 0.35 (n=2) | **82.50 ± 0.71 (n=2)** | +5.75 |
+| GNormPlus | — | **61.00 ± 0.00 (n=2)** | — |"""
+    assert tables[-4].title.endswith("(test strict F1, %; tiny_bert, vanilla)")
+    assert "\n".join(report.to_markdown(t) for t in tables[-2:]) == """\
 ### Class distribution of the training split (%)
 
 | Dataset | O | B | I |
@@ -158,12 +164,12 @@ def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
 | NCBI-disease | 70 | 7 | 9 |
 """
     assert "| All-in-one | TinyBERT | 73.25 ± 2.06 (n=4) | **74.25 ± 2.06 (n=4)** |" in report.to_markdown(tables[0])
-    assert report.aio_table(df).rows == tables[-3].rows
+    assert [t.rows for t in report.aio_tables(df)] == [t.rows for t in tables[-4:-2]]
 
     plain = report.load_runs(uri, ["grid"], "tags.dataset = 'ncbi_disease'")
     assert plain["aio_members"].isna().all()
     tables, _ = report.build(plain)
-    assert not any(t.title.startswith("All-in-one") for t in tables)
+    assert not any(t.title.startswith(("All-in-one", "Settings per member")) for t in tables)
     assert [[c.text for c in row] for row in tables[-1].rows] == [["NCBI-disease", "70", "7", "9"]]
     # the files the report writes carry the same: no all-in-one table, and aio_members a column of runs.csv
     report.write(plain, tmp_path / "out", cache=tmp_path / "cache")

@@ -2,6 +2,8 @@
 naive concatenation) and members restricted to some of their types (``types_only``: BioRED's
 diseases, AIONER's BL2), on the real corpora with small caps."""
 
+import json
+
 import pytest
 
 from bioner_grid import spec
@@ -45,7 +47,10 @@ def test_plain_merge_is_the_tagged_one_without_task_tags(tmp_path, data_root):
         assert tagged.views[member] == merged.views[member]
     assert any(t == "B-Gene" for p in merged.views["BioRED"][2] for t in p)
     assert not any(t == "B-Gene" for p in merged.views["NCBIdisease"][2] for t in p)
-    assert merged.adapter.run_tags() == {"aio_members": "BioRED,NCBIdisease", "aio_merge": "plain"}
+    tags = merged.adapter.run_tags()
+    assert {k: tags[k] for k in ("aio_members", "aio_merge")} == {"aio_members": "BioRED,NCBIdisease", "aio_merge": "plain"}
+    assert "aio_types_only" not in tags and tags["aio_slices"] == tagged.adapter.run_tags()["aio_slices"]
+    assert json.loads(tags["aio_slices"])["NCBIdisease"] == {"types": ["Disease"], "dev": [20, 40], "test": [20, 40]}
     assert run_key(cfg_tags) != run_key(cfg_plain) and "merge" not in identity(cfg_tags)["dataset"]
     # a param where set, none at the default (runs recorded before the key have none either)
     assert run_params(cfg_plain)["dataset.merge"] == "plain" and "dataset.merge" not in run_params(cfg_tags)

@@ -33,7 +33,7 @@ LAYERS = [
     ("scoring", ["scoring", "faireval", "evaluate"]),
     ("spec", ["config", "compose", "schema", "cross", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep", "search", "pruning"]),
-    ("report", ["runtable", "report", "report_figures", "report_cross", "report_curve", "significance"]),
+    ("report", ["runtable", "report", "report_figures", "report_aio", "report_cross", "report_curve", "significance"]),
     ("commands", ["__main__", "pipeline", "plan", "estimate", "register", "tag", "tag_compare", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]
 LAYER = {m: i for i, (_, members) in enumerate(LAYERS) for m in members}

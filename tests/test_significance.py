@@ -209,3 +209,11 @@ def test_the_command_defaults_to_the_report_resample_count(tmp_path, capsys):
     a, b = (sig.read_predictions(tmp_path / f"{s}.conll") for s in ("vanilla", "welt"))
     assert sig.describe(sig.compare(a, b, ReportSchema.resamples, ReportSchema.seed)) in out
     assert len(real["vanilla"][0]) == 250
+
+
+def test_a_predicted_type_the_gold_lacks_does_not_hide_the_matches():
+    """Gold and predictions encode their entities with one type count: a predicted Gene where the
+    gold has only diseases once made every disease a miss in ``flat_counts`` (issue 22's member slices)."""
+    gold, pred = [["B-Disease", "O", "O"], ["O", "B-Disease"]], [["B-Disease", "B-Gene", "O"], ["B-Chemical", "B-Disease"]]
+    flat = [t for s in gold for t in s], [t for s in pred for t in s]
+    assert sig.flat_counts(*flat, [3, 2]).tolist() == sig.sentence_counts(gold, pred).tolist() == [[1, 1, 0], [1, 1, 0]]

@@ -27,7 +27,7 @@ def plan_line(out: str, needle: str) -> str:
     return next(line for line in out.splitlines() if needle in line)
 
 
-@pytest.mark.slow  # two tiny trainings and a launch: ~40 s on an idle 2-core machine
+@pytest.mark.slow  # a tiny training and a launch: ~30 s on an idle 2-core machine
 def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data(tmp_path, data_root, monkeypatch, capsys):
     store = [f"data.root={data_root}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
              f"tracking.artifact_location={tmp_path}/artifacts"]
@@ -43,9 +43,11 @@ def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data
     assert m, line
     estimated = float(m.group(1)) * (60 if m.group(2) == "min" else 1)
     assert "expected training time:" in r.stdout and "CPU-hours" in r.stdout
-    second = run_inproc(tmp_path, data_root, *TINY, "train.epochs=2", out=tmp_path / "second")
-    measured = second["metrics"]["train_seconds"]
-    assert measured / 3 < estimated < measured * 3, (estimated, measured)  # tiny runs: fixed costs weigh
+    # the same corpus, max_seq_length, precision and device: twice the recorded run's training time, as
+    # printed (whole seconds or tenths of a minute). Deterministic: it never compares against a second
+    # run's clock, which a loaded machine stretches (bench figures: README, "What a grid will cost").
+    expected = 2 * first["metrics"]["train_seconds"]
+    assert abs(estimated - expected) <= (0.5 if expected < 60 else 3), (estimated, expected)
 
     # a model the store has never trained: said per job, counted in the total
     r = plan_inproc(monkeypatch, capsys, tmp_path, *store, *TINY, "model=bert")

@@ -52,7 +52,7 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process_and_a_relaunch_sk
     assert r.returncode == 0, r.stderr[-3000:]
     df = runs(tmp_path)
     assert sorted(df["tags.scheme"]) == ["vanilla", "welt"] and set(df["status"]) == {"FINISHED"}
-    assert df["tags.pid"].nunique() == 2  # separate processes
+    assert df["tags.ops.pid"].nunique() == 2  # separate processes
     assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))) == 2
 
     r = cli(tmp_path, data_root, *sweep, multirun=True)

@@ -5,7 +5,7 @@ through the MLflow API into a fresh SQLite store, then `bioner_grid.report` end 
 Prints the logging time, the report time (load runs + tables + figures + HTML) and its size. Each run
 also logs a predictions_test.conll (940 sentences x 25 tokens, the size of NCBI's test split; the
 same gold per corpus, predictions varied per run) and an error_analysis_test.json, so that the
-report's paired bootstrap against Vanilla (1000 resamples per pair) and error profiles are timed:
+report's paired bootstraps (report.resamples, 10,000 per pair by default) and error profiles are timed:
 once with the artifacts fetched from the store, once again from the report's cache.
 """
 

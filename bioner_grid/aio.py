@@ -9,8 +9,8 @@ sentences; each member is evaluated on its own test split, under its own task ta
 predictions of types outside its task counted as O.
 
 All of it reaches the rest of the package through ``AllInOne``, the corpus's adapter
-(``corpus.Adapter``'s hooks, which every stage calls for any corpus), and the report's through
-``REPORT`` (``ReportHooks``, which the report calls for any runs).
+(``corpus.Adapter``'s hooks, which every stage calls for any corpus); the report reads such runs
+back through ``report_aio.REPORT``.
 """
 
 from __future__ import annotations
@@ -232,34 +232,3 @@ def without_tasks(tokens, gold, pred) -> tuple[list, list, list]:
     """Every sentence with its task tags removed (``O-Task`` -> ``O``): the merged set scored as one."""
     views = [plain(t, g) + plain(t, p)[1:] for t, g, p in zip(tokens, gold, pred)]
     return tuple(list(x) for x in zip(*views))
-
-
-# ---------------------------------------------------------------------------------------------
-# In the report: runs read back from the store (``report.VARIANTS``), not a corpus being trained
-
-
-class ReportHooks:
-    """The all-in-one corpus in the report, as hooks the report calls whatever its runs: the runs'
-    member corpora (the ``aio_members`` tag, ``AllInOne.run_tags``) as a column, corpora of one name
-    told apart by their members in the corpus tables (AIONER's comparison table: ``report_aio``).
-    ``runs`` is the report's frame of runs (pandas, one row a
-    run, ``report.load_runs``); ``fmt`` the report's formatter of a percentage (``report.fmt``)."""
-
-    column = "aio_members"  # the run tag read into the report's column of the same name
-
-    def corpus_label(self, dataset: str, members) -> str:
-        """The corpus tables' name for runs of ``dataset`` with these members (NaN: not an
-        all-in-one run): ``aio (NCBIdisease)``, ``aio (9 corpora)``."""
-        if not isinstance(members, str):
-            return dataset
-        parts = members.split(",")
-        return f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
-
-    def tables(self, runs, split: str, fmt) -> list[tuple[str, list[str], list[list[str]]]]:
-        """None: the all-in-one comparison (each member alone, BL2, plain, MTL, all-in-one, with the
-        paired bootstrap against the member alone) needs the runs' predictions, so the report builds
-        it with ``report_aio.tables``."""
-        return []
-
-
-REPORT = ReportHooks()

@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 import pandas as pd
 from scipy import stats
 
-from bioner_grid import aio, cachedir, redact, report_aio, report_cross, report_curve
+from bioner_grid import cachedir, redact, report_aio, report_cross, report_curve
 from bioner_grid.errors import ConfigError, DataError
 from bioner_grid.config import compose
 from bioner_grid.corpus import write_atomic
@@ -64,8 +64,8 @@ MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
 COLLAPSED = "collapsed"  # a cell whose every run the collapse sentinel stopped (bioner_grid.collapse)
 # Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
-# name for a corpus in the corpus tables, its own tables (aio.ReportHooks: the all-in-one corpus).
-VARIANTS = (aio.REPORT,)
+# name for a corpus in the corpus tables, its own tables (report_aio.ReportHooks: the all-in-one corpus).
+VARIANTS = (report_aio.REPORT,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,21 +509,12 @@ def faireval_table(df: pd.DataFrame, dataset: str, split: str = "test") -> Table
                  ["Model"] + [names[s] for s in schemes], rows, labels=1)
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    return Table(title, header, [[Cell(text) for text in row] for row in rows], labels=1)
-
-
-def variant_tables(df: pd.DataFrame, split: str = "test") -> list[Table]:
-    """The tables the corpus variants of the runs add (``VARIANTS``)."""
-    return [_table(*t) for v in VARIANTS for t in v.tables(df, split, fmt)]
-
-
-def aio_tables(df: pd.DataFrame, split: str = "test", ranker: Ranker | None = None) -> list[Table]:
-    """AIONER's Table 3: per member corpus, BL1 / BL2 / plain / MTL / all-in-one side by side with
-    the paired bootstrap against BL1 (``report_aio``; the intervals need ``ranker``'s predictions)."""
+def variant_tables(df: pd.DataFrame, split: str = "test", ranker: Ranker | None = None) -> list[Table]:
+    """The tables the corpus variants of the runs add (``VARIANTS``; the all-in-one corpus: AIONER's
+    Table 3, paired by ``ranker``'s predictions and bootstrap); rows of (text, mark) cells."""
     ranker = ranker or Ranker(split=split)
     return [Table(title, header, [[Cell(*c) for c in row] for row in rows], note, labels=1)
-            for title, header, rows, note in report_aio.tables(df, split, fmt, ranker.files, ranker.boot)]
+            for v in VARIANTS for title, header, rows, note in v.tables(df, split, fmt, ranker)]
 
 
 def foundation_table(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> Table:
@@ -933,8 +924,7 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
                        if profile.loc[profile["dataset"] == d, [c for c, _ in ERROR_COLUMNS]].notna().any().any()]
         if any(c.endswith("_fair_f1") for c in df.columns):
             tables += [faireval_table(df, d, split) for d in datasets]
-    tables += variant_tables(df, split)
-    tables += aio_tables(df, split, ranker)  # issue 22: AIONER's Table 3 (report_aio)
+    tables += variant_tables(df, split, ranker)  # the all-in-one corpus: AIONER's Table 3 (report_aio)
     # Issue 21: the cross-corpus matrices (report_cross) and learning curves (report_curve), where runs have them
     tables += [Table(title, header, [[Cell(c) for c in row] for row in rows], note, labels=1) for title, header, rows, note
                in [*report_cross.tables(df, mode), *report_curve.tables(df, split, mode)]]

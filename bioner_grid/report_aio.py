@@ -36,6 +36,7 @@ import pandas as pd
 
 from bioner_grid.aio import plain
 from bioner_grid.corpus import DataError
+from bioner_grid.runtable import finished
 from bioner_grid.significance import Predictions, _columns, flat_counts
 
 SETTINGS = ("BL1", "BL2", "plain", "MTL", "AIO")
@@ -215,8 +216,6 @@ def comparison_rows(runs: pd.DataFrame, split: str, fmt, pairing: Pairing):
 def tables(df: pd.DataFrame, split: str, fmt, files=None, boot=None):
     """(title, header, rows of (text, mark), note) of the comparison, one per model and scheme that
     has classified all-in-one runs (finished runs only); none where no run is one."""
-    from bioner_grid.runtable import finished
-
     runs = classify(finished(df)) if not df.empty else df
     if runs.empty:
         return []
@@ -237,3 +236,33 @@ def tables(df: pd.DataFrame, split: str, fmt, files=None, boot=None):
                      "or not the same sentences).")
         out.append((f"Settings per member corpus, AIONER Table 3 ({split} strict F1, %{which})", header, rows, note))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The hooks the report calls for any runs (``report.VARIANTS``): runs read back from the store,
+# not a corpus being trained (that is ``aio.AllInOne``)
+
+
+class ReportHooks:
+    """The all-in-one corpus in the report: the runs' member corpora (the ``aio_members`` tag,
+    ``AllInOne.run_tags``) as a column, corpora of one name told apart by their members in the corpus
+    tables, and the comparison of this module (``tables``). ``runs`` is the report's frame of runs
+    (pandas, one row a run, ``report.load_runs``); ``fmt`` the report's formatter of a percentage
+    (``report.fmt``); ``ranker`` its ``Ranker`` (the predictions and the bootstrap that pair runs)."""
+
+    column = "aio_members"  # the run tag read into the report's column of the same name
+
+    def corpus_label(self, dataset: str, members) -> str:
+        """The corpus tables' name for runs of ``dataset`` with these members (NaN: not an
+        all-in-one run): ``aio (NCBIdisease)``, ``aio (9 corpora)``."""
+        if not isinstance(members, str):
+            return dataset
+        parts = members.split(",")
+        return f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
+
+    def tables(self, runs, split: str, fmt, ranker) -> list[tuple[str, list[str], list[list[tuple]], str]]:
+        """AIONER's Table 3 (``tables``), paired by ``ranker``'s predictions and bootstrap."""
+        return tables(runs, split, fmt, ranker.files, ranker.boot)
+
+
+REPORT = ReportHooks()

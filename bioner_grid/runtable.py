@@ -7,11 +7,12 @@ on dev per model and batch size.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+
+from bioner_grid.spec import SAFE_NAME
 
 SCHEMES = ["ins", "isns", "ens_0.3", "ens_0.5", "ens_0.9", "vanilla", "welt"]  # the WeLT paper's column order
 SCHEME_NAMES = {"ins": "INS", "isns": "ISNS", "ens_0.3": "ENS(0.3)", "ens_0.5": "ENS(0.5)", "ens_0.9": "ENS(0.9)",
@@ -48,12 +49,17 @@ def unscorable(df: pd.DataFrame) -> pd.Series:
     return df["non_finite"].fillna("").map(lambda names: any(n.endswith(SCORES) for n in names.split(",") if n))
 
 
+def flagged(df: pd.DataFrame, tag: str) -> pd.Series:
+    """Runs whose boolean run tag ``tag`` is ``true`` (its column, ``load_runs``); none where no run has it."""
+    if tag not in df:
+        return pd.Series(False, index=df.index)
+    return df[tag].fillna("").astype(str).eq("true")
+
+
 def pruned(df: pd.DataFrame) -> pd.Series:
     """Runs an adaptive search stopped early (tag ``pruned=true``, ``bioner_grid.search``): FINISHED,
     but scored after less training than their configuration asks, so never ranked beside the others."""
-    if "pruned" not in df:
-        return pd.Series(False, index=df.index)
-    return df["pruned"].fillna("").astype(str).eq("true")
+    return flagged(df, "pruned")
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +92,7 @@ def cell_stats(df: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
 
 def collapsed(df: pd.DataFrame) -> pd.Series:
     """Runs the collapse sentinel stopped (``bioner_grid.collapse``; tag ``collapsed=true``)."""
-    return (df["collapsed"] == "true") if "collapsed" in df else pd.Series(False, index=df.index)
+    return flagged(df, "collapsed")
 
 
 def chooser(df: pd.DataFrame, split: str, mode: str) -> str:
@@ -120,7 +126,6 @@ def best_lr(df: pd.DataFrame, split: str = "test", mode: str = "strict", choose:
 # Display names: ``display_name`` of the model and dataset configs (logged as params), so that the
 # tables and figures say NCBI-disease and MiniLM where the run keys say ncbi_disease and minilm.
 
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")  # spec.SAFE_NAME: a name that may become a file name
 
 
 @lru_cache(maxsize=None)
@@ -132,7 +137,7 @@ def packaged_display_name(group: str, name: str) -> str | None:
     from bioner_grid.config import CONF_DIR
 
     path = Path(CONF_DIR) / group / f"{name}.yaml"
-    if not _SAFE.fullmatch(str(name)) or not path.is_file():
+    if not SAFE_NAME.fullmatch(str(name)) or not path.is_file():  # a name that may become a file name
         return None
     value = OmegaConf.load(path).get("display_name")
     return str(value) if value else None

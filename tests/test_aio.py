@@ -79,7 +79,7 @@ def test_tiny_aio_run_through_the_cli_into_mlflow_and_the_report(tmp_path, data_
                "data.max_eval_sentences=12", "train.epochs=1", "train.batch_size=16", f"data.cache={tmp_path}/cache",
                out=tmp_path / "single")
     df = report.load_runs(f"sqlite:///{tmp_path}/mlflow.db", ["bioner-grid"])
-    (t,) = report.aio_tables(df)  # no predictions given: no bootstrap interval (tests/test_report_aio.py pairs them)
+    (t,) = report.variant_tables(df)  # no predictions given: no bootstrap interval (tests/test_report_aio.py pairs them)
     assert t.header == ["Corpus", "BL1 (alone)", "all-in-one", "Δ all-in-one"]
     rows = {c[0].text: [x.text for x in c[1:]] for c in t.rows}
     assert set(rows) == set(MEMBERS)
@@ -123,7 +123,7 @@ def log_aio_store(tmp_path) -> str:
 
 
 def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
-    """The all-in-one corpus's part of the report (aio.ReportHooks, called for any runs): its table,
+    """The all-in-one corpus's part of the report (report_aio.ReportHooks, called for any runs): its table,
     its corpora named by their members in the corpus tables; a store without all-in-one runs gets
     neither. The tables are those the report gave when it held these branches itself (commit 7f093a4)."""
     uri = log_aio_store(tmp_path)
@@ -164,7 +164,7 @@ def test_the_report_of_a_store_with_and_without_all_in_one_runs(tmp_path):
 | NCBI-disease | 70 | 7 | 9 |
 """
     assert "| All-in-one | TinyBERT | 73.25 ± 2.06 (n=4) | **74.25 ± 2.06 (n=4)** |" in report.to_markdown(tables[0])
-    assert [t.rows for t in report.aio_tables(df)] == [t.rows for t in tables[-4:-2]]
+    assert [t.rows for t in report.variant_tables(df)] == [t.rows for t in tables[-4:-2]]
 
     plain = report.load_runs(uri, ["grid"], "tags.dataset = 'ncbi_disease'")
     assert plain["aio_members"].isna().all()

@@ -48,7 +48,7 @@ def test_the_comparison_table_of_real_runs_pairs_each_setting_with_bl1(tmp_path,
 
     files = report.RunFiles(tmp_path / "cache-report", df.attrs["tracking_uri"])
     ranker = report.Ranker(files, resamples=1000)
-    (table,) = report.aio_tables(df, "test", ranker)
+    (table,) = report.variant_tables(df, "test", ranker)
     assert [h for h in table.header] == ["Corpus", "BL1 (alone)", "BL2 (+BioRED, its type)", "Δ BL2 (+BioRED, its type)",
                                          "plain merge", "Δ plain merge", "all-in-one", "Δ all-in-one"]
     rows = {r[0].text: r[1:] for r in table.rows}

@@ -344,16 +344,6 @@ class RunStore:
             if not token or (max_results and len(out) >= max_results):
                 return out
 
-    def runs_by_key(self) -> dict[str, list]:
-        """``run_key -> [Run, newest first]`` of the experiment (empty if it does not exist)."""
-        if self.missing():
-            return {}
-        out: dict[str, list] = {}
-        for r in self.search(order_by=["attributes.start_time DESC"]):
-            if "run_key" in r.data.tags:
-                out.setdefault(r.data.tags["run_key"], []).append(r)
-        return out
-
     def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
         """Every (step, value) a run logged for the flat metric ``name`` (``dev_epoch_strict_f1``), by
         step; an adaptive search replays a reused run's dev curve into its trial (``bioner_grid.search``)."""

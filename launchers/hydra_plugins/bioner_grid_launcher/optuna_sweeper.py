@@ -181,22 +181,20 @@ class OptunaSweeper(Sweeper):
 
     def _finished(self, configs: dict) -> dict:
         """The trials whose configuration the store holds FINISHED (``identity.decide``, skip-finished
-        and ``train.force`` included): trial number -> that run."""
-        from bioner_grid import identity, tracking
+        and ``train.force`` included): trial number -> that run. The launcher's own rule and look-up
+        (``grid.decisions`` over one search per store, ``grid.store_runs``)."""
+        from bioner_grid.grid import decisions, store_runs
         from bioner_grid.store import RunStore
 
         out = {}
         if not self.config.grid.skip_finished:
             return out
-        by_key: dict[tuple, dict] = {}
-        for n, cfg in configs.items():
-            store = (cfg.tracking.uri, cfg.tracking.experiment)
-            if store not in by_key:
-                by_key[store] = (RunStore.from_config(cfg.tracking).runs_by_key(), RunStore.from_config(cfg.tracking))
-            runs = by_key[store][0].get(identity.run_key(cfg), [])
-            decision = tracking.decide(cfg, runs)
+        numbers, cfgs = list(configs), list(configs.values())
+        found = store_runs(cfgs)
+        for n, cfg, decision in zip(numbers, cfgs, decisions(cfgs, runs=found)):
             if decision.action == "finished":
-                out[n] = (by_key[store][1], next(r for r in runs if r.info.run_id == decision.run_id))
+                runs = found[(cfg.tracking.uri, cfg.tracking.experiment)]
+                out[n] = (RunStore.from_config(cfg.tracking), next(r for r in runs if r.info.run_id == decision.run_id))
         return out
 
     def _runs(self, configs: dict) -> dict:

@@ -347,15 +347,11 @@ def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) 
     lines = [head, f"  {'run':<{width}}  {'status':<8}  {'dev F1':>6}  {'test F1':>7}  {'time':>7}"]
     for r in rows:
         status = "PRUNED" if r.get("pruned") else r["status"]
-        lines.append(f"  {r['run_name'] or '':<{width}}  {status:<8}  {_pct(r['dev_strict_f1']):>6}  "
-                     f"{_pct(r['test_strict_f1']):>7}  {_secs(r['seconds']):>7}")
+        lines.append(f"  {r['run_name'] or '':<{width}}  {status:<8}  {tracking.pct(r['dev_strict_f1']):>6}  "
+                     f"{tracking.pct(r['test_strict_f1']):>7}  {_secs(r['seconds']):>7}")
     lines += [f"  {line}" for line in verdict(rows)]
     note = non_finite_note(rows)
     return "\n".join(lines + ([f"  {note}"] if note else []))
-
-
-def _pct(x) -> str:
-    return tracking.pct(x)
 
 
 def _secs(s) -> str:
@@ -372,7 +368,7 @@ def summary_markdown(rows: list[dict], sweep_id: str) -> str:
              "|---|---|---|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['run_name']} | {r['status']} | {r['model']} | {r['dataset']} | {r['scheme']} | {r['lr']} | "
-                     f"{r['batch_size']} | {r['seed']} | {_pct(r['dev_strict_f1'])} | {_pct(r['test_strict_f1'])} | "
+                     f"{r['batch_size']} | {r['seed']} | {tracking.pct(r['dev_strict_f1'])} | {tracking.pct(r['test_strict_f1'])} | "
                      f"{_secs(r['seconds'])} |")
     note = non_finite_note(rows)
     return "\n".join(lines + (["", note] if note else [])) + "\n"

@@ -27,8 +27,10 @@ from transformers import (
     ProgressCallback,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
 )
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from bioner_grid import errors, preempt
@@ -328,9 +330,37 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    trainer.train(resume_from_checkpoint=resume_from)
+    finished = schedule_done(resume_from)
+    if finished is None:
+        trainer.train(resume_from_checkpoint=resume_from)
+    else:
+        restore_finished(trainer, resume_from, finished)
     preempt.requeue_if_signalled()
     return trainer
+
+
+def schedule_done(checkpoint: str | None) -> TrainerState | None:
+    """The trainer state saved in ``checkpoint`` when its schedule had run to the end (global step
+    at max steps: a signal during the last step, or a requeue after training), else None."""
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+    return state if state.max_steps > 0 and state.global_step >= state.max_steps else None
+
+
+def restore_finished(trainer, checkpoint: str, state: TrainerState) -> None:
+    """Take up a run whose checkpoint ends its schedule without training on: the model of that
+    checkpoint, then the best one where ``train.select`` asks for it, as the Trainer's own end of
+    training does. Written by hand because ``Trainer.train`` resumed from such a checkpoint runs
+    one step more when max_steps is not a whole number of epochs (it re-enters the last, partial
+    epoch and counts steps only after one; transformers 5.24), so the result would differ from
+    the uninterrupted run's."""
+    log.info("checkpoint %s ends the schedule (step %d of %d): not training further", checkpoint,
+             state.global_step, state.max_steps)
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = state
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint is not None:
+        trainer._load_best_model()
 
 
 def predict(trainer, windows: list[Window], id2label: dict[int, str], n_sentences: int) -> list[list[str]]:

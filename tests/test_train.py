@@ -193,3 +193,37 @@ def test_a_run_resumed_after_a_non_improving_evaluation_ends_as_the_uninterrupte
         return {k: v for k, v in trainer.evaluate().items() if "runtime" not in k and "per_second" not in k}
 
     assert final(resumed) == final(straight)
+
+
+def test_a_run_resumed_from_the_checkpoint_of_its_last_step_trains_no_further(tmp_path, minilm_tokenizer):
+    """A requeue signal during the schedule's last step (or a time-out after training) leaves a
+    checkpoint at max_steps. Taken up from it, the run ends with the uninterrupted run's step count
+    and model: 8 steps of 7-step epochs (100 windows), where ``Trainer.train`` resumed from checkpoint-8 would
+    run a ninth step in the partial second epoch (the SLURM test saw 241 of 240)."""
+    from bioner_grid.config import compose
+    from bioner_grid.scoring import score
+    from bioner_grid.train import schedule_done, train, training_arguments
+
+    label2id = {label: i for i, label in enumerate(LABELS)}
+    train_w = make_windows(minilm_tokenizer, read_conll(NCBI / "train.tsv", "Disease").sentences[:96], label2id, 64)
+    dev_sents = read_conll(NCBI / "devel.tsv", "Disease").sentences[:24]
+    dev_w = make_windows(minilm_tokenizer, dev_sents, label2id, 64)
+    t = compose(["train.max_steps=8", "train.batch_size=16", "train.lr=1e-3", "train.seed=3", "train.patience=null",
+                 "train.precision=fp32"]).train
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "tiny_bert.yaml")
+
+    def run(out, resume_from=None):
+        torch.manual_seed(0)
+        return train(build_model(model_cfg, LABELS, minilm_tokenizer), minilm_tokenizer,
+                     training_arguments(t, str(out), "cpu"), train_w, dev_w, [s.tags for s in dev_sents],
+                     dict(enumerate(LABELS)), None, t.patience, lambda metrics, step: None, resume_from, (),
+                     score=score)
+
+    straight = run(tmp_path / "straight")
+    assert straight.state.global_step == 8 and 8 % -(-len(train_w) // 16) != 0  # 8 steps end mid-epoch
+    last = tmp_path / "straight" / "checkpoint-8"
+    assert schedule_done(str(last)) is not None
+    resumed = run(tmp_path / "resumed", resume_from=str(last))
+    assert resumed.state.global_step == 8
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name

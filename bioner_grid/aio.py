@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import OmegaConf
 
-from bioner_grid.corpus import Adapter, Corpus, DataError, Sentence, Split, seeded_split
+from bioner_grid.corpus import Adapter, Corpus, DataError, Sentence, Split, in_member, seeded_split, unsuffixed
 from bioner_grid.overlap import Evaluation, Screen
 from bioner_grid import tagmodes
 from bioner_grid.pubtator import document_units, keyed_documents
@@ -87,7 +87,7 @@ def load_aio(ds, cache_dir, max_train: int | None = None, max_eval: int | None =
             d["train"] = take(d["train"])
         member = {"task": m.task, "types": sorted(member_types(m)), "restricted": m.get("types_only") is not None}
         for name in ("train", "dev", "test"):
-            sentences = [merge.member_sentence(s, m.task) for _, sents in d[name] for s in sents]
+            sentences = [merge.member_sentence(s, m) for _, sents in d[name] for s in sents]
             if caps[name]:
                 sentences = sentences[: int(caps[name])]
             member[name] = list(range(len(splits[name]), len(splits[name]) + len(sentences)))
@@ -146,9 +146,9 @@ class AllInOne(Adapter):
         return cls(tuple(tags), members)
 
     @staticmethod
-    def member_sentence(sentence: Sentence, task: str) -> Sentence:
+    def member_sentence(sentence: Sentence, member) -> Sentence:
         """A member's sentence as it is merged: in its task tags, ``O`` as ``O-Task``."""
-        return tag_sentence(sentence, task)
+        return tag_sentence(sentence, member.task)
 
     def prepare_tokenizer(self, tokenizer) -> None:
         tokenizer.add_special_tokens({"additional_special_tokens": list(self.special_tokens)})
@@ -196,7 +196,7 @@ class Concatenated(Adapter):
         return cls(members=members)
 
     @staticmethod
-    def member_sentence(sentence: Sentence, task: str) -> Sentence:
+    def member_sentence(sentence: Sentence, member) -> Sentence:
         return sentence
 
     def run_tags(self) -> dict[str, str]:
@@ -212,8 +212,65 @@ class Concatenated(Adapter):
                        [only(pred[i], info["types"]) for i in info[split]]) for name, info in self.members.items()}
 
 
+@dataclass
+class MultiTask(Concatenated):
+    """``dataset.merge=mtl``: AIONER's multi-task baseline, a shared encoder with one output layer
+    per member (``heads.MultiTaskTagger``). Each member's sentences are merged as they are (no task
+    tags) with their labels in the member's own layer (``B-Disease@NCBIdisease``); scored per member
+    as ``Concatenated`` scores them, labels read without the member. Its saved model tags new text
+    one pass per member asked, each type under the member that annotates the fewest types (the
+    specialist: NCBIdisease's Disease layer before BioRED's), overlaps resolved as AIONER's
+    individual mode resolves them (``tagmodes.merge``)."""
+
+    saved_tasks: dict[str, list[str]] = field(default_factory=dict)  # a saved model's member -> types
+    head: str | None = "mtl"  # heads.MultiTaskTagger: one output layer per member
+
+    @staticmethod
+    def member_sentence(sentence: Sentence, member) -> Sentence:
+        return Sentence(sentence.tokens, [in_member(t, member.name) for t in sentence.tags], sentence.lines)
+
+    def run_tags(self) -> dict[str, str]:
+        return {**super().run_tags(), "aio_merge": "mtl"}
+
+    def tasks(self) -> dict[str, list[str]]:
+        """Member -> the types its layer tags (saved with the model: the tagger's passes)."""
+        return {name: list(info["types"]) for name, info in self.members.items()} or dict(self.saved_tasks)
+
+    def member_views(self, split: str, tokens, gold, pred) -> dict[str, tuple[list, list, list]]:
+        return super().member_views(split, tokens, *self._plain(gold, pred))
+
+    def scored_view(self, tokens, gold, pred) -> tuple[list, list, list]:
+        return (tokens, *self._plain(gold, pred))
+
+    @staticmethod
+    def _plain(*tag_lists):
+        return tuple([[unsuffixed(t) for t in tags] for tags in sentences] for sentences in tag_lists)
+
+    def types(self, labels: list[str]) -> list[str]:
+        return super().types([unsuffixed(label) for label in labels])
+
+    def passes(self, asked: set[str], every: bool, mode: str = "auto") -> list[tuple[str | None, set[str]]]:
+        """One pass per member layer: each type asked, in the member with the fewest types that has it."""
+        if mode not in ("auto", "individual"):
+            raise ValueError(f"tag.mode={mode} needs an all-in-one model (task tags); a multi-task model tags "
+                             "each type in one member's layer: use auto or individual")
+        tasks = self.tasks()
+        chosen: dict[str, set[str]] = {}
+        for etype in sorted(asked):
+            member = min((m for m, types in tasks.items() if etype in types), key=lambda m: len(tasks[m]))
+            chosen.setdefault(member, set()).add(etype)
+        return [(member, chosen[member]) for member in tasks if member in chosen]
+
+    def wrap(self, sentence: Sentence, task: str | None) -> Sentence:
+        """New text read by ``task``'s layer: every word labelled ``O@<member>`` (the label names the layer)."""
+        return Sentence(sentence.tokens, [in_member("O", task)] * len(sentence.tokens))
+
+    def unwrap(self, tokens: list[str], tags: list[str]) -> list[str]:
+        return [unsuffixed(t) for t in tags]
+
+
 # dataset.merge -> the adapter of the merged corpus (spec.AIO_MERGES lists the same names)
-MERGES = {"tags": AllInOne, "plain": Concatenated}
+MERGES = {"tags": AllInOne, "plain": Concatenated, "mtl": MultiTask}
 
 
 def member_view(info: dict, split: str, tokens, gold, pred):

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DataCollatorForTokenClassification
 
 from bioner_grid import redact, tagmodes
-from bioner_grid.aio import AllInOne
+from bioner_grid.aio import AllInOne, MultiTask
 from bioner_grid.align import by_length, make_windows, predictions_to_tags
 from bioner_grid.corpus import Adapter, DataError, Sentence, entity_spans
-from bioner_grid.heads import head_named, head_of
+from bioner_grid.heads import SAVED_HEADS, head_of
 
 META = "bioner_grid.json"  # label list, head, task tags, window settings and run config of a saved model
 
@@ -74,14 +74,17 @@ def read_meta(folder: Path) -> dict:
 
 
 def adapter(meta: dict) -> Adapter:
-    """The corpus adapter a saved model was trained with: all-in-one when it has tasks."""
+    """The corpus adapter a saved model was trained with: all-in-one when it has tasks, multi-task
+    when its head is one layer per member."""
     tasks = meta.get("tasks") or {}
+    if meta.get("head") == MultiTask.head:  # one output layer per member: its tasks are the members
+        return MultiTask(saved_tasks=tasks)
     return AllInOne(tuple(meta.get("special_tokens") or ()), saved_tasks=tasks) if tasks else Adapter()
 
 
 def load_model(folder: Path, meta: dict):
     """The saved model, on the CPU, as its head loads it."""
-    return head_named(meta.get("head") or "softmax").load(Path(folder), meta["labels"])
+    return SAVED_HEADS[meta.get("head") or "softmax"].load(Path(folder), meta["labels"])
 
 
 class Tagger:
@@ -102,7 +105,7 @@ class Tagger:
 
     @property
     def types(self) -> list[str]:
-        return sorted({label[2:] for label in self.labels if label[:2] in ("B-", "I-")})
+        return self.adapter.types(self.labels)
 
     def plan(self, types: list[str] | None, mode: str = "auto") -> list[tuple[str | None, set[str]]]:
         """(task, types kept) per pass over the text: one pass for a single-corpus model; an

@@ -44,6 +44,7 @@ class Adapter:
     corpus) adds task tags and scores each member on its task."""
 
     special_tokens: tuple[str, ...] = ()  # tokens the tokenizer must learn (task tags such as <Disease>)
+    head: str | None = None  # an output head of its own around the model (heads.WRAPPERS; aio.MultiTask: mtl)
 
     def prepare_tokenizer(self, tokenizer) -> None:
         """Teach the tokenizer the corpus's ``special_tokens`` (none here)."""
@@ -77,6 +78,11 @@ class Adapter:
         """The predicted tags of the sentence's own words, as plain IOB2."""
         return tags
 
+    def types(self, labels: list[str]) -> list[str]:
+        """The entity types a model with ``labels`` tags."""
+        return sorted({label[2:] for label in labels if label[:2] in ("B-", "I-")})
+
+
 
 @dataclass
 class Corpus:
@@ -88,12 +94,31 @@ class Corpus:
 
     @property
     def labels(self) -> list[str]:
-        """All labels of all splits: ``O`` (and AIONER's ``O-Task`` labels) first, then ``B-T``/``I-T``
+        """All labels of all splits: ``O`` (and AIONER's ``O-Task`` labels, or a multi-task merge's
+        ``O@<member>``) first, then ``B-T``/``I-T``
         per type, sorted by type."""
         tags = {tag for s in self.splits.values() for sent in s.sentences for tag in sent.tags}
-        outside = sorted(t for t in tags if t.startswith("O-"))
+        outside = sorted(t for t in tags if t[0] == "O" and t != "O")  # O-Task; O@<member> (aio.MultiTask)
         types = sorted({t[2:] for t in tags if t[:2] in ("B-", "I-")})
         return (["O"] if "O" in tags or not outside else []) + outside + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+
+MEMBER_SEP = "@"  # a multi-task label (aio.MultiTask): "<IOB2 tag>@<member>", "B-Disease@NCBIdisease", "O@BioRED"
+
+
+def in_member(tag: str, member: str) -> str:
+    """A multi-task label: the tag in its member's output layer."""
+    return f"{tag}{MEMBER_SEP}{member}"
+
+
+def member_of(label: str) -> str:
+    """The member corpus of a multi-task label (``B-Disease@NCBIdisease`` -> ``NCBIdisease``)."""
+    return label.rpartition(MEMBER_SEP)[2]
+
+
+def unsuffixed(tag: str) -> str:
+    """The plain IOB2 tag of a multi-task label (``B-Disease@NCBIdisease`` -> ``B-Disease``); any other tag as it is."""
+    return tag.partition(MEMBER_SEP)[0]
 
 
 def _check_tag(tag: str, entity_type: str) -> str | None:

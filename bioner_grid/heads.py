@@ -3,7 +3,8 @@ the model is saved and loaded (``bundle`` calls ``save``/``load``, ``train`` cal
 tagger ``inference_inputs``, through ``head_of(model)`` or ``HEADS[name]``; no other module asks
 which head it has).
 
-``softmax`` (``SoftmaxHead``) is transformers' own ``*ForTokenClassification``; ``crf`` is below.
+``softmax`` (``SoftmaxHead``) is transformers' own ``*ForTokenClassification``; ``crf`` is below, and
+``mtl`` (``MultiTaskTagger``, one output layer per member corpus: ``dataset.merge=mtl``) after it.
 
 CRF head (AIONER's output layer): a linear layer gives each word's label scores (emissions) from the
 encoder's first sub-token of the word; pytorch-crf (``torchcrf.CRF``) scores whole label paths and
@@ -28,6 +29,8 @@ from torch import nn
 from torchcrf import CRF
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 from transformers.modeling_outputs import TokenClassifierOutput
+
+from bioner_grid.corpus import member_of
 
 NEG = -1e4
 
@@ -183,7 +186,92 @@ class CRFTagger(nn.Module):
         return TokenClassifierOutput(loss=loss, logits=logits)
 
 
-HEADS = {"softmax": SoftmaxHead, "crf": CRFTagger}
+class MultiTaskTagger(nn.Module):
+    """The multi-task head (``dataset.merge=mtl``, AIONER's MTL baseline): a shared encoder and one
+    output layer per member corpus, each trained on its own member's sentences only.
+
+    The member layers are the row blocks of one token-classification layer over every member's
+    labels (``<tag>@<member>``, ``corpus.in_member``): the rows of member m are its layer (W_m, b_m), shared
+    with no other member, and a word of a member-m sentence is scored over that block alone,
+
+        p(y | x, m) = softmax_{y in L_m}(W_m h + b_m),
+        loss = sum_m  mean over the batch's words of member m of  -log p(y_gold | x, m)   (MTL: summed over tasks).
+
+    A word's member is the block its label id lies in: a member's sentences carry labels of its
+    own block only (gold ones in training and scoring, ``O@<member>`` for new text, ``aio.MultiTask.wrap``),
+    so the labels choose the layer, never the gold tag within it. Outside its block a word's scores
+    are ``NEG``: the argmax stays in the member's layer. The inner model is transformers' own and
+    its saved folder loads in plain transformers (as one layer over all blocks)."""
+
+    name = "mtl"
+
+    def __init__(self, inner: nn.Module, labels: list[str]):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        members = list(dict.fromkeys(member_of(label) for label in labels))
+        self.members = members
+        self.register_buffer("block", torch.tensor([members.index(member_of(label)) for label in labels]),
+                             persistent=False)
+
+    @property
+    def base_model(self):  # the shared encoder (modeling.build_from_saved starts a new model from it)
+        return self.inner.base_model
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def resize_token_embeddings(self, n: int):
+        return self.inner.resize_token_embeddings(n)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """Each labelled position's scores kept in its member's block (``NEG`` elsewhere); positions
+        without a label (-100: special tokens, later sub-tokens) are not read by anyone."""
+        if labels is None:
+            raise ValueError("MultiTaskTagger needs labels: their block names each word's member layer")
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, **extra).logits.float()
+        member = self.block[labels.clamp(min=0)]  # batch x positions
+        outside = (self.block.view(1, 1, -1) != member.unsqueeze(-1)) & (labels != -100).unsqueeze(-1)
+        return TokenClassifierOutput(logits=logits.masked_fill(outside, NEG))
+
+    def loss(self, inputs: dict, class_weights: torch.Tensor | None):
+        """The sum over the batch's members of each member's (class-weighted) mean cross-entropy."""
+        outputs = self(**inputs)
+        labels = inputs["labels"]
+        logits = outputs.logits
+        weight = None if class_weights is None else class_weights.to(logits.device)
+        member = self.block[labels.clamp(min=0)].masked_fill(labels == -100, -1)
+        loss = logits.new_zeros(())
+        for m in member.unique().tolist():
+            if m < 0:
+                continue
+            at = member == m
+            loss = loss + F.cross_entropy(logits[at], labels[at], weight=weight)
+        outputs.loss = loss
+        return loss, outputs
+
+    @staticmethod
+    def inference_inputs(inputs: dict) -> dict:
+        """Labels stay: they name each sentence's member layer."""
+        return inputs
+
+    def save(self, folder: Path) -> None:
+        self.inner.save_pretrained(folder)  # safetensors, config with the <tag>@<member> label names
+
+    @classmethod
+    def load(cls, folder: Path, labels: list[str]) -> "MultiTaskTagger":
+        return cls(AutoModelForTokenClassification.from_pretrained(folder, use_safetensors=True), labels)
+
+
+HEADS = {"softmax": SoftmaxHead, "crf": CRFTagger}  # model.head
+WRAPPERS = {"mtl": MultiTaskTagger}  # a corpus's own head around the built model (``corpus.Adapter.head``)
+SAVED_HEADS = {**HEADS, **WRAPPERS}  # a saved model's head (bundle META "head")
+
+
+def wrap(model, labels: list[str], head: str | None):
+    """The built model in the head its corpus trains (``corpus.Adapter.head``; None: as it is)."""
+    return model if head is None else WRAPPERS[head](model, labels)
 
 
 def head_named(name: str):
@@ -195,4 +283,4 @@ def head_named(name: str):
 
 def head_of(model):
     """The head a built or loaded model has."""
-    return CRFTagger if isinstance(model, CRFTagger) else SoftmaxHead
+    return type(model) if isinstance(model, (CRFTagger, MultiTaskTagger)) else SoftmaxHead

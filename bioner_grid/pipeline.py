@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from bioner_grid import collapse, cross, export, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
+from bioner_grid import collapse, cross, export, heads, identity, preempt, pruning, redact, runtime, scoring, search, spec, sweep, tracking
 from bioner_grid.store import OpenRun, RunStore, cross_metric, job_tags
 from bioner_grid.align import cached_windows
 from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
@@ -137,6 +137,7 @@ def build(cfg, p: Prepared):
         log.info("starting from the saved model %s (%d labels) with a new output layer", p.init[0], len(p.init[1]["labels"]))
     else:
         model = build_model(cfg.model, labels, tokenizer)
+    model = heads.wrap(model, labels, corpus.adapter.head)  # a multi-task merge: one output layer per member
     log.info("%s on %s (%s): %d labels, windows %s, device %s, %s", cfg.model.name, cfg.dataset.name, cfg.scheme.name,
              len(labels), {n: len(w) for n, w in windows.items()}, p.device, p.precision)
     return tokenizer, windows, model

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bioner_grid.aio import plain
-from bioner_grid.corpus import DataError
+from bioner_grid.corpus import DataError, unsuffixed
 from bioner_grid.runtable import finished
 from bioner_grid.significance import Predictions, _columns, flat_counts
 
@@ -79,7 +79,8 @@ def classify(runs: pd.DataFrame) -> pd.DataFrame:
 def member_predictions(path, slices: dict, member: str, split: str, tagged: bool, source: str) -> Predictions | None:
     """One member's sentences of a run's predictions file, scored as its ``<split>_<member>_strict_f1``:
     ``slices[member][split]`` = [first, end) sentence indices, ``types`` the types it is scored on;
-    ``tagged``: the sentences carry task tags (``aio.plain`` removes them). None where the file is
+    ``tagged``: the sentences carry task tags (``aio.plain`` removes them); a multi-task run's labels
+    are read without their member (``corpus.unsuffixed``). None where the file is
     not a well-formed token/gold/pred file or the slice lies outside it."""
     info = slices.get(member)
     columns = _columns(path) if info and split in info else None
@@ -97,7 +98,7 @@ def member_predictions(path, slices: dict, member: str, split: str, tagged: bool
         if tagged:
             (t, g), p = plain(t, g, types), plain(t, p, types)[1]
         else:
-            g, p = ([x if x[0] != "O" and x[2:] in types else "O" for x in y] for y in (g, p))
+            g, p = ([x if x[0] != "O" and x[2:] in types else "O" for x in map(unsuffixed, y)] for y in (g, p))
         toks.append(t)
         golds.append(g)
         preds.append(p)

@@ -127,7 +127,7 @@ def f1(counts: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, den, out=np.zeros(np.shape(den), dtype=float), where=den > 0)
 
 
-TYPED = re.compile(r"O|O-.+|[BI]-.+")  # what the pipeline writes; anything else takes the checking reader
+TYPED = re.compile(r"O|O-.+|O@.+|[BI]-.+")  # what the pipeline writes (O-Task: all-in-one; O@member: multi-task); anything else takes the checking reader
 
 
 def _entities(prefix: np.ndarray, etype: np.ndarray, sentence: np.ndarray, kinds: int) -> tuple[np.ndarray, np.ndarray]:

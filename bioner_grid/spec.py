@@ -276,7 +276,7 @@ class AioDataset:
     dev_fraction: float = 0.1
     split_seed: int = 42
     only: Optional[List[str]] = None
-    merge: str = "tags"  # tags: task tags and O-Task labels (AIONER) | plain: naive concatenation, plain O
+    merge: str = "tags"  # tags: task tags and O-Task labels (AIONER) | plain: naive concatenation, plain O | mtl: one output layer per member
     members: List[AioMember] = field(default_factory=list)
 
 
@@ -479,7 +479,7 @@ def data_problems(cfg) -> list[str]:
     return problems
 
 
-AIO_MERGES = ("tags", "plain")  # dataset.merge of the all-in-one corpus (aio.MERGES)
+AIO_MERGES = ("tags", "plain", "mtl")  # dataset.merge of the all-in-one corpus (aio.MERGES)
 
 
 def aio_problems(ds) -> list[str]:
@@ -508,6 +508,13 @@ def model_problems(cfg, machine: Machine | None) -> list[str]:
     if cfg.model.head == "crf" and cfg.scheme.kind != "vanilla":
         problems.append(f"model.head=crf with scheme={cfg.scheme.name}: class-weighted schemes are defined for the "
                         "softmax head only; use scheme=vanilla with the CRF head")
+    if cfg.dataset.format == "aio" and cfg.dataset.merge == "mtl":
+        if cfg.model.head != "softmax":
+            problems.append(f"dataset.merge=mtl with model.head={cfg.model.head}: the multi-task head is one softmax "
+                            "layer per member; use model.head=softmax")
+        if cfg.evaluation.extra_tests:
+            problems.append("dataset.merge=mtl with evaluation.extra_tests: another corpus has no output layer of "
+                            "its own in a multi-task model; score it with the tagger (bioner_grid.tag) instead")
     if cfg.scheme.kind == "ens" and (cfg.scheme.beta is None or not 0 <= cfg.scheme.beta < 1):
         problems.append(f"scheme.beta={cfg.scheme.beta}: scheme kind ens needs a beta in [0, 1)")
     device, precision = cfg.train.device, cfg.train.precision

@@ -31,18 +31,18 @@ CAPS = ["model=tiny_bert", "data.max_train_sentences=16", "data.max_eval_sentenc
 
 
 def test_the_comparison_table_of_real_runs_pairs_each_setting_with_bl1(tmp_path, data_root, monkeypatch):
-    """Five tiny runs of the experiment (BL1 of NCBIdisease with two seeds, its BL2, the plain and
-    the tagged merge of the three members): each in its own column (tags and plain never averaged
+    """Six tiny runs of the experiment (BL1 of NCBIdisease with two seeds, its BL2, the plain, the
+    multi-task and the tagged merge of the three members): each in its own column (tags and plain never averaged
     together), Δ against BL1 with a paired bootstrap interval; the member's part cut out of each
     run's predictions scores exactly the F1 the run logged for that member."""
     monkeypatch.chdir(tmp_path)
-    jobs = [("bl1_NCBIdisease", 1), ("bl1_NCBIdisease", 2), ("bl2_NCBIdisease", 1), ("plain", 1), ("aio", 1)]
+    jobs = [("bl1_NCBIdisease", 1), ("bl1_NCBIdisease", 2), ("bl2_NCBIdisease", 1), ("plain", 1), ("mtl", 1), ("aio", 1)]
     for name, seed in jobs:
         run_inproc(tmp_path, data_root, "experiment=aioner_comparison", f"comparison.setting={name}", f"train.seed={seed}",
                    *CAPS, f"data.cache={tmp_path}/cache", out=tmp_path / f"{name}-{seed}")
     df = report.load_runs(f"sqlite:///{tmp_path}/mlflow.db", ["bioner-grid"])
     runs = classify(df)
-    assert sorted(runs["setting"]) == ["AIO", "BL1", "BL1", "BL2", "plain"]
+    assert sorted(runs["setting"]) == ["AIO", "BL1", "BL1", "BL2", "MTL", "plain"]
     slices = json.loads(runs.loc[runs["setting"] == "AIO", "aio_slices"].iloc[0])
     assert slices["NCBIdisease"] == {"types": ["Disease"], "dev": [8, 16], "test": [8, 16]}  # after BioRED's 8
 
@@ -50,15 +50,15 @@ def test_the_comparison_table_of_real_runs_pairs_each_setting_with_bl1(tmp_path,
     ranker = report.Ranker(files, resamples=1000)
     (table,) = report.variant_tables(df, "test", ranker)
     assert [h for h in table.header] == ["Corpus", "BL1 (alone)", "BL2 (+BioRED, its type)", "Δ BL2 (+BioRED, its type)",
-                                         "plain merge", "Δ plain merge", "all-in-one", "Δ all-in-one"]
+                                         "plain merge", "Δ plain merge", "MTL", "Δ MTL", "all-in-one", "Δ all-in-one"]
     rows = {r[0].text: r[1:] for r in table.rows}
     assert list(rows) == ["BioRED", "NCBIdisease", "BC5CDR_Chemical"]
-    f1s = {s: 100 * runs.loc[runs["setting"] == s, "test_NCBIdisease_strict_f1"] for s in ("BL1", "BL2", "plain", "AIO")}
+    f1s = {s: 100 * runs.loc[runs["setting"] == s, "test_NCBIdisease_strict_f1"] for s in ("BL1", "BL2", "plain", "MTL", "AIO")}
     ncbi = rows["NCBIdisease"]
     assert ncbi[0].text == report.fmt(f1s["BL1"].mean(), f1s["BL1"].std(), 2) and ncbi[0].text.endswith("(n=2)")
     pairing = Pairing(runs, files, Bootstrap(1000), "test")
     bl1 = list(runs.loc[runs["setting"] == "BL1", "run_id"])
-    for col, s in ((1, "BL2"), (3, "plain"), (5, "AIO")):
+    for col, s in ((1, "BL2"), (3, "plain"), (5, "MTL"), (7, "AIO")):
         mean = f1s[s].iloc[0]
         assert ncbi[col].text == report.fmt(mean)
         other = list(runs.loc[runs["setting"] == s, "run_id"])
@@ -66,7 +66,8 @@ def test_the_comparison_table_of_real_runs_pairs_each_setting_with_bl1(tmp_path,
         assert r is not None and r.n == 8 and r.f1_b == pytest.approx(mean) and r.f1_a == pytest.approx(f1s["BL1"].mean())
         assert ncbi[col + 1].text == f"{mean - f1s['BL1'].mean():+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
         assert (ncbi[col + 1].mark == "tied") == (r.low <= 0 <= r.high)
-    # every member's part of every run scores what the run logged for it (task tags removed, other types as O)
+    # every member's part of every run scores what the run logged for it (task tags or the member removed,
+    # other types as O)
     for _, run in runs.iterrows():
         for member in run["aio_members"].split(","):
             pred = pairing.predictions(run["run_id"], member)

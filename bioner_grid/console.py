@@ -67,6 +67,15 @@ QUIET_WARNINGS = (
 )
 
 
+# Log lines of a library, matched by their text (a prefix of the message) under the logger that writes them.
+QUIET_LOGS = {
+    # The Trainer orders its checkpoints by modification time to delete old ones; two written within a
+    # second (a short run, or a checkpoint at a signal beside a scheduled one) make it say so and order
+    # them by step number instead, which is what the step-numbered names mean anyway.
+    "transformers.trainer_utils": ("mtime may not be reliable on this filesystem",),
+}
+
+
 def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -86,6 +95,17 @@ class LoadReportFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return "LOAD REPORT" not in message or not harmless_load_report(message)
+
+
+class PrefixFilter(logging.Filter):
+    """Drops the records whose message starts with one of ``prefixes`` (``QUIET_LOGS``)."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
 
 
 def harmless_load_report(message: str) -> bool:
@@ -111,6 +131,7 @@ def _quiet_bar(factory, args, kwargs):
 
 
 _FILTER = LoadReportFilter()
+_LOG_FILTERS = {name: PrefixFilter(prefixes) for name, prefixes in QUIET_LOGS.items()}
 _SET: dict[str, str] = {}  # the variables of QUIET_ENV that install set (a user's own are left alone)
 
 
@@ -134,6 +155,11 @@ def install(transformers: bool = False) -> None:
         logger.removeFilter(_FILTER)
         if not loud:
             logger.addFilter(_FILTER)
+    for name, log_filter in _LOG_FILTERS.items():
+        logger = logging.getLogger(name)
+        logger.removeFilter(log_filter)
+        if not loud:
+            logger.addFilter(log_filter)
     if transformers:
         from transformers.utils import logging as hf_logging
 

@@ -326,7 +326,7 @@ def score_extra(cfg, out: Path, p: Prepared, trainer, tokenizer, extra: ExtraTes
     write_conll(path, sents, predicted)
     run.log_artifact(path)
     scores = scoring.score_split("test", [s.tags for s in sents], predicted, cfg.evaluation.faireval_focus)
-    log.info("%s test strict F1 %.4f", extra.name, scores["test_strict_f1"])
+    log.info("%s test strict F1 %.2f%%", extra.name, 100 * scores["test_strict_f1"])
     return {cross_metric(extra.name, k): v for k, v in scores.items()}
 
 

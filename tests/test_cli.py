@@ -388,6 +388,23 @@ def test_known_warnings_and_load_reports_are_silenced_and_others_are_not(tmp_pat
         assert "LOAD REPORT" in caplog.text and dropped.split(".", 1)[1] in caplog.text.replace(" ", "")
     finally:
         logger.removeHandler(caplog.handler)
+    # the Trainer's note on checkpoint modification times is dropped, its logger's other lines are not;
+    # with -v it shows again
+    caplog.clear()
+    trainer_utils = logging.getLogger("transformers.trainer_utils")
+    trainer_utils.addHandler(caplog.handler)
+    try:
+        trainer_utils.warning("mtime may not be reliable on this filesystem, falling back to numerical ordering")
+        trainer_utils.warning("another warning")
+        assert "mtime" not in caplog.text and "another warning" in caplog.text
+        monkeypatch.setenv(console.VERBOSE_ENV, "1")
+        console.install()
+        trainer_utils.warning("mtime may not be reliable on this filesystem, falling back to numerical ordering")
+        assert "mtime may not be reliable" in caplog.text
+        monkeypatch.setenv(console.VERBOSE_ENV, "0")
+        console.install()
+    finally:
+        trainer_utils.removeHandler(caplog.handler)
     # transformers' second-long bars are drawn disabled; any other bar (a hub download) is left as it is
     assert console._quiet_bar(tqdm, (range(3),), {"desc": "Writing model shards"}).disable
     assert not console._quiet_bar(tqdm, (range(3),), {"desc": "model.safetensors", "disable": False}).disable

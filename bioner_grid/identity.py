@@ -230,6 +230,13 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
+def process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process a run's ``ops.host``/``ops.pid`` tags name was on this host and has ended
+    (a sweep's launcher killed with SIGKILL: nothing it could do on its way out)."""
+    pid = ops_tag(tags, "pid")
+    return bool(pid) and ops_tag(tags, "host") == socket.gethostname() and not _pid_alive(pid)
+
+
 def is_live(tags: dict[str, str], now: float, heartbeat_s: float, me: dict[str, str] | None = None) -> bool:
     """Whether the job behind a RUNNING run is still alive.
 

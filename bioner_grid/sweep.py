@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from bioner_grid import redact, tracking
+from bioner_grid import identity, redact, tracking
 from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ class SweepRun:
         command = redact.text(command)  # a tracking.uri typed with user:pass@, a token=... override
         tags = {"kind": KIND, "sweep": self.sweep_id, "command": command, "wait": str(self.wait).lower(),
                 "varying": ",".join(self.varying),
-                **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state()}
+                **{k: str(v) for k, v in self.counts.items()}, **tracking.git_state(),
+                # who launched it: a launcher killed outright leaves the parent RUNNING; settle_submitted closes it
+                **{identity.OPS + k: v for k, v in identity.this_job().items() if v}}
         # short: the UI's name column shows ~20 characters; the sweep id is the `sweep` tag
         run_name = f"{self.name} sweep ({self.counts['jobs_launched']} jobs)"
         run = self.store.create_run(run_name, tags)
@@ -157,7 +159,10 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
 
 def settle_submitted(uri: str, experiment_name: str) -> list[str]:
     """Close the parents of submitted sweeps (``grid.wait=false``) whose jobs have all ended, as a
-    waiting launch would have; ``plan`` and ``report`` call this. Returns one line per sweep closed."""
+    waiting launch would have; ``plan`` and ``report`` call this. Also the parent of a waiting sweep
+    whose launcher died without closing it (SIGKILL, a login node's OOM killer: its ``ops.pid`` on
+    this host is gone), once none of its jobs runs: KILLED unless every launched job finished.
+    Returns one line per sweep closed."""
     from bioner_grid.store import RunStore
 
     store = RunStore(uri, experiment_name)
@@ -165,15 +170,19 @@ def settle_submitted(uri: str, experiment_name: str) -> list[str]:
     if experiment_id is None:
         return []
     closed = []
-    for parent in store.search(f"tags.kind = '{KIND}' AND tags.state = 'submitted' AND attributes.status = 'RUNNING'"):
+    for parent in store.search(f"tags.kind = '{KIND}' AND attributes.status = 'RUNNING'"):
         tags = parent.data.tags
+        submitted = tags.get("state") == "submitted"
+        if not submitted and not identity.process_gone(tags):
+            continue  # a waiting launch still running (or on another host: it closes its parent itself)
         rows = children(store, experiment_id, parent.info.run_id)
         launched = int(tags.get("jobs_launched", 0))
-        if len(rows) < launched or any(r["status"] == "RUNNING" for r in rows):
+        if (submitted and len(rows) < launched) or any(r["status"] == "RUNNING" for r in rows):
             continue
         counts = {k: tags.get(k, "0") for k in ("jobs_planned", "jobs_skipped", "jobs_in_flight", "jobs_launched")}
-        status = close(store, parent.info.run_id, tags.get("sweep", ""), counts, rows)
-        closed.append(f"sweep {tags.get('sweep')}: all {len(rows)} job(s) ended; parent run {parent.info.run_id} {status}")
+        status = close(store, parent.info.run_id, tags.get("sweep", ""), counts, rows, killed=not submitted)
+        what = f"all {len(rows)} job(s) ended" if submitted else f"its launcher (pid {identity.ops_tag(tags, 'pid')}) is gone"
+        closed.append(f"sweep {tags.get('sweep')}: {what}; parent run {parent.info.run_id} {status}")
     return closed
 
 

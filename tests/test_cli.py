@@ -296,6 +296,39 @@ def test_a_submitted_sweep_is_closed_with_its_summary_once_its_jobs_have_ended(t
     assert sweep.settle_submitted(uri, "bioner-grid") == []
 
 
+def test_a_waiting_sweep_whose_launcher_was_killed_is_closed_killed_once_no_job_runs(tmp_path):
+    """A waiting sweep's launcher killed outright (SIGKILL: no handler runs) leaves its parent
+    RUNNING; ``plan``/``report`` close it (KILLED: a launched job never ran) once the launcher's
+    process on this host is gone and none of its jobs runs; a live launcher's parent is left alone."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from bioner_grid import identity, sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tcfg = SimpleNamespace(uri=uri, experiment="bioner-grid", artifact_location=str(tmp_path / "art"), retry_s=300.0,
+                           get=lambda k, d=None: str(tmp_path / "art") if k == "artifact_location" else d)
+    parent = sweep.SweepRun(tcfg, "smoke_grid", 2, 0, 0, 2, wait=True).__enter__()  # never exited: killed
+    for name in (sweep.PARENT_ENV, sweep.SWEEP_ENV, sweep.VARYING_ENV):
+        os.environ.pop(name, None)
+    client = MlflowClient(uri)
+    assert client.get_run(parent.run_id).data.tags[identity.OPS + "pid"] == str(os.getpid())
+    job = client.create_run(parent.experiment_id, run_name="vanilla",
+                            tags={"mlflow.parentRunId": parent.run_id, "sweep": parent.sweep_id, "scheme": "vanilla"})
+    client.log_metric(job.info.run_id, "test_strict_f1", 0.6)
+    client.set_terminated(job.info.run_id, "FINISHED")
+    assert sweep.settle_submitted(uri, "bioner-grid") == []  # its launcher (this process) is alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    client.set_tag(parent.run_id, identity.OPS + "pid", dead.stdout.strip())  # as if that process had launched it
+    assert sweep.settle_submitted(uri, "bioner-grid") == [
+        f"sweep {parent.sweep_id}: its launcher (pid {dead.stdout.strip()}) is gone; parent run {parent.run_id} KILLED"]
+    assert client.get_run(parent.run_id).info.status == "KILLED"
+    assert sweep.settle_submitted(uri, "bioner-grid") == []
+
+
 # The third-party lines a run printed before bioner_grid.console (issue 24): MLflow's INFO log (store
 # creation, system metrics, input-example validation), its "Downloading artifacts" bar, MLflow's type-hint
 # UserWarning, transformers' load report and bars, Hydra's schema-matching warning, MLflow's CloudPickle warning.

@@ -27,12 +27,14 @@ from bioner_grid.store import RunStore
 def runs(uri: str, experiment: str) -> pd.DataFrame:
     """The store's FINISHED training runs (no sweep parent), one row each."""
     df = RunStore(uri, experiment).runs_frame([experiment])
+    if df.empty:
+        raise SystemExit(f"error: {uri}: no runs in experiment {experiment}")
     df = df[(df["status"] == "FINISHED") & (df.get("tags.kind", pd.Series("", index=df.index)).fillna("") != "sweep")]
     out = pd.DataFrame({
         "lr": df["tags.lr"].astype(float), "batch": df["tags.batch_size"].astype(int),
         "trial": pd.to_numeric(df.get("tags.trial"), errors="coerce"),
-        "pruned": df.get("tags.pruned", pd.Series(None, index=df.index)).fillna("false") == "true",
-        "collapsed": df.get("tags.collapsed", pd.Series(None, index=df.index)).fillna("false") == "true",
+        "pruned": df.get("tags.pruned", pd.Series("", index=df.index)).astype(str).eq("true"),
+        "collapsed": df.get("tags.collapsed", pd.Series("", index=df.index)).astype(str).eq("true"),
         "dev": 100 * df["metrics.dev_strict_f1"], "test": 100 * df["metrics.test_strict_f1"],
         "epochs": df["metrics.train_epochs"], "steps": df["metrics.train_steps"].astype(int),
         "seconds": df["metrics.train_seconds"],
@@ -59,6 +61,7 @@ def table(df: pd.DataFrame, markdown: bool) -> str:
     for c in ("dev", "test"):
         shown[c] = shown[c].map(lambda v: f"{v:.2f}")
     shown["epochs"] = shown["epochs"].map(lambda v: f"{v:.2f}")
+    shown["lr"] = shown["lr"].map(lambda v: f"{v:g}")
     shown["seconds"] = shown["seconds"].map(lambda v: f"{v:.0f}")
     if "trial" in shown:
         shown["trial"] = shown["trial"].map(lambda v: "" if math.isnan(v) else str(int(v)))

@@ -17,6 +17,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bioner_grid.store import run_metrics
 
 # bf16/fp16 autocast against fp32, training minilm on NCBI-disease on this project's CPU (AVX512-BF16):
@@ -58,6 +60,8 @@ class Sample:
     sentences: float | None  # and sentences
     train_on: str
     max_train: str  # data.max_train_sentences as recorded ("None" when the whole split)
+    fraction: str = "None"  # data.train_fraction (a learning curve's size) as recorded, "None" when unset
+    documents: str = "None"  # data.train_documents, likewise
 
 
 def _metric(run, name: str):
@@ -79,7 +83,8 @@ def samples(runs) -> list[Sample]:
         out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / secs,
                           int(params["train.max_seq_length"]), tags.get("precision", "fp32"), tags.get("device"),
                           words, _metric(r, "data_train_sentences"), params.get("data.train_on", "train"),
-                          params.get("data.max_train_sentences", "None")))
+                          params.get("data.max_train_sentences", "None"), params.get("data.train_fraction", "None"),
+                          params.get("data.train_documents", "None")))
     return out
 
 
@@ -91,14 +96,28 @@ def _target(value: str, found: list[str]) -> str | None:
     return max(set(found), key=found.count) if found else None
 
 
+def _same_split(cfg, s: Sample, fraction=None, documents=None) -> bool:
+    """Whether run ``s`` trained on the job's training split: same corpus, ``train_on``, cap and
+    learning-curve size (``fraction`` / ``documents``: the job's, or None for the whole split)."""
+    return (s.dataset == cfg.dataset.name and s.train_on == cfg.data.train_on
+            and s.max_train == str(cfg.data.max_train_sentences)
+            and s.fraction == str(fraction) and s.documents == str(documents))
+
+
 def corpus_words(cfg, known: list[Sample]) -> float | None:
-    """Words in the job's training split: as a finished run on the same corpus and caps recorded,
-    else counted in a CoNLL training file read whole (one token a line); None when neither."""
-    cap = str(cfg.data.max_train_sentences)
-    same = [s.words for s in known if s.dataset == cfg.dataset.name and s.train_on == cfg.data.train_on
-            and s.max_train == cap]
+    """Words in the job's training split: as a finished run on the same corpus, caps and size
+    recorded; else, for a learning curve's ``data.train_fraction``, that fraction of the whole
+    split's words (the subsample is by document or sentence, so words scale with it on average);
+    else counted in a CoNLL training file read whole (one token a line); None when none of these."""
+    fraction, documents = cfg.data.get("train_fraction"), cfg.data.get("train_documents")
+    same = [s.words for s in known if _same_split(cfg, s, fraction, documents)]
     if same:
         return statistics.median(same)
+    if documents is not None:
+        return None  # documents differ in length: no count of them without a run that trained on them
+    if fraction is not None:
+        whole = corpus_words(OmegaConf.merge(cfg, {"data": {"train_fraction": None}}), known)
+        return None if whole is None else whole * float(fraction)
     if cfg.dataset.format != "conll" or cfg.data.max_train_sentences is not None:
         return None
     files = [cfg.dataset.train] + ([cfg.dataset.dev] if cfg.data.train_on == "train+dev" and cfg.dataset.get("dev") else [])
@@ -167,8 +186,8 @@ def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
 
 def _sentences(cfg, known: list[Sample]) -> float | None:
     """Sentences in the job's training split, as a run on the same corpus and caps recorded."""
-    same = [s.sentences for s in known if s.dataset == cfg.dataset.name and s.train_on == cfg.data.train_on
-            and s.max_train == str(cfg.data.max_train_sentences) and s.sentences]
+    fraction, documents = cfg.data.get("train_fraction"), cfg.data.get("train_documents")
+    same = [s.sentences for s in known if _same_split(cfg, s, fraction, documents) and s.sentences]
     return statistics.median(same) if same else None
 
 

@@ -70,3 +70,26 @@ def test_on_timeout_below_estimate_is_a_typed_setting(tmp_path, data_root, monke
                     "grid.on_timeout_below_estimate=maybe")
     assert r.returncode == 2
     assert "grid.on_timeout_below_estimate=maybe: must be one of warn, fail" in r.stderr
+
+
+def test_a_learning_curve_size_is_estimated_as_its_fraction_of_the_whole_split(data_root):
+    """``data.train_fraction``: the job trains on about that fraction of the split's words, so a run
+    on the whole split (or a run of that very size, preferred) gives its words; a size in
+    documents has no estimate without a run of that size (documents differ in length)."""
+    from dataclasses import replace
+
+    from bioner_grid.config import compose
+
+    whole = estimate.Sample("minilm", "ncbi_disease", 100.0, 128, "bf16", "cpu", 40000.0, 2000.0, "train", "None")
+    quarter = compose([f"data.root={data_root}", "dataset=ncbi_disease", "data.train_fraction=0.25"])
+    assert estimate.corpus_words(quarter, [whole]) == pytest.approx(10000.0)
+    same_size = replace(whole, words=9000.0, sentences=500.0, fraction="0.25")
+    assert estimate.corpus_words(quarter, [whole, same_size]) == 9000.0
+    assert estimate.corpus_words(compose([f"data.root={data_root}", "dataset=ncbi_disease"]), [whole, same_size]) == 40000.0
+    assert estimate.corpus_words(compose([f"data.root={data_root}", "dataset=ncbi_disease", "data.train_documents=50"]),
+                                 [whole]) is None
+    # and plan's estimate follows: a quarter of the words, a quarter of the time
+    full = estimate.estimate(compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm"]), [whole])
+    part = estimate.estimate(compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm",
+                                      "data.train_fraction=0.25"]), [whole])
+    assert part.seconds == pytest.approx(full.seconds / 4)

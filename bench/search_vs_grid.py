@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--search", required=True, help="tracking URI of the search's store")
     ap.add_argument("--experiment", default="search-vs-grid")
     ap.add_argument("--markdown", action="store_true", help="tables as Markdown")
+    ap.add_argument("--collapse", help="an experiment of the grid's store with runs of collapsing cells (sentinel on/off)")
     args = ap.parse_args()
     grid, search = runs(args.grid, args.experiment), runs(args.search, args.experiment)
     print(f"grid: {len(grid)} runs\n{table(grid, args.markdown)}\n")
@@ -89,16 +90,33 @@ def main() -> None:
     print(f"\nsearch / grid compute: {100 * search['seconds'].sum() / grid['seconds'].sum():.0f}% of the training "
           f"seconds, {100 * search['sentences'].sum() / grid['sentences'].sum():.0f}% of the sentences trained; "
           f"dev F1 {s['dev'] - g['dev']:+.2f} points against the grid's best")
-    collapsed = grid[grid["collapsed"]]
-    if len(collapsed):
-        planned = math.ceil(grid["epochs"].max())
-        spared = (planned - collapsed["epochs"]).clip(lower=0)
-        saved = (collapsed["seconds"] / collapsed["epochs"] * spared).sum()
-        print(f"collapse sentinel: {len(collapsed)} grid runs stopped as collapsed after {', '.join(f'{e:.2f}' for e in collapsed['epochs'])} "
-              f"of {planned} epochs; the {spared.sum():.2f} epochs spared would have cost about {saved:.0f} s "
-              f"({100 * saved / grid['seconds'].sum():.0f}% of the grid's training seconds)")
-    else:
-        print("collapse sentinel: no grid run collapsed")
+    sentinel(grid, "grid", args.markdown)
+    if args.collapse:
+        sentinel(runs(args.grid, args.collapse), f"experiment {args.collapse}", args.markdown)
+
+
+def sentinel(df: pd.DataFrame, name: str, markdown: bool) -> None:
+    """What ``train.stop_collapsed`` saved on the runs it stopped: the epochs spared, at each run's
+    own time per epoch (an estimate), and, where the same cell also ran with the sentinel off
+    (``train.stop_collapsed=false``, ``train.force=true``), the measured difference."""
+    print(f"\ncollapse sentinel, {name}:")
+    collapsed = df[df["collapsed"]]
+    if not len(collapsed):
+        print("no run collapsed")
+        return
+    print(table(df, markdown))
+    planned = math.ceil(df["epochs"].max())
+    spared = (planned - collapsed["epochs"]).clip(lower=0)
+    saved = (collapsed["seconds"] / collapsed["epochs"] * spared).sum()
+    print(f"{len(collapsed)} run(s) stopped as collapsed after {', '.join(f'{e:.2f}' for e in collapsed['epochs'])} of "
+          f"{planned} epochs: {spared.sum():.2f} epochs spared, about {saved:.0f} s at their own time per epoch "
+          f"({100 * saved / (collapsed['seconds'].sum() + saved):.0f}% of what they would have trained)")
+    for _, off in df[~df["collapsed"]].iterrows():
+        on = collapsed[(collapsed["lr"] == off["lr"]) & (collapsed["batch"] == off["batch"])]
+        if len(on):
+            print(f"lr {off['lr']:g} batch {int(off['batch'])}: {off['seconds']:.0f} s and {off['epochs']:.2f} epochs "
+                  f"with the sentinel off (dev F1 {off['dev']:.2f}), {on['seconds'].iloc[0]:.0f} s and "
+                  f"{on['epochs'].iloc[0]:.2f} epochs with it on (dev F1 {on['dev'].iloc[0]:.2f})")
 
 
 if __name__ == "__main__":

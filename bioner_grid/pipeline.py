@@ -175,16 +175,18 @@ def run(cfg, output_dir: str | Path) -> dict:
             record_inputs(cfg, active, p)
             trainer, metrics = fit(cfg, p, tokenizer, windows, model, decision.checkpoint, active.log_metrics,
                                    (trial,) if trial else ())
+            stopped = trial.tags() if trial else {}
             if trial:
-                active.set_tags(trial.tags())  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
+                active.set_tags(stopped)  # pruned=true: FINISHED, never resumed, ranked apart (search.py)
             collapsed = collapse.outcome(trainer)  # train.stop_collapsed stopped it: still scored, FINISHED, tagged
             if collapsed:
                 active.set_tags(collapsed)
+                stopped = {**stopped, **collapsed}
             for split in ("dev", "test"):
                 metrics.update(score_split(cfg, out, p.corpus, trainer, windows[split], split, active))
             for extra in p.extra:
                 metrics.update(score_extra(cfg, out, p, trainer, tokenizer, extra, active))
-            result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active)
+            result = record(cfg, out, p, trainer, tokenizer, metrics, tags, decision.checkpoint, active, stopped)
     except (KeyboardInterrupt, SystemExit) as e:
         active.close("KILLED", retry=False)  # preempted or requeued: the next attempt resumes this run
         if isinstance(e, KeyboardInterrupt):  # SIGTERM/SIGINT (preempt.stop_on_signals): say how to resume
@@ -330,14 +332,16 @@ def score_extra(cfg, out: Path, p: Prepared, trainer, tokenizer, extra: ExtraTes
     return {cross_metric(extra.name, k): v for k, v in scores.items()}
 
 
-def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from, run: OpenRun) -> dict:
+def record(cfg, out: Path, p: Prepared, trainer, tokenizer, metrics: dict, tags: dict, resume_from, run: OpenRun,
+           stopped: dict | None = None) -> dict:
     """Log the metrics (with peak memory), save and log the model (``train.save_model``), and
-    write ``result.json``; returns its content."""
+    write ``result.json``; returns its content. ``stopped``: the tags of a run pruned or collapsed
+    (its description says so)."""
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if p.device == "cuda":
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     run.log_metrics(metrics)
-    run.describe(tracking.run_description(identity.grid_values(cfg), metrics))  # now with its dev and test F1
+    run.describe(tracking.run_description(identity.grid_values(cfg), metrics, stopped))  # now with its dev and test F1
     if cfg.train.save_model:  # the scored model: weights, tokenizer, labels, window settings
         # a sweep's job keeps its model in MLflow only: one copy, not two per job
         export.save_and_log(cfg, out / "model", trainer.model, tokenizer, p.corpus, p.precision, run,

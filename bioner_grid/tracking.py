@@ -212,12 +212,21 @@ def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}" if math.isfinite(x) else str(x)
 
 
-def run_description(values: dict[str, str], metrics: dict | None = None) -> str:
+def run_description(values: dict[str, str], metrics: dict | None = None, stopped: dict | None = None) -> str:
     """What a run is, in one Markdown line (its MLflow description, shown on top of its page):
     ``**tiny_bert** on **ncbi_disease**, scheme **welt**, lr 3e-05, batch 16, seed 1``, and once
-    it is scored ``· dev strict F1 45.2 %, test strict F1 43.1 %``."""
+    it is scored ``· dev strict F1 45.2 %, test strict F1 43.1 %``; a run stopped early says so
+    first (``stopped``: its tags ``pruned``/``pruned_at_evaluation`` or ``collapsed``/``collapse_reason``),
+    since its scores are those of a model that did not train to the end."""
     line = (f"**{values['model']}** on **{values['dataset']}**, scheme **{values['scheme']}**, lr {values['lr']}, "
             f"batch {values['batch_size']}, seed {values['seed']}")
+    stopped = stopped or {}
+    if stopped.get("pruned") == "true":
+        line = (f"**Pruned** by the adaptive search after evaluation {stopped.get('pruned_at_evaluation', '?')} "
+                f"(stopped early, left out of rankings): {line}")
+    elif stopped.get("collapsed") == "true":
+        line = (f"**Collapsed** at epoch {stopped.get('collapsed_at_epoch', '?')} ({stopped.get('collapse_reason', '')}; "
+                f"stopped, shown as collapsed in reports): {line}")
     metrics = metrics or {}
     if metrics.get("test_strict_f1") is not None:
         dev = f"dev strict F1 {pct(metrics['dev_strict_f1'])} %, " if metrics.get("dev_strict_f1") is not None else ""

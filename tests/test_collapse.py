@@ -113,6 +113,7 @@ def test_a_huge_learning_rate_collapses_stops_early_and_is_recorded(tmp_path, da
     assert "not finite" in row["tags.collapse_reason"] and result["collapsed"] == row["tags.collapse_reason"]
     assert float(row["tags.collapsed_at_epoch"]) == row["metrics.train_epochs"] < 4  # stopped, not trained to the end
     assert any("COLLAPSED at epoch" in r.getMessage() for r in caplog.records)
+    assert row["tags.mlflow.note.content"].startswith(f"**Collapsed** at epoch {row['tags.collapsed_at_epoch']} (")
 
 
 def test_the_report_shows_collapsed_cells_as_collapsed(tmp_path):

@@ -169,6 +169,7 @@ def test_a_pruned_run_stops_early_ends_finished_tagged_pruned_keeps_its_metrics_
     [run] = runs(tmp_path).to_dict("records")
     assert run["status"] == "FINISHED" and run["tags.pruned"] == "true" and run["tags.pruned_at_evaluation"] == "1"
     assert run["tags.trial"] == "1"
+    assert run["tags.mlflow.note.content"].startswith("**Pruned** by the adaptive search after evaluation 1")  # its page says so
     assert run["metrics.train_steps"] == 1  # stopped after its first evaluation, of max_steps=2
     assert math.isfinite(run["metrics.dev_strict_f1"]) and math.isfinite(run["metrics.test_strict_f1"])  # kept
     study = study_of_name(tmp_path, "pruning")

@@ -78,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     grid, search = runs(args.grid, args.experiment), runs(args.search, args.experiment)
     print(f"grid: {len(grid)} runs\n{table(grid, args.markdown)}\n")
-    print(f"search: {len(search)} trials ({int(search['pruned'].sum())} pruned)\n{table(search, args.markdown)}\n")
+    print(f"search: {len(search)} runs trained ({int(search['pruned'].sum())} pruned)\n{table(search, args.markdown)}\n")
     g, s = best(grid), best(search)
     rows = []
     for name, df, b in (("grid", grid, g), ("search", search, s)):

@@ -7,12 +7,16 @@ training split as trained, dev included under ``data.train_on=train+dev``; ``tra
 class (tag ``device``: ``cpu`` or ``cuda``; runs recorded before that tag count as unknown). A
 model's throughput is the median over its runs of words trained per second, each brought to the
 job's ``max_seq_length`` and precision (``expected_seconds``); a job then takes its corpus's
-training words × epochs at that rate. Runs on another device class are never used (no factor
+training words × epochs at that rate, plus its dev evaluations at the time one took (runs record
+``time/train_eval_seconds`` and ``train/evaluations`` since the learning-curve measurements: a dev
+evaluation costs the same whatever the training size, so a 5% subsample's job is mostly
+evaluation). A resumed run is left out (its time is the last attempt's). Runs on another device class are never used (no factor
 turns a CPU's speed into a GPU's): such a job has "no data to estimate from".
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +66,15 @@ class Sample:
     max_train: str  # data.max_train_sentences as recorded ("None" when the whole split)
     fraction: str = "None"  # data.train_fraction (a learning curve's size) as recorded, "None" when unset
     documents: str = "None"  # data.train_documents, likewise
+    eval_seconds: float | None = None  # of its training time, the dev evaluations (runs since the metric)
+    evaluations: float | None = None  # how many
+    dev_words: float | None = None  # words of its dev split
+    max_eval: str = "None"  # data.max_eval_sentences as recorded
+
+    @property
+    def per_evaluation(self) -> float | None:
+        """Seconds one dev evaluation took, where the run recorded it."""
+        return self.eval_seconds / self.evaluations if self.eval_seconds and self.evaluations else None
 
 
 def _metric(run, name: str):
@@ -80,11 +93,17 @@ def samples(runs) -> list[Sample]:
         tags, params = r.data.tags, r.data.params
         if not secs or not words or not epochs or secs <= 0 or "train.max_seq_length" not in params:
             continue
-        out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / secs,
+        if _metric(r, "resumed"):  # its train_seconds are the last attempt's, its epochs the whole run's
+            continue
+        eval_secs, evals = _metric(r, "train_eval_seconds"), _metric(r, "train_evaluations")
+        training = secs - eval_secs if eval_secs and evals and eval_secs < secs else secs
+        out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / training,
                           int(params["train.max_seq_length"]), tags.get("precision", "fp32"), tags.get("device"),
                           words, _metric(r, "data_train_sentences"), params.get("data.train_on", "train"),
                           params.get("data.max_train_sentences", "None"), params.get("data.train_fraction", "None"),
-                          params.get("data.train_documents", "None")))
+                          params.get("data.train_documents", "None"),
+                          eval_secs if training < secs else None, evals if training < secs else None,
+                          _metric(r, "data_dev_tokens"), params.get("data.max_eval_sentences", "None")))
     return out
 
 
@@ -179,9 +198,40 @@ def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
         sentences = _sentences(cfg, known)
         if sentences:
             epochs = t.max_steps * t.batch_size * t.grad_accum / sentences
-    secs = statistics.median(expected_seconds(words, epochs, s.rate, s.seq_len, int(t.max_seq_length),
-                                              s.precision, want_precision) for s in (exact or on_device))
+    evaluations = _evaluations(cfg, epochs, _sentences(cfg, known))
+    dev = _dev_words(cfg, known)
+    secs = statistics.median(
+        expected_seconds(words, epochs, s.rate, s.seq_len, int(t.max_seq_length), s.precision, want_precision)
+        + evaluation_seconds(s, evaluations, dev, int(t.max_seq_length), want_precision)
+        for s in (exact or on_device))
     return Estimate(secs, want_device if want_device != "?" else None, len(exact or on_device))
+
+
+def evaluation_seconds(s: Sample, evaluations: int, dev_words: float | None, seq_len: int, precision: str) -> float:
+    """The job's dev evaluations, at the time one evaluation took run ``s``, scaled by the dev
+    words (the job's where a run on its corpus recorded them, else taken as the run's) and by
+    ``expected_seconds``' length and precision factors. 0 for a run recorded before its evaluation
+    time was (its rate then includes them, as before)."""
+    if s.per_evaluation is None:
+        return 0.0
+    ratio = dev_words / s.dev_words if dev_words and s.dev_words else 1.0
+    return evaluations * expected_seconds(ratio, 1, 1 / s.per_evaluation, s.seq_len, seq_len, s.precision, precision)
+
+
+def _evaluations(cfg, epochs: float, sentences: float | None) -> int:
+    """How many dev evaluations the job makes: one an epoch, or one every ``train.checkpoint_steps``."""
+    t = cfg.train
+    if t.checkpoint_steps and sentences:
+        steps = epochs * math.ceil(sentences / (t.batch_size * t.grad_accum))
+        return max(1, int(steps // int(t.checkpoint_steps)))
+    return max(1, math.ceil(epochs))
+
+
+def _dev_words(cfg, known: list[Sample]) -> float | None:
+    """Words of the job's dev split, as a run on the same corpus and dev cap recorded."""
+    same = [s.dev_words for s in known if s.dataset == cfg.dataset.name and s.dev_words
+            and s.max_eval == str(cfg.data.max_eval_sentences)]
+    return statistics.median(same) if same else None
 
 
 def _sentences(cfg, known: list[Sample]) -> float | None:

@@ -289,8 +289,13 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
                     cfg.train.patience, log_metrics, resume_from, tuple(callbacks) + tuple(collapse.sentinels(cfg.train)),
                     score=scoring.score)
+    first = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else 0
+    evals = [h["eval_runtime"] for h in trainer.state.log_history if "eval_runtime" in h and h.get("step", 0) > first]
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
-               "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from))}
+               "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from)),
+               # of train_seconds, the dev evaluations of this attempt: plan's estimates keep them apart
+               # (bioner_grid.estimate), as they cost the same whatever the training size
+               "train_eval_seconds": float(sum(evals)), "train_evaluations": float(len(evals))}
     return trainer, metrics
 
 

@@ -34,6 +34,9 @@ def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data
     first = run_inproc(tmp_path, data_root, *TINY, "train.epochs=1", out=tmp_path / "first")
     run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(first["run_id"])
     assert run.data.tags["device"] == "cpu"  # what the estimate needs to know: the device class it trained on
+    # and, of its training time, its one dev evaluation's (an evaluation costs the same at any training size)
+    assert run.data.metrics["train/evaluations"] == 1
+    assert 0 < run.data.metrics["time/train_eval_seconds"] < first["metrics"]["train_seconds"]
 
     # the same job for 2 epochs: plan's estimate, then the real run's measured training time
     r = plan_inproc(monkeypatch, capsys, tmp_path, *store, *TINY, "train.epochs=2")
@@ -46,6 +49,7 @@ def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data
     # the same corpus, max_seq_length, precision and device: twice the recorded run's training time, as
     # printed (whole seconds or tenths of a minute). Deterministic: it never compares against a second
     # run's clock, which a loaded machine stretches (bench figures: README, "What a grid will cost").
+    # its evaluations once per epoch at the time one took, its training at its rate
     expected = 2 * first["metrics"]["train_seconds"]
     assert abs(estimated - expected) <= (0.5 if expected < 60 else 3), (estimated, expected)
 
@@ -93,3 +97,19 @@ def test_a_learning_curve_size_is_estimated_as_its_fraction_of_the_whole_split(d
     part = estimate.estimate(compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm",
                                       "data.train_fraction=0.25"]), [whole])
     assert part.seconds == pytest.approx(full.seconds / 4)
+
+
+def test_dev_evaluations_are_estimated_apart_from_training(data_root):
+    """A run that recorded its evaluation time: a job on the same corpus trains its own words at the
+    run's training rate and evaluates the same dev split as often as its epochs, at the run's time
+    per evaluation, so a 10% learning-curve job is not estimated at a tenth of the whole run."""
+    from bioner_grid.config import compose
+
+    # 100 s in all, 40 s of it 4 evaluations: training 40000 words x 4 epochs in 60 s
+    run = estimate.Sample("minilm", "ncbi_disease", 40000.0 * 4 / 60, 128, "bf16", "cpu", 40000.0, 2000.0, "train",
+                          "None", eval_seconds=40.0, evaluations=4.0, dev_words=20000.0)
+    tenth = compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm", "train.epochs=4",
+                     "data.train_fraction=0.1"])
+    assert estimate.estimate(tenth, [run]).seconds == pytest.approx(6.0 + 40.0)
+    two = compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm", "train.epochs=2"])
+    assert estimate.estimate(two, [run]).seconds == pytest.approx(30.0 + 20.0)

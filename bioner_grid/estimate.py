@@ -7,10 +7,11 @@ training split as trained, dev included under ``data.train_on=train+dev``; ``tra
 class (tag ``device``: ``cpu`` or ``cuda``; runs recorded before that tag count as unknown). A
 model's throughput is the median over its runs of words trained per second, each brought to the
 job's ``max_seq_length`` and precision (``expected_seconds``); a job then takes its corpus's
-training words × epochs at that rate, plus its dev evaluations at the time one took (runs record
-``time/train_eval_seconds`` and ``train/evaluations`` since the learning-curve measurements: a dev
-evaluation costs the same whatever the training size, so a 5% subsample's job is mostly
-evaluation). A resumed run is left out (its time is the last attempt's). Runs on another device class are never used (no factor
+training words × epochs at the rate of the optimiser steps, plus per dev evaluation what the
+run spent between steps (the evaluation, the checkpoint after it, the setup; runs record
+``time/train_step_seconds``, ``time/train_eval_seconds`` and ``train/evaluations`` since the
+learning-curve measurements, older runs' rate includes it all): that part costs the same whatever
+the training size, and a 5% subsample's job is mostly that. A resumed run is left out (its time is the last attempt's). Runs on another device class are never used (no factor
 turns a CPU's speed into a GPU's): such a job has "no data to estimate from".
 """
 
@@ -66,15 +67,12 @@ class Sample:
     max_train: str  # data.max_train_sentences as recorded ("None" when the whole split)
     fraction: str = "None"  # data.train_fraction (a learning curve's size) as recorded, "None" when unset
     documents: str = "None"  # data.train_documents, likewise
-    eval_seconds: float | None = None  # of its training time, the dev evaluations (runs since the metric)
-    evaluations: float | None = None  # how many
+    # of its training time, apart from the optimiser steps (runs since these metrics; None before):
+    evaluations: float | None = None  # its dev evaluations
+    eval_seconds: float = 0.0  # their time
+    other_seconds: float = 0.0  # the rest: checkpoints written after each, the Trainer's setup
     dev_words: float | None = None  # words of its dev split
     max_eval: str = "None"  # data.max_eval_sentences as recorded
-
-    @property
-    def per_evaluation(self) -> float | None:
-        """Seconds one dev evaluation took, where the run recorded it."""
-        return self.eval_seconds / self.evaluations if self.eval_seconds and self.evaluations else None
 
 
 def _metric(run, name: str):
@@ -95,14 +93,15 @@ def samples(runs) -> list[Sample]:
             continue
         if _metric(r, "resumed"):  # its train_seconds are the last attempt's, its epochs the whole run's
             continue
-        eval_secs, evals = _metric(r, "train_eval_seconds"), _metric(r, "train_evaluations")
-        training = secs - eval_secs if eval_secs and evals and eval_secs < secs else secs
-        out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / training,
+        steps, evals, eval_secs = (_metric(r, k) for k in ("train_step_seconds", "train_evaluations", "train_eval_seconds"))
+        apart = bool(steps and evals and 0 < steps < secs)  # recorded: the steps' time apart from the rest
+        out.append(Sample(tags.get("model", "?"), tags.get("dataset", "?"), words * epochs / (steps if apart else secs),
                           int(params["train.max_seq_length"]), tags.get("precision", "fp32"), tags.get("device"),
                           words, _metric(r, "data_train_sentences"), params.get("data.train_on", "train"),
                           params.get("data.max_train_sentences", "None"), params.get("data.train_fraction", "None"),
                           params.get("data.train_documents", "None"),
-                          eval_secs if training < secs else None, evals if training < secs else None,
+                          evals if apart else None, (eval_secs or 0.0) if apart else 0.0,
+                          max(0.0, secs - steps - (eval_secs or 0.0)) if apart else 0.0,
                           _metric(r, "data_dev_tokens"), params.get("data.max_eval_sentences", "None")))
     return out
 
@@ -208,14 +207,17 @@ def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
 
 
 def evaluation_seconds(s: Sample, evaluations: int, dev_words: float | None, seq_len: int, precision: str) -> float:
-    """The job's dev evaluations, at the time one evaluation took run ``s``, scaled by the dev
-    words (the job's where a run on its corpus recorded them, else taken as the run's) and by
-    ``expected_seconds``' length and precision factors. 0 for a run recorded before its evaluation
-    time was (its rate then includes them, as before)."""
-    if s.per_evaluation is None:
+    """The job's time between optimiser steps, per dev evaluation as run ``s`` spent it: the
+    evaluation itself, scaled by the dev words (the job's where a run on its corpus recorded them,
+    else taken as the run's) and ``expected_seconds``' length and precision factors, and the rest
+    (the checkpoint written after it, the Trainer's setup) as it was. 0 for a run recorded before
+    these times were (its rate then includes them)."""
+    if not s.evaluations:
         return 0.0
     ratio = dev_words / s.dev_words if dev_words and s.dev_words else 1.0
-    return evaluations * expected_seconds(ratio, 1, 1 / s.per_evaluation, s.seq_len, seq_len, s.precision, precision)
+    per_eval = s.eval_seconds / s.evaluations
+    evaluate = expected_seconds(ratio, 1, 1 / per_eval, s.seq_len, seq_len, s.precision, precision) if per_eval else 0.0
+    return evaluations * (evaluate + s.other_seconds / s.evaluations)
 
 
 def _evaluations(cfg, epochs: float, sentences: float | None) -> int:

@@ -114,6 +114,28 @@ class WeightedLossTrainer(Trainer):
         return SequentialSampler(eval_dataset)
 
 
+class StepClock(TrainerCallback):
+    """Seconds spent in optimiser steps (forward, backward, update), apart from what the Trainer
+    does between them (dev evaluations, checkpoints): plan's estimates scale the one with the
+    training words and the other with the evaluations (``bioner_grid.estimate``)."""
+
+    def __init__(self):
+        self.seconds, self._started = 0.0, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+
+def step_seconds(trainer) -> float:
+    """The optimiser steps' seconds of this attempt (``StepClock``)."""
+    return next(c.seconds for c in trainer.callback_handler.callbacks if isinstance(c, StepClock))
+
+
 class EpochLog(TrainerCallback):
     """Hands the train loss and dev scores of every logging/evaluation point (each epoch, or every
     ``train.checkpoint_steps`` steps) to ``sink(metrics, global step)``."""
@@ -306,7 +328,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
     or the last). ``score(gold, pred)`` scores the dev set at each evaluation (``scoring.score``);
     ``callbacks``: more Trainer callbacks (a test stops a run right after a checkpoint)."""
     dev_windows = by_length(dev_windows)
-    callbacks = [EpochLog(sink), *callbacks]
+    callbacks = [EpochLog(sink), StepClock(), *callbacks]
     if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
         callbacks.append(preempt.StopAtSignal())
     if patience:

@@ -36,7 +36,8 @@ def test_plan_estimates_a_rerun_from_a_finished_run_and_says_when_it_has_no_data
     assert run.data.tags["device"] == "cpu"  # what the estimate needs to know: the device class it trained on
     # and, of its training time, its one dev evaluation's (an evaluation costs the same at any training size)
     assert run.data.metrics["train/evaluations"] == 1
-    assert 0 < run.data.metrics["time/train_eval_seconds"] < first["metrics"]["train_seconds"]
+    times = [run.data.metrics[f"time/train_{k}seconds"] for k in ("step_", "eval_", "")]
+    assert 0 < times[0] and 0 < times[1] and times[0] + times[1] < times[2]
 
     # the same job for 2 epochs: plan's estimate, then the real run's measured training time
     r = plan_inproc(monkeypatch, capsys, tmp_path, *store, *TINY, "train.epochs=2")
@@ -100,16 +101,21 @@ def test_a_learning_curve_size_is_estimated_as_its_fraction_of_the_whole_split(d
 
 
 def test_dev_evaluations_are_estimated_apart_from_training(data_root):
-    """A run that recorded its evaluation time: a job on the same corpus trains its own words at the
-    run's training rate and evaluates the same dev split as often as its epochs, at the run's time
-    per evaluation, so a 10% learning-curve job is not estimated at a tenth of the whole run."""
+    """A run that recorded its optimiser steps' time apart: a job on the same corpus trains its own
+    words at the steps' rate and spends per evaluation (one an epoch) what the run spent between
+    steps, so a 10% learning-curve job is not estimated at a tenth of the whole run."""
     from bioner_grid.config import compose
 
-    # 100 s in all, 40 s of it 4 evaluations: training 40000 words x 4 epochs in 60 s
+    # 100 s in all: 60 s of steps training 40000 words x 4 epochs, 4 evaluations of 8 s, 8 s of checkpoints
     run = estimate.Sample("minilm", "ncbi_disease", 40000.0 * 4 / 60, 128, "bf16", "cpu", 40000.0, 2000.0, "train",
-                          "None", eval_seconds=40.0, evaluations=4.0, dev_words=20000.0)
+                          "None", evaluations=4.0, eval_seconds=32.0, other_seconds=8.0, dev_words=20000.0)
     tenth = compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm", "train.epochs=4",
                      "data.train_fraction=0.1"])
     assert estimate.estimate(tenth, [run]).seconds == pytest.approx(6.0 + 40.0)
     two = compose([f"data.root={data_root}", "dataset=ncbi_disease", "model=minilm", "train.epochs=2"])
     assert estimate.estimate(two, [run]).seconds == pytest.approx(30.0 + 20.0)
+    # a dev split twice as long: its evaluations twice as long, the checkpoints as they were
+    longer = estimate.Sample("minilm", "bc5cdr_disease", 1.0, 128, "bf16", "cpu", 1.0, 1.0, "train", "None",
+                             dev_words=40000.0)
+    other = compose([f"data.root={data_root}", "dataset=bc5cdr_disease", "model=minilm", "train.epochs=4"])
+    assert estimate.evaluation_seconds(run, 4, estimate._dev_words(other, [run, longer]), 128, "bf16") == pytest.approx(72.0)

@@ -405,10 +405,27 @@ class RunStore:
     def download_uri(self, artifact_uri: str) -> Path:
         """A ``models:/`` or ``runs:/`` URI's files, as a local folder; ``LookupError`` when there are none."""
         try:
-            return Path(self.call(mlflow.artifacts.download_artifacts, artifact_uri=artifact_uri,
-                                  tracking_uri=self.uri))
+            source = self.call(self._artifact_source, artifact_uri)
+            return Path(self.call(mlflow.artifacts.download_artifacts, artifact_uri=source, tracking_uri=self.uri))
         except MlflowException as e:
             raise LookupError(problem(e)) from None
+
+    def _artifact_source(self, uri: str) -> str:
+        """Where a ``models:/`` URI's files are, looked up in this store. MLflow 3.17's
+        ``download_artifacts(models:/…, tracking_uri=…)`` looks a logged model up in the global
+        tracking store instead (``Logged model with ID … not found`` for any other store), so the
+        logged model (``models:/m-…``) or registered version (``models:/name/version``,
+        ``models:/name@alias``) is resolved here, through this store's client."""
+        if not uri.startswith("models:/"):
+            return uri  # runs:/ URIs are looked up with tracking_uri
+        name, _, version = uri[len("models:/"):].partition("/")
+        if not version and "@" not in name:
+            return self.client.get_logged_model(name).artifact_location
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            version = self.client.get_model_version_by_alias(name, alias).version
+        source = self.client.get_model_version_download_uri(name, version)
+        return self._artifact_source(source) if source.startswith("models:/m-") else source  # a logged model's
 
     def load_text(self, run_id: str, path: str) -> str:
         return self.download(run_id, path).read_text(encoding="utf-8")

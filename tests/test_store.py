@@ -295,3 +295,34 @@ def test_a_saved_model_lands_in_the_runs_experiment_and_artifact_folder(tmp_path
     assert model.source_run_id == run.info.run_id
     assert model.artifact_location.startswith((tmp_path / "artifacts").as_uri())
     assert not (work / "mlruns").exists() and "MLFLOW_EXPERIMENT_ID" not in __import__("os").environ
+
+
+def test_a_logged_model_downloads_from_the_store_named_whatever_the_global_tracking_uri(tmp_path, monkeypatch):
+    """A sweep job's model lives in MLflow only (``models:/m-…``). ``tag model=RUN_ID tracking.uri=X``
+    and ``tag_compare`` fetch it from X even when MLflow's global tracking URI names another store
+    (MLflow 3.17's ``download_artifacts(models:/…, tracking_uri=X)`` looked in the global one:
+    "Logged model with ID … not found"); registered versions likewise."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bioner_grid.store import RunStore
+
+    uri = f"sqlite:///{tmp_path}/store.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(experiment)
+    model = client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "bioner_grid.json").write_text('{"labels": ["O"], "max_seq_length": 8}\n')
+    client.log_model_artifacts(model.model_id, str(folder))
+    tracking_uri = mlflow.tracking._tracking_service.utils
+    monkeypatch.setattr(tracking_uri, "_tracking_uri", uri)  # MLflow registers a logged model from the global store
+    client.create_registered_model("bioner-x")
+    client.create_model_version("bioner-x", f"models:/{model.model_id}", run_id=run.info.run_id)
+    client.set_registered_model_alias("bioner-x", "best", "1")
+    monkeypatch.setattr(tracking_uri, "_tracking_uri", f"sqlite:///{tmp_path}/other.db")
+    store = RunStore(uri, "")
+    for spec in (f"models:/{model.model_id}", "models:/bioner-x/1", "models:/bioner-x@best"):
+        local = store.download_uri(spec)
+        assert (local / "bioner_grid.json").read_text().startswith('{"labels"'), spec

@@ -92,6 +92,25 @@ def test_the_three_modes_are_compared_per_type_on_biored(aio_model, data_root, c
     assert checked > 0
 
 
+def test_every_mode_reads_its_tags_as_the_tagger_writes_entities():
+    """A pass's stray I-X is an entity for the tagger (``entity_spans``, conlleval's reading), so the
+    comparison counts it as one in every mode, one pass or several (a merged tagging rewrites it as
+    B-X): the modes then differ only in their predictions."""
+
+    class Tagger:
+        types = ["Disease", "Gene"]
+
+        def plan(self, types, mode):
+            return {"all": [("ALL", {"Disease", "Gene"})], "individual": [("Gene", {"Gene"}), ("ALL", {"Disease"})]}[mode]
+
+        def predict_pass(self, tokens, task):
+            return [["I-Gene", "O", "B-Disease"]] if task == "ALL" else [["I-Gene", "O", "O"]]
+
+    scores = tag_compare.compare(Tagger(), [["BRCA1", "in", "cancer"]], [["B-Gene", "O", "B-Disease"]],
+                                 modes=("all", "individual"))
+    assert scores["all"]["f1"] == scores["individual"]["f1"] == 1.0
+
+
 def test_tag_refuses_a_mode_it_does_not_know(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("Some text.\n")
     code = tag.main([f"model={tmp_path}", f"input={tmp_path}/x.txt", "format=text", f"out={tmp_path}/o", "tag.mode=every"])

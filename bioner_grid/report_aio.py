@@ -221,11 +221,17 @@ def tables(df: pd.DataFrame, split: str, fmt, files=None, boot=None):
     if runs.empty:
         return []
     out = []
-    combos = runs.groupby(["model_name", "scheme"], dropna=False).groups
-    for (model, scheme), idx in combos.items():
+    # one table per model, scheme, lr, batch size and overlap policy: runs that differ in any of these
+    # are other configurations, never seeds of one setting (a data.overlap=warn run beside a drop run)
+    keys = ["model_name", "scheme", "lr", "batch_size"] + (["overlap.policy"] if "overlap.policy" in runs else [])
+    combos = runs.groupby(keys, dropna=False).groups
+    for combo, idx in combos.items():
         pairing = Pairing(runs.loc[idx], files, boot, split)
         header, rows = comparison_rows(runs.loc[idx], split, fmt, pairing)
-        which = f"; {model}, {scheme}" if len(combos) > 1 else ""
+        varying = [i for i, k in enumerate(keys) if runs[k].astype(str).nunique() > 1 or i < 2]
+        names = {"lr": "lr", "batch_size": "batch", "overlap.policy": "overlap"}
+        shown = ", ".join(f"{names[keys[i]]}={combo[i]}" if i >= 2 else str(combo[i]) for i in varying)
+        which = f"; {shown}" if len(combos) > 1 else ""
         test = (f"[95 % interval] of the paired bootstrap of the setting against BL1 on the member's {split} sentences "
                 f"({boot.resamples} resamples; seeds averaged)" if boot is not None else
                 "no interval: the report has no predictions to pair (report.mode=default, or none given)")

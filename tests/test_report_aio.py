@@ -110,3 +110,21 @@ def test_a_members_part_of_a_tagged_and_a_plain_run_pairs(tmp_path):
     with pytest.raises(DataError, match="not the same test sentences"):
         Bootstrap(1000).compare([a], [first])
     assert member_predictions(plain, slices, "BioRED", "test", False, "f") is None  # no slice recorded for it
+
+
+def test_runs_of_another_overlap_policy_are_another_table_not_another_seed():
+    """Two all-in-one runs that differ in ``data.overlap`` (test documents kept in training, or
+    dropped) are two configurations: each in its own table, never averaged as two seeds."""
+    import pandas as pd
+
+    from bioner_grid.report import fmt
+    from bioner_grid.report_aio import tables
+
+    runs = pd.DataFrame([{"run_id": f"r{i}", "status": "FINISHED", "aio_members": "BioRED,NLMgene", "aio_merge": None,
+                          "aio_types_only": None, "model_name": "minilm", "scheme": "welt", "lr": 1e-4, "batch_size": 32,
+                          "overlap.policy": policy, "test_BioRED_strict_f1": f1, "pruned": None, "collapsed": None}
+                         for i, (policy, f1) in enumerate((("drop", 0.7561), ("warn", 0.7789)))])
+    found = tables(runs, "test", fmt)
+    assert [t[0] for t in found] == ["Settings per member corpus, AIONER Table 3 (test strict F1, %; minilm, welt, overlap=drop)",
+                                     "Settings per member corpus, AIONER Table 3 (test strict F1, %; minilm, welt, overlap=warn)"]
+    assert [t[2][0][1][0] for t in found] == ["75.61", "77.89"]

@@ -130,8 +130,10 @@ def _quiet_bar(factory, args, kwargs):
     return factory(*args, **kwargs)
 
 
-_FILTER = LoadReportFilter()
-_LOG_FILTERS = {name: PrefixFilter(prefixes) for name, prefixes in QUIET_LOGS.items()}
+# (logger, filter) pairs install adds (and -v takes away): the load report where transformers logs
+# it, and the prefixes of QUIET_LOGS
+_LOG_FILTERS = [(name, LoadReportFilter()) for name in ("transformers.modeling_utils", "transformers.modeling_layers")]
+_LOG_FILTERS += [(name, PrefixFilter(prefixes)) for name, prefixes in QUIET_LOGS.items()]
 _SET: dict[str, str] = {}  # the variables of QUIET_ENV that install set (a user's own are left alone)
 
 
@@ -150,12 +152,7 @@ def install(transformers: bool = False) -> None:
     logging.getLogger("mlflow").setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "INFO").upper())
     for pattern, category in QUIET_WARNINGS:  # the newest filter for the same text wins
         warnings.filterwarnings("default" if loud else "ignore", message=pattern, category=category)
-    for name in ("transformers.modeling_utils", "transformers.modeling_layers"):  # where the report is logged
-        logger = logging.getLogger(name)
-        logger.removeFilter(_FILTER)
-        if not loud:
-            logger.addFilter(_FILTER)
-    for name, log_filter in _LOG_FILTERS.items():
+    for name, log_filter in _LOG_FILTERS:
         logger = logging.getLogger(name)
         logger.removeFilter(log_filter)
         if not loud:

@@ -83,7 +83,6 @@ class Adapter:
         return sorted({label[2:] for label in labels if label[:2] in ("B-", "I-")})
 
 
-
 @dataclass
 class Corpus:
     name: str

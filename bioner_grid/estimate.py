@@ -11,8 +11,9 @@ training words × epochs at the rate of the optimiser steps, plus per dev evalua
 run spent between steps (the evaluation, the checkpoint after it, the setup; runs record
 ``time/train_step_seconds``, ``time/train_eval_seconds`` and ``train/evaluations`` since the
 learning-curve measurements, older runs' rate includes it all): that part costs the same whatever
-the training size, and a 5% subsample's job is mostly that. A resumed run is left out (its time is the last attempt's). Runs on another device class are never used (no factor
-turns a CPU's speed into a GPU's): such a job has "no data to estimate from".
+the training size, and a 5% subsample's job is mostly that. A resumed run is left out (its time is
+the last attempt's). Runs on another device class are never used (no factor turns a CPU's speed
+into a GPU's): such a job has "no data to estimate from".
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from bioner_grid.store import run_metrics
 
@@ -134,8 +134,14 @@ def corpus_words(cfg, known: list[Sample]) -> float | None:
     if documents is not None:
         return None  # documents differ in length: no count of them without a run that trained on them
     if fraction is not None:
-        whole = corpus_words(OmegaConf.merge(cfg, {"data": {"train_fraction": None}}), known)
-        return None if whole is None else whole * float(fraction)
+        whole = [s.words for s in known if _same_split(cfg, s)]
+        words = statistics.median(whole) if whole else _counted_words(cfg)
+        return None if words is None else words * float(fraction)
+    return _counted_words(cfg)
+
+
+def _counted_words(cfg) -> float | None:
+    """Words of a CoNLL training split read whole (one token a line; None for other formats or caps)."""
     if cfg.dataset.format != "conll" or cfg.data.max_train_sentences is not None:
         return None
     files = [cfg.dataset.train] + ([cfg.dataset.dev] if cfg.data.train_on == "train+dev" and cfg.dataset.get("dev") else [])
@@ -193,11 +199,10 @@ def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
         return Estimate(None, why=f"no finished run on {cfg.dataset.name} with these data settings")
     t = cfg.train
     epochs = float(t.epochs)
-    if t.max_steps and t.max_steps > 0:  # the Trainer stops at max_steps: epochs as sentences seen
-        sentences = _sentences(cfg, known)
-        if sentences:
-            epochs = t.max_steps * t.batch_size * t.grad_accum / sentences
-    evaluations = _evaluations(cfg, epochs, _sentences(cfg, known))
+    sentences = _sentences(cfg, known)
+    if t.max_steps and t.max_steps > 0 and sentences:  # the Trainer stops at max_steps: epochs as sentences seen
+        epochs = t.max_steps * t.batch_size * t.grad_accum / sentences
+    evaluations = _evaluations(cfg, epochs, sentences)
     dev = _dev_words(cfg, known)
     secs = statistics.median(
         expected_seconds(words, epochs, s.rate, s.seq_len, int(t.max_seq_length), s.precision, want_precision)

@@ -230,11 +230,12 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
-def process_gone(tags: dict[str, str]) -> bool:
-    """Whether the process a run's ``ops.host``/``ops.pid`` tags name was on this host and has ended
-    (a sweep's launcher killed with SIGKILL: nothing it could do on its way out)."""
+def process_gone(tags: dict[str, str], host: str | None = None) -> bool:
+    """Whether the process a run's ``ops.host``/``ops.pid`` tags name was on this host (``host``,
+    default this machine's name) and has ended (a job or a sweep's launcher killed with SIGKILL:
+    nothing it could do on its way out)."""
     pid = ops_tag(tags, "pid")
-    return bool(pid) and ops_tag(tags, "host") == socket.gethostname() and not _pid_alive(pid)
+    return bool(pid) and ops_tag(tags, "host") == (host or socket.gethostname()) and not _pid_alive(pid)
 
 
 def is_live(tags: dict[str, str], now: float, heartbeat_s: float, me: dict[str, str] | None = None) -> bool:
@@ -253,10 +254,7 @@ def is_live(tags: dict[str, str], now: float, heartbeat_s: float, me: dict[str, 
         return False
     if me["slurm_job_id"] and ops_tag(tags, "slurm_job_id") == me["slurm_job_id"]:
         return False
-    pid = ops_tag(tags, "pid")
-    if ops_tag(tags, "host") == me["host"] and pid and not _pid_alive(pid):
-        return False
-    return True
+    return not process_gone(tags, me["host"])
 
 
 # ---------------------------------------------------------------------------------------------

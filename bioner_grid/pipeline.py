@@ -24,7 +24,7 @@ from bioner_grid.corpus import SPLITS, Corpus, Split, subsample_of
 from bioner_grid.data import ExtraTest, check_extra_labels, check_root, load_corpus, load_extra_tests, split_stats
 from bioner_grid.scoring import mismatch_examples
 from bioner_grid.modeling import build_from_saved, build_model, check_saved, load_tokenizer
-from bioner_grid.train import predict, step_seconds, train, training_arguments
+from bioner_grid.train import clock, predict, train, training_arguments
 from bioner_grid.weights import count_classes, is_degenerate, label_weights, scheme_weights
 
 log = logging.getLogger(__name__)
@@ -289,15 +289,14 @@ def fit(cfg, p: Prepared, tokenizer, windows, model, resume_from: str | None, lo
     trainer = train(model, tokenizer, p.args, windows["train"], windows["dev"], dev_gold, p.id2label, p.label_weights,
                     cfg.train.patience, log_metrics, resume_from, tuple(callbacks) + tuple(collapse.sentinels(cfg.train)),
                     score=scoring.score)
-    first = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else 0
-    evals = [h["eval_runtime"] for h in trainer.state.log_history if "eval_runtime" in h and h.get("step", 0) > first]
+    spent = clock(trainer)
     metrics = {"train_seconds": time.perf_counter() - started, "train_steps": trainer.state.global_step,
                "train_epochs": float(trainer.state.epoch or 0), "resumed": float(bool(resume_from)),
                # of train_seconds, the optimiser steps and the dev evaluations of this attempt: plan's
                # estimates keep them apart (bioner_grid.estimate): an evaluation and its checkpoint cost
                # the same whatever the training size
-               "train_step_seconds": step_seconds(trainer), "train_eval_seconds": float(sum(evals)),
-               "train_evaluations": float(len(evals))}
+               "train_step_seconds": spent.step_seconds, "train_eval_seconds": spent.eval_seconds,
+               "train_evaluations": float(spent.evaluations)}
     return trainer, metrics
 
 

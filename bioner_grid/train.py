@@ -114,26 +114,31 @@ class WeightedLossTrainer(Trainer):
         return SequentialSampler(eval_dataset)
 
 
-class StepClock(TrainerCallback):
-    """Seconds spent in optimiser steps (forward, backward, update), apart from what the Trainer
-    does between them (dev evaluations, checkpoints): plan's estimates scale the one with the
-    training words and the other with the evaluations (``bioner_grid.estimate``)."""
+class Clock(TrainerCallback):
+    """This attempt's training time split: seconds in optimiser steps (forward, backward, update)
+    and in dev evaluations, and how many evaluations; the rest is what the Trainer does between
+    (checkpoints, setup). Plan's estimates scale the steps with the training words and the rest
+    with the evaluations (``bioner_grid.estimate``)."""
 
     def __init__(self):
-        self.seconds, self._started = 0.0, None
+        self.step_seconds, self.eval_seconds, self.evaluations, self._started = 0.0, 0.0, 0, None
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._started is not None:
-            self.seconds += time.perf_counter() - self._started
+            self.step_seconds += time.perf_counter() - self._started
             self._started = None
 
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.eval_seconds += float((metrics or {}).get("eval_runtime", 0.0))
+        self.evaluations += 1
 
-def step_seconds(trainer) -> float:
-    """The optimiser steps' seconds of this attempt (``StepClock``)."""
-    return next(c.seconds for c in trainer.callback_handler.callbacks if isinstance(c, StepClock))
+
+def clock(trainer) -> Clock:
+    """The ``Clock`` of a trainer built by ``train``."""
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, Clock))
 
 
 class EpochLog(TrainerCallback):
@@ -328,7 +333,7 @@ def train(model, tokenizer, args, train_windows, dev_windows, dev_gold, id2label
     or the last). ``score(gold, pred)`` scores the dev set at each evaluation (``scoring.score``);
     ``callbacks``: more Trainer callbacks (a test stops a run right after a checkpoint)."""
     dev_windows = by_length(dev_windows)
-    callbacks = [EpochLog(sink), StepClock(), *callbacks]
+    callbacks = [EpochLog(sink), Clock(), *callbacks]
     if preempt.installed():  # a submitit job: on the time-limit signal, finish the step, checkpoint, requeue
         callbacks.append(preempt.StopAtSignal())
     if patience:

@@ -56,12 +56,16 @@ from bioner_grid.runtable import (
 )
 from bioner_grid.significance import Bootstrap, Result, cached_predictions, p_text
 from bioner_grid.sweep import settle_submitted
+from bioner_grid.tracking import ABSENT_PARAMS
 
 log = logging.getLogger(__name__)
 
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
+# Settings in the run key that do not change the model or its scores on its own corpus (more test
+# sets scored beside them): no variant of their own in the tables.
+EVALUATION_ONLY = ("params.evaluation.extra_tests",)
 COLLAPSED = "collapsed"  # a cell whose every run the collapse sentinel stopped (bioner_grid.collapse)
 # Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
 # name for a corpus in the corpus tables, its own tables (report_aio.ReportHooks: the all-in-one corpus).
@@ -107,6 +111,7 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
         out[key] = pd.to_numeric(out[key], errors="coerce")
     settings = df[[c for c in df.columns if (c.startswith("params.") and defines_result(c[len("params."):])
                                             and c != "params.train.seed") or c.startswith("tags.data_sha256.")]]
+    settings = settings.fillna({c: v for c, v in ABSENT_PARAMS.items() if c in settings})  # merge=tags, not merge=nan
     out["model_name"] = out["model"]
     out["model_lr_bs"] = variant_labels(out, settings, exclude=("params.train.lr", "params.train.batch_size"))
     out["model"] = variant_labels(out, settings)
@@ -133,11 +138,11 @@ def variant_labels(runs: pd.DataFrame, settings: pd.DataFrame, exclude=()) -> pd
     """The model's name plus the result-defining settings that differ among the runs of that model
     on that dataset (``biobert (head=crf, epochs=3)``); the bare name where nothing differs."""
     labels = runs["model"].astype(str).copy()
-    columns = sorted(c for c in settings.columns if c not in exclude)
+    columns = sorted(c for c in settings.columns if c not in exclude and c not in EVALUATION_ONLY)
     if not columns:
         return labels
     for _, idx in runs.groupby(["dataset", "model"], dropna=False).groups.items():
-        sub = settings.loc[idx, columns].astype(str)
+        sub = settings.loc[idx, columns].astype(object).fillna(MISSING).astype(str)  # a value absent from some runs differs
         scheme = runs.loc[idx, "scheme"].astype(str)
         # A scheme's own settings (scheme.kind, .beta) differ from scheme to scheme by definition: only
         # a difference within one scheme makes a variant.

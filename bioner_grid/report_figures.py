@@ -39,7 +39,9 @@ NOISE_FLOOR = 1.0  # F1 points: the ΔF1 colour scale never spans less than ± t
 CELL_PT = 10  # heatmap cell text (points, at the saved size: no figure is scaled when saved)
 MIN_FIT_POINTS = 3  # fewer points than this get no fitted line
 DPI = 100
-STYLE = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "font.size": 10, "axes.titlesize": 11}
+# svg.hashsalt: the SVG's element ids are hashes of it, not random, so that the same runs give the same bytes
+STYLE = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "bioner-grid", "font.size": 10,
+         "axes.titlesize": 11}
 
 
 def slug(name) -> str:
@@ -53,7 +55,8 @@ def _save(fig, path: Path) -> Path:
     """The figure as ``path`` (PNG) and beside it as PDF and SVG, each written as every report file
     is (``corpus.write_atomic``: a symlink planted at a path is replaced, never followed). No
     creation date in the files: a report built again from the same runs writes the same bytes."""
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure laid out on its own (a legend outside its axes) keeps that
+        fig.tight_layout()
     with matplotlib.rc_context(STYLE):
         write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI), binary=True)
         write_atomic(path.with_suffix(".pdf"), lambda f: fig.savefig(f, format="pdf", metadata={"CreationDate": None}), binary=True)
@@ -106,17 +109,20 @@ def memory_vs_time(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     if per_model.empty:
         return []
     disp = display_names(df)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.scatter(per_model["seconds"], per_model["memory"])
-    for model, r in per_model.iterrows():
-        ax.annotate(f"{shown(model, disp)} (n={int(r['n'])})", (r["seconds"], r["memory"]), fontsize=9, xytext=(4, 4),
-                    textcoords="offset points")
+    # Each point is named in a legend under the axes, not beside the point: a variant's label
+    # ("MiniLM (merge=plain, only=[...])") is longer than the axes are wide.
+    fig, ax = plt.subplots(figsize=(7, 3.6 + 0.2 * (len(per_model) + 1)), layout="constrained")
+    markers = "osD^vP*Xph<>"
+    for i, (model, r) in enumerate(per_model.iterrows()):
+        ax.scatter([r["seconds"]], [r["memory"]], marker=markers[i % len(markers)], s=40,
+                   label=f"{shown(model, disp)} (n={int(r['n'])})")
     fitted = len(per_model) >= MIN_FIT_POINTS  # a line through 2 points fits them exactly and says nothing
     if fitted:
         slope, intercept = np.polyfit(per_model["seconds"], per_model["memory"], 1)
         xs = np.linspace(per_model["seconds"].min(), per_model["seconds"].max(), 10)
-        ax.plot(xs, slope * xs + intercept, linestyle="--", label=f"least squares: {slope:.2f} MB/s ({len(per_model)} points)")
-        ax.legend()
+        ax.plot(xs, slope * xs + intercept, linestyle="--", color="grey",
+                label=f"least squares: {slope:.2f} MB/s ({len(per_model)} points)")
+    fig.legend(loc="outside lower center", fontsize=9, frameon=False)
     ax.set_xlabel("mean training time per run (s)")
     ax.set_ylabel(f"peak memory ({memory}, MB)")
     ax.margins(0.15)

@@ -161,6 +161,8 @@ def run_params(cfg) -> dict[str, str]:
 
 
 NEW_PARAM_DEFAULTS = {"model.init": "None", "dataset.merge": "tags"}
+# A param missing from a run (logged only when set) means this value: what the report shows for it.
+ABSENT_PARAMS = {f"params.{k}": v for k, v in {**identity.UNSET_PARAMS, **NEW_PARAM_DEFAULTS}.items()}
 
 
 def git_state() -> dict[str, str]:

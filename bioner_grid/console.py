@@ -42,6 +42,9 @@ QUIET_ENV = {
     # "Downloading artifacts" bars: MLflow reads the just-logged model back from the run's own artifact
     # store to validate its input example (milliseconds, local or our tracking server); a failed read raises.
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # "🏃 View run … at: <url>" and "🧪 View experiment at: <url>", written straight to stdout when a
+    # run on a tracking server ends: the job's own last line names the run, the sweep's the UI address.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 # transformers' progress bars that come and go in a second: reading a checkpoint's tensors into the

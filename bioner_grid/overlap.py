@@ -34,6 +34,7 @@ POLICIES = ("drop", "warn", "fail")
 # Runs compare every sentence: a test sentence pasted into training is a copy whatever its length.
 MATRIX_MIN_TOKENS = 8
 log = logging.getLogger(__name__)
+SAID: set[str] = set()  # the overlap lines this process has already logged (a sweep's later jobs log them at DEBUG)
 
 
 def normalise(text: str) -> str:
@@ -137,8 +138,11 @@ class Screen:
                 raise DataError(f"{units.source}: {len(found)} {units.kind} also in {ev.units.source} (data.overlap=fail)")
             self.pairs.append(Pair(ev.split, units.source, ev.units.source, units.kind, [units.where[k] for k in found],
                                    member, ev.member, ev.cross))
-            log.log(logging.INFO if self.policy == "drop" else logging.WARNING, "%s: %d %s also in %s (data.overlap=%s)",
-                    units.source, len(found), units.kind, ev.units.source, self.policy)
+            message = f"{units.source}: {len(found)} {units.kind} also in {ev.units.source} (data.overlap={self.policy})"
+            # Said once per process: the jobs of a local sweep load the same files again and again.
+            level = logging.DEBUG if message in SAID else logging.INFO if self.policy == "drop" else logging.WARNING
+            SAID.add(message)
+            log.log(level, "%s", message)
             hit.update(found)
         if self.policy != "drop" or not hit:
             return items

@@ -215,6 +215,9 @@ def test_a_sweep_with_a_password_in_its_uri_leaves_it_nowhere(tmp_path, data_roo
     assert NEEDLE not in r.stdout + r.stderr
     assert f"the jobs get http://127.0.0.1:{port}".encode() in r.stdout + r.stderr
     assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*.pkl"))) == 4  # submitted + result, per job
+    # MLflow's "🏃 View run … at: <url>" lines, printed when a run on a server ends (console.QUIET_ENV)
+    job_logs = b"".join(p.read_bytes() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
+    assert job_logs and b"View run" not in r.stdout + job_logs and b"View experiment" not in r.stdout + job_logs
     assert leaks(tmp_path, state) == []
 
     db = sqlite3.connect(state / "server.db")

@@ -2,8 +2,9 @@
 that unfolds into its jobs, the parent's page opens on the sweep's table (its description: chosen
 on dev, test shown), and a job's page shows its test strict F1. One `mlflow ui` serves every test.
 
-``python tests/test_ui.py sqlite:///STORE.db OUT_DIR [UI_ADDRESS]`` takes the screenshots in
-docs/mlflow-ui/ from a store holding a sweep (on a running `mlflow ui` at UI_ADDRESS, else its own).
+``python tests/test_ui.py sqlite:///STORE.db OUT_DIR [EXPERIMENT] [UI_ADDRESS]`` takes the screenshots in
+docs/mlflow-ui/ from a store holding a sweep in EXPERIMENT (``bioner-grid`` by default), on a running
+`mlflow ui` at UI_ADDRESS (``http://…``), else on its own.
 """
 
 from __future__ import annotations
@@ -163,13 +164,13 @@ def test_the_parent_run_opens_on_the_sweeps_table_chosen_on_dev(ui):
         driver.quit()
 
 
-def screenshots(uri: str, out: Path, base: str | None = None) -> None:
-    """The docs' screenshots from a store holding a sweep (its experiment ``bioner-grid``), on a
-    running UI at ``base`` or on one started here."""
+def screenshots(uri: str, out: Path, base: str | None = None, experiment_name: str = "bioner-grid") -> None:
+    """The docs' screenshots from a store holding a sweep in ``experiment_name``, on a running UI
+    at ``base`` or on one started here."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("bioner-grid").experiment_id
+    experiment = client.get_experiment_by_name(experiment_name).experiment_id
     runs = client.search_runs([experiment])
     parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
     child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
@@ -226,4 +227,6 @@ def screenshots(uri: str, out: Path, base: str | None = None) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    screenshots(sys.argv[1], Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    rest = sys.argv[3:]
+    screenshots(sys.argv[1], Path(sys.argv[2]), next((a for a in rest if a.startswith("http")), None),
+                next((a for a in rest if not a.startswith("http")), "bioner-grid"))

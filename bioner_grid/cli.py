@@ -5,7 +5,7 @@ itself: ``conf/hydra/help/bioner_grid.yaml``), takes ``-v``/``--verbose`` (the l
 too: ``bioner_grid.console``), and ends a failure the same way (``bioner_grid.errors``):
 ``error: <where>: <problem>`` on one line, exit 2 for bad input, 1 for the environment; a bug keeps
 its traceback. The commands that read the configuration (plan, report, data, register, prefetch,
-tag) complete their overrides on the shell's tab with Hydra's completion (``-sc install=bash``).
+tag, tag-compare) complete their overrides on the shell's tab with Hydra's completion (``-sc install=bash``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ HELP = {
 SWEEPS = {"plan", "prefetch"}  # they expand comma-separated values themselves: a pasted -m is redundant
 OWN_PARSER = {"evaluate", "significance"}  # argparse: their options follow our description and examples
 OWN_HELP = {"tag", "tag_compare"}  # print their own usage (tag.USAGE, tag_compare.USAGE)
-COMPLETES = {"plan", "report", "data", "register", "prefetch", "tag"}  # overrides of a Hydra config
+COMPLETES = {"plan", "report", "data", "register", "prefetch", "tag", "tag_compare"}  # overrides of a Hydra config
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 

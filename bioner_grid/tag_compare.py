@@ -24,17 +24,23 @@ log = logging.getLogger("bioner_grid.tag_compare")
 
 MODES = ("all", "individual", "combined")
 USAGE = """\
-usage: python -m bioner_grid.tag_compare model=MODEL [member=BioRED] [max_sentences=N]
-                                         [format=md|tsv|json] [data.root=PATH] [data.cache=PATH]
-                                         [tag.batch_size=32] [tag.device=auto|cpu|cuda]
-                                         [tracking.uri=sqlite:///outputs/mlflow.db]
+usage: bioner-grid-tag-compare model=MODEL [member=BioRED] [max_sentences=N]
+                               [format=md|tsv|json] [data.root=PATH] [data.cache=PATH]
+                               [tag.batch_size=32] [tag.device=auto|cpu|cuda]
+                               [tracking.uri=sqlite:///outputs/mlflow.db] [-v]
+       (or python -m bioner_grid.tag_compare)
 
 Score an all-in-one model's tagging modes (all, individual, combined; AIONER Table S3) per entity
 type on the test split of one dataset=aio member (default BioRED), strict P/R/F1 (%).
 
   model          a saved all-in-one model: a folder, an MLflow run id or a models:/ URI (as tag)
   member         the member of conf/dataset/aio.yaml whose test file is scored
-  max_sentences  the first N test sentences only (a quick check)"""
+  max_sentences  the first N test sentences only (a quick check)
+
+Examples:
+  bioner-grid-tag-compare model=RUN_ID                      # an all-in-one run's model on BioRED's test split
+  bioner-grid-tag-compare model=models:/bioner-aio/1 member=NLMgene format=tsv
+  bioner-grid-tag-compare model=RUN_ID max_sentences=200 tag.device=cpu"""
 
 DEFAULTS = {
     "model": None, "member": "BioRED", "max_sentences": None, "format": "md",
@@ -42,6 +48,14 @@ DEFAULTS = {
     "tag": {"batch_size": 32, "device": "auto"},
     "tracking": {"uri": "sqlite:///outputs/mlflow.db"},
 }
+
+
+def register_config() -> str:
+    """The command's keys as a Hydra config in the ConfigStore (for tab completion); returns its name."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="bioner_grid_tag_compare", node=DEFAULTS)
+    return "bioner_grid_tag_compare"
 
 
 def member_test(member: str, root: str | None, cache: str):

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from conftest import SLICE, app_inproc, cli, runs
 
-COMMANDS = ["plan", "report", "data", "prefetch", "evaluate", "significance", "tag", "register"]
+COMMANDS = ["plan", "report", "data", "prefetch", "evaluate", "significance", "tag", "register", "tag-compare"]
 # what a reader of --help should not meet: notes on the code (module docstrings' import remarks, reST markup)
 DEVELOPER_NOTES = ("``", "imported", "import ", "(~1", "module", "tests/", "ConfigStore")
 
@@ -24,7 +24,7 @@ DEVELOPER_NOTES = ("``", "imported", "import ", "(~1", "module", "tests/", "Conf
 def test_every_command_prints_a_description_and_examples_for_help(command, capsys):
     from bioner_grid import cli
 
-    assert cli.run(command, ["--help"]) == 0
+    assert cli.run(command.replace("-", "_"), ["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: ")
     examples = list(itertools.takewhile(str.strip, out[out.lower().index("examples:"):].splitlines()[1:]))
@@ -61,6 +61,10 @@ def test_main_app_help_describes_the_tool_with_examples_and_no_schema_group(monk
     assert "  model: bert, biobert," in groups and "  hydra/launcher: local, slurm, submitit_local" in groups
     assert "schema" not in out and "is powered by Hydra" not in out
     assert 'eval "$(bioner-grid -sc install=bash)"' in out  # Hydra's `$$` escape came out as one `$`
+    from bioner_grid import cli
+
+    others = " ".join(out[out.index("Other commands"):].split())
+    assert [s for s in cli.COMMANDS if f"{s}," not in others and f"{s}." not in others] == []  # every command named
 
 
 def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop(tmp_path, capsys, data_root):
@@ -83,13 +87,14 @@ def test_a_pasted_sweep_command_plans_the_sweep_and_other_flags_say_what_to_drop
 @pytest.mark.parametrize("command, typed, expected", [
     ("plan", "sch", "scheme="), ("report", "report.", "report.out="), ("data", "data", "dataset="),
     ("register", "model=t", "model=tiny_bert"), ("prefetch", "experiment=", "experiment=welt_grid"),
-    ("tag", "tag.", "tag.types=")])
+    ("tag", "tag.", "tag.types="), ("tag-compare", "mem", "member=")])
 def test_tab_completion_of_every_config_command(command, typed, expected, capsys, monkeypatch):
     from bioner_grid import cli
 
+    command, script = command.replace("-", "_"), command
     assert cli.run(command, ["-sc", "install=bash"]) == 0
     assert "complete -o nospace -o default -F hydra_bash_completion" in capsys.readouterr().out
-    monkeypatch.setenv("COMP_LINE", f"bioner-grid-{command} {typed}")
+    monkeypatch.setenv("COMP_LINE", f"bioner-grid-{script} {typed}")
     assert cli.run(command, ["-sc", "query=bash"]) == 0
     words = capsys.readouterr().out.split()
     assert expected in words and not [w for w in words if w.startswith("schema")], words

@@ -9,6 +9,7 @@ store's finished runs; "no data to estimate from" where it has none), and the pr
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import Counter
 
@@ -18,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bioner_grid import estimate, identity, redact, spec
+from bioner_grid import estimate, identity, redact, search, spec
 from bioner_grid.config import CONF_DIR, compose_here, compose_jobs
 from bioner_grid.errors import ConfigError
 from bioner_grid.grid import decisions, preflight, store_runs
@@ -26,8 +27,15 @@ from bioner_grid.sweep import settle_submitted
 
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
-    """(fixed overrides, one override list per job) as Hydra's basic sweeper expands them:
-    the experiment's ``hydra.sweeper.params`` with command-line sweeps taking precedence."""
+    """(fixed overrides, one override list per job): ``expand`` without its note."""
+    fixed, jobs, _ = expand(overrides)
+    return fixed, jobs
+
+
+def expand(overrides: list[str]) -> tuple[list[str], list[list[str]], str | None]:
+    """(fixed overrides, one override list per job, a note on an adaptive search or None) as
+    Hydra's basic sweeper expands them: the experiment's ``hydra.sweeper.params`` with command-line
+    sweeps taking precedence. Under ``hydra/sweeper=optuna``, the cells of its search space."""
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -37,9 +45,35 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
     for o in parsed:
         if o.is_sweep_override():
             params[o.get_key_element()] = o.input_line.split("=", 1)[1]
+    if "optuna" in str(cfg.hydra.sweeper.get("_target_", "")).lower():
+        return fixed, *search_cells(params, int(cfg.hydra.sweeper.n_trials))
     sweep = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
     batches = BasicSweeper.split_arguments(sweep, max_batch_size=None)
-    return fixed, [job for batch in batches for job in batch]
+    return fixed, [job for batch in batches for job in batch], None
+
+
+def search_cells(params: dict[str, str], n_trials: int) -> tuple[list[list[str]], str]:
+    """An adaptive search's space as jobs to list: every cell of a discrete space (choice, range),
+    and a continuous key (interval) at its two ends, the values it is checked and estimated at;
+    with the note saying how many trials the search runs and how it picks them."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    space, _ = search.parse_space([f"{k}={v}" for k, v in params.items()])
+    values, continuous = {}, []
+    for key, d in space.items():
+        if isinstance(d, CategoricalDistribution):
+            values[key] = list(d.choices)
+        elif isinstance(d, IntDistribution) and not d.log:
+            values[key] = list(range(d.low, d.high + 1, d.step))
+        else:
+            values[key], _ = [d.low, d.high], continuous.append(key)
+    jobs = [[search.override(k, v) for k, v in zip(values, cell)] for cell in itertools.product(*values.values())]
+    where = (f"{', '.join(continuous)} continuous: listed at the ends of its interval, the trials' values are "
+             "chosen as the search goes" if continuous else f"{len(jobs)} cells listed")
+    note = (f"search (hydra/sweeper=optuna): at most n_trials={n_trials} trials over "
+            f"{', '.join(f'{k}={v}' for k, v in params.items())}; {where}; each trial is chosen from the results "
+            "so far, a FINISHED configuration is reused, a pruned trial stops early")
+    return jobs, note
 
 
 def job_configs(fixed: list[str], jobs: list[list[str]]):
@@ -65,7 +99,7 @@ def check_jobs(jobs: list[list[str]], configs) -> None:
 
 
 def main(argv: list[str]) -> int:
-    fixed, jobs = sweep_jobs(argv)
+    fixed, jobs, search_note = expand(argv)
     configs = job_configs(fixed, jobs)
     check_jobs(jobs, configs)
     keys = [identity.run_key(cfg) for cfg in configs]
@@ -75,9 +109,12 @@ def main(argv: list[str]) -> int:
     estimates = [estimate.estimate(cfg, known[(cfg.tracking.uri, cfg.tracking.experiment)]) for cfg in configs]
     name = configs[0].grid.name if configs else "?"
     counts = Counter(d.status for d in verdicts)
-    print(redact.text(f"experiment {name}: {len(jobs)} jobs; tracking {configs[0].tracking.uri} "
+    listed = f"{len(jobs)} configurations of its search space" if search_note else f"{len(jobs)} jobs"
+    print(redact.text(f"experiment {name}: {listed}; tracking {configs[0].tracking.uri} "
                       f"(experiment {configs[0].tracking.experiment}): "
                       + ", ".join(f"{counts[s]} {s}" for s in ("FINISHED", "IN FLIGHT", "STALE", "TODO"))))
+    if search_note:
+        print(redact.text(search_note))
     for i, (job, key, d, e) in enumerate(zip(jobs, keys, verdicts, estimates)):
         status = f"{d.status} {d.run_id}" if d.run_id else d.status
         print(redact.text(f"  #{i:<3} {' '.join(job):<70} key {key}  {status}  train {e.text()}"))

@@ -94,6 +94,31 @@ def test_bad_input_stops_with_one_line_and_exit_2_before_anything_is_recorded(tm
     assert not (tmp_path / "multirun").exists()
 
 
+def test_plan_lists_a_search_space_and_says_how_many_trials_run(tmp_path, data_root, capsys):
+    """A search command pasted into plan: the cells of a discrete space; a continuous key at its
+    two ends (checked and estimated there), with a note that the trials' values come later; the
+    rules checked on every listed configuration; nothing created."""
+    from bioner_grid import cli
+
+    store = f"tracking.uri=sqlite:///{tmp_path}/absent.db"
+    common = ["-m", "debug=quick", f"data.root={data_root}", store, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=5"]
+    assert cli.run("plan", [*common, "train.lr=choice(1e-4,3e-4)", "train.batch_size=choice(8,16,32)"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("experiment adhoc: 6 configurations of its search space;")
+    assert out[1].startswith("search (hydra/sweeper=optuna): at most n_trials=5 trials over train.lr=choice(1e-4,3e-4), "
+                             "train.batch_size=choice(8,16,32); 6 cells listed;")
+    assert sum(" TODO " in line for line in out) == 6
+    assert cli.run("plan", [*common, "train.lr=tag(log, interval(1e-5, 1e-3))", "train.batch_size=choice(8,16)"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    listed = [line.split()[1:3] for line in out if " TODO " in line]
+    assert listed == [["train.lr=1e-05", "train.batch_size=8"], ["train.lr=1e-05", "train.batch_size=16"],
+                      ["train.lr=0.001", "train.batch_size=8"], ["train.lr=0.001", "train.batch_size=16"]]
+    assert "train.lr continuous: listed at the ends of its interval" in out[1]
+    assert cli.run("plan", [*common, "train.lr=interval(-1, 1e-3)"]) == 2  # a rule broken at an end: one line
+    assert capsys.readouterr().err.strip().startswith("error: train.lr=-1.0: must be > 0")
+    assert not (tmp_path / "absent.db").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Searches that train (a few seconds per trial)
 

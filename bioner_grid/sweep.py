@@ -139,7 +139,7 @@ def close(store, run_id: str, sweep_id: str, counts: dict, rows: list[dict], fai
     job has a dev score the choice is on test and the metric says so: ``sweep/best_test_strict_f1``.
     A sweep over several corpora has one choice per corpus (``..._<dataset>``)."""
     ok = not failed and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= int(counts["jobs_launched"])
-    store.describe(run_id, describe(rows))
+    store.describe(run_id, describe(rows, against_chosen(store, rows)))
     store.log_text(run_id, summary_markdown(rows, sweep_id), "summary.md")
     store.log_dict(run_id, {"sweep": sweep_id, **counts, "chosen_on": basis(rows),
                               "configurations": configurations(rows), "jobs": rows}, "summary.json")
@@ -275,6 +275,43 @@ def configurations(rows: list[dict]) -> list[dict]:
     return out
 
 
+PREDICTIONS = "predictions_test.conll"  # each run's test predictions (pipeline), what the bootstrap resamples
+
+
+def against_chosen(store, rows: list[dict]) -> dict[str, object]:
+    """Each configuration's test strict F1 against the configuration chosen on its corpus: the paired
+    bootstrap over the test sentences (``significance.Bootstrap`` with the report's resample count and
+    seed, so the report shows the same interval and p), as ``significance.Result`` by cell key. A
+    configuration without logged test predictions (or on other test sentences) gets none; a store
+    that cannot give them leaves the whole column out, with a warning, and the sweep still closes."""
+    from bioner_grid.errors import DataError, StoreError
+    from bioner_grid.significance import Bootstrap, read_predictions
+    from bioner_grid.spec import ReportSchema
+
+    boot, found = Bootstrap(ReportSchema.resamples, ReportSchema.seed), {}
+
+    def predictions(run_ids: list[str]) -> list | None:
+        names = [store.list_artifacts(r) for r in run_ids]
+        if any(PREDICTIONS not in n for n in names):
+            return None
+        return [read_predictions(store.download(r, PREDICTIONS)) for r in run_ids]
+
+    try:
+        best = winners(rows)
+        for c in configurations(rows):
+            chosen = best[str(c["dataset"])]
+            a, b = predictions(chosen["run_ids"]), predictions(c["run_ids"])
+            if a and b:
+                try:
+                    found[c["cell_key"]] = boot.compare(a, b)
+                except DataError:  # other test sentences (data.max_eval_sentences swept): no pairing
+                    pass
+    except (StoreError, OSError, DataError) as e:
+        log.warning("sweep summary without bootstrap intervals: %s", redact.text(str(e)))
+        return {}
+    return found
+
+
 def winners(rows: list[dict]) -> dict[str, dict]:
     """Per dataset, the configuration chosen on ``basis`` (best mean strict F1 over seeds)."""
     best: dict[str, dict] = {}
@@ -316,25 +353,44 @@ def verdict(rows: list[dict]) -> list[str]:
 # after every cell: MLflow's description renders a Markdown table with no cell padding and drops
 # its alignment (the sanitiser keeps no style attribute), so columns would touch
 PAD = "&nbsp;" * 4
+DESCRIPTION_LIMIT = 8000  # characters of a tag value (the description) beyond which MLflow cuts it (MAX_TAG_VAL_LENGTH)
 
 
-def describe(rows: list[dict]) -> str:
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "\u2212")  # a real minus sign, as the report prints it
+
+
+def describe(rows: list[dict], vs: dict | None = None) -> str:
     """The parent run's description (Markdown; the top of its page in the MLflow UI): the
     configuration chosen on dev first, then every configuration of the sweep with its dev and test
-    strict F1 (mean ± sd over seeds, %) and its number of seeds n, best first (the page shows the
-    first ~100 px, the answer and the table's top rows, before "Show more"); then how it was chosen,
-    and the unfinished and unranked jobs."""
-    on, keys = basis(rows), label_keys(rows)
+    strict F1 (mean ± sd over seeds, %), its number of seeds n and (``vs``: ``against_chosen``) its
+    test strict F1 difference from the choice with the paired bootstrap 95% interval and p, best
+    first (the page shows the first ~100 px, the answer and the table's top rows, before "Show
+    more"); then how it was chosen, and the unfinished and unranked jobs."""
+    from bioner_grid.significance import p_text
+
+    on, keys, vs = basis(rows), label_keys(rows), vs or {}
     best = {c["cell_key"] for c in winners(rows).values()}
     lines = [f"**{line}**  " for line in verdict(rows)] + [""]  # two spaces: a Markdown line break
-    header = [*keys, "dev strict F1 (%)", "test strict F1 (%)", "n"]
+    header = [*keys, "dev strict F1 (%)", "test strict F1 (%)", "n"] + (["Δ test vs chosen (95% interval)", "p"] if vs else [])
     lines += ["| " + " | ".join(f"{h}{PAD}" for h in header) + " |", "|" + "---|" * len(header)]
-    for c in configurations(rows):
+    table_at, configs = len(lines), configurations(rows)
+    for c in configs:
         b = "**" if c["cell_key"] in best else ""
         cells = [f"{b}{c[k]}{b}" for k in keys] + [f"{b}{_ms(c['dev'])}{b}", f"{b}{_ms(c['test'])}{b}", str(c["n"])]
+        if vs:
+            r = vs.get(c["cell_key"])
+            cells += (["chosen", ""] if c["cell_key"] in best else ["—", ""] if r is None else
+                      [f"{_signed(r.delta)} [{_signed(r.low)}, {_signed(r.high)}]",
+                       p_text(r.p, r.resamples).replace(" ", "&nbsp;")])  # "< 0.0002" on one line
         lines.append("| " + " | ".join(f"{cell}{PAD}" for cell in cells) + " |")
     lines += ["", f"Chosen on **{on}** strict F1 (the mean over seeds), test strict F1 shown; mean ± sd over the n "
               "seeds; in bold the choice" + (" per corpus." if len(best) > 1 else ".")]
+    if vs:
+        some = next(iter(vs.values()))
+        lines[-1] += (" Δ: test strict F1 minus the choice's, in points, with the paired bootstrap 95% percentile "
+                      f"interval over the {some.n} test sentences and the two-sided p from the same {some.resamples} "
+                      "resamples (p < 0.05 exactly when the interval excludes 0; the report's numbers).")
     unfinished = [r for r in rows if r["status"] != "FINISHED"]
     if unfinished:
         lines += ["", f"Not finished ({len(unfinished)}): "
@@ -343,6 +399,14 @@ def describe(rows: list[dict]) -> str:
     if note:
         lines += ["", note]
     lines += ["", f"{len(rows)} job(s): unfold this run in the runs table, or read `summary.md` in its artifacts."]
+    # MLflow cuts a description longer than its tag limit, mid-table, and warns: the table's last
+    # (worst on dev) rows give way instead, and a line says how many are left for summary.md
+    table_end, cut = table_at + len(configs), 0
+    while len("\n".join(lines)) + 200 > DESCRIPTION_LIMIT and table_end > table_at + 1:
+        del lines[table_end - 1]
+        table_end, cut = table_end - 1, cut + 1
+    if cut:
+        lines.insert(table_end, f"| … {cut} more configuration(s), worse on {on}: `summary.md` |" + " |" * (len(header) - 1))
     return "\n".join(lines) + "\n"
 
 

@@ -666,3 +666,39 @@ def test_a_setting_left_at_its_default_reads_as_that_default_and_every_point_is_
     texts = ["".join(e.itertext()) for e in ET.fromstring(svg).iter() if e.tag.endswith("text")]
     assert {"MiniLM (merge=plain) (n=2)", "MiniLM (merge=tags) (n=2)", "MiniLM (merge=mtl) (n=2)"} <= set(texts)
     assert not any("nan" in t for t in texts)
+
+
+def test_the_sweep_parent_shows_the_reports_bootstrap_interval_and_p_for_each_configuration(real_store, tmp_path):
+    """The parent's description (what its MLflow page opens on) gives each configuration's test
+    F1 difference from the one chosen on dev with the paired bootstrap interval and p: the very
+    numbers of the report's ranking table (one resample count and seed, ``report.resamples``)."""
+    from mlflow import MlflowClient
+
+    from bioner_grid import sweep
+    from bioner_grid.spec import ReportSchema
+    from bioner_grid.store import RunStore
+
+    uri, ids = real_store
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("grid").experiment_id
+    parent = client.create_run(exp, tags={"kind": "sweep", "sweep": "s-1"}).info.run_id
+    for rid in ids.values():
+        client.set_tag(rid, "mlflow.parentRunId", parent)
+    store = RunStore(uri, "grid")
+    assert sweep.close(store, parent, "s-1", {"jobs_launched": 4}, sweep.children(store, exp, parent)) == "FINISHED"
+    text = client.get_run(parent).data.tags["mlflow.note.content"]
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = [h.replace("&nbsp;", "").strip() for h in lines[0].strip("| ").split(" | ")]
+    table = {cells[header.index("scheme")].strip("*"): cells
+             for cells in ([c.replace("&nbsp;", "").strip() for c in line.strip("| ").split(" | ")] for line in lines[1:])}
+    assert table["vanilla"][header.index("Δ test vs chosen (95% interval)")] == "chosen"
+    df = report.load_runs(uri, ["grid"])
+    ranker = report.Ranker(report.RunFiles(tmp_path / "cache", uri), "test", "strict", resamples=ReportSchema.resamples,
+                           seed=ReportSchema.seed)
+    ranking = report.ranking_table(df, "ncbi_disease", ranker=ranker)
+    shown = {r[1].text: {h: c.text for h, c in zip(ranking.header, r)} for r in ranking.rows}
+    for scheme, name in (("isns", "ISNS"), ("ins", "INS"), ("welt", "WeLT")):
+        interval = shown[name]["ΔF1 vs chosen (95% interval)"]
+        assert table[scheme][header.index("Δ test vs chosen (95% interval)")] == interval.replace("-", "\u2212")  # real minus
+        assert table[scheme][header.index("p")] == shown[name]["p"].replace(" ", ""), scheme  # "<&nbsp;0.0002" read as "<0.0002"
+    assert f"from the same {ReportSchema.resamples} resamples" in text

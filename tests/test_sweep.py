@@ -99,3 +99,23 @@ def test_one_seed_shows_no_sd_and_every_corpus_gets_its_own_choice(tmp_path):
     plain = [x.replace("&nbsp;", "") for x in lines]
     assert "| dataset | scheme | dev strict F1 (%) | test strict F1 (%) | n |" in plain
     assert "| **ncbi_disease** | **welt** | **45.0** | **43.0** | 1 |" in plain
+
+
+def test_a_description_longer_than_mlflow_keeps_drops_its_worst_rows_not_its_end(tmp_path):
+    """280 configurations do not fit in a description (MLflow cuts a tag value at its limit,
+    mid-table): the best ones are shown, a row says how many more are in summary.md, and the
+    explanation under the table is kept."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    assert sweep.DESCRIPTION_LIMIT == MAX_TAG_VAL_LENGTH
+    rows = [{"run_id": f"r{i}", "run_name": f"job {i}", "status": "FINISHED", "model": "minilm", "dataset": "ncbi_disease",
+             "scheme": ("vanilla", "welt")[i % 2], "lr": str(1e-5 * (1 + i)), "batch_size": "16", "seed": "1",
+             "cell_key": f"k{i}", "dev_strict_f1": 0.5 + i / 1000, "test_strict_f1": 0.5, "seconds": 1.0, "pruned": False}
+            for i in range(280)]
+    text = sweep.describe(rows)
+    assert len(text) <= sweep.DESCRIPTION_LIMIT
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert "77.9" in table[1]  # the best on dev first
+    shown = len(table) - 2  # less the header and the "more" row
+    assert shown > 20 and table[-1].startswith(f"| … {280 - shown} more configuration(s), worse on dev: `summary.md`")
+    assert "Chosen on **dev** strict F1" in text and text.rstrip().endswith("read `summary.md` in its artifacts.")

@@ -247,7 +247,8 @@ def test_secrets_are_masked_everywhere_a_run_writes_or_prints(tmp_path, mlflow_s
     r = cli(tmp_path, *TINY, "data.upstream=https://bob:hunter2@mirror.example/x", "+tracking.token=t0ken-xyz",
             store=f"http://alice:s3cr3t@127.0.0.1:{port}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "View run" in r.stdout and not any(s in r.stdout + r.stderr for s in secrets)
+    assert "test strict F1" in r.stdout + r.stderr and not any(s in r.stdout + r.stderr for s in secrets)
+    assert "View run" not in r.stdout  # MLflow's URL line, silenced (console.QUIET_ENV)
     written = [p for p in [*tmp_path.rglob("*"), *state.rglob("*")] if p.is_file()]
     assert any(p.name == "overrides.yaml" for p in written) and any(p.name == "result.json" for p in written)
     leaks = [str(p) for p in written if any(s.encode() in p.read_bytes() for s in secrets)]

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from bioner_grid.identity import defines_result
 from bioner_grid.store import run_metrics
+from bioner_grid.tracking import ABSENT_PARAMS, flatten_params
 
 # bf16/fp16 autocast against fp32, training minilm on NCBI-disease on this project's CPU (AVX512-BF16):
 # 246 s against 467 s (README, "bf16 against fp32"); used only where no run of the model has the
@@ -73,6 +75,7 @@ class Sample:
     other_seconds: float = 0.0  # the rest: checkpoints written after each, the Trainer's setup
     dev_words: float | None = None  # words of its dev split
     max_eval: str = "None"  # data.max_eval_sentences as recorded
+    corpus: tuple = ()  # its result-defining dataset.* params (``dataset_settings``) as sorted items
 
 
 def _metric(run, name: str):
@@ -102,8 +105,28 @@ def samples(runs) -> list[Sample]:
                           params.get("data.train_documents", "None"),
                           evals if apart else None, (eval_secs or 0.0) if apart else 0.0,
                           max(0.0, secs - steps - (eval_secs or 0.0)) if apart else 0.0,
-                          _metric(r, "data_dev_tokens"), params.get("data.max_eval_sentences", "None")))
+                          _metric(r, "data_dev_tokens"), params.get("data.max_eval_sentences", "None"),
+                          tuple(sorted(dataset_settings(params).items()))))
     return out
+
+
+def dataset_settings(params: dict[str, str]) -> dict[str, str]:
+    """The settings that make a corpus what it is, among a run's (or a job's, flattened as a run logs them)
+    params: the result-defining ``dataset.*`` keys, one left unlogged at its default given that
+    default. Runs of one dataset name can differ there: an all-in-one corpus of one member (``only``)
+    has a third of the words of all three."""
+    out = {k: v for k, v in params.items() if k.startswith("dataset.") and defines_result(k)}
+    for key, value in ABSENT_PARAMS.items():
+        if key.startswith("params.dataset."):
+            out.setdefault(key.removeprefix("params."), value)
+    return out
+
+
+def _same_corpus(job: dict[str, str], s: Sample) -> bool:
+    """The run's dataset settings agree with the job's on every key both have (a run recorded
+    before a key existed, or a test's run without params, is not told apart by it)."""
+    run = dict(s.corpus)
+    return all(job[k] == run[k] for k in job.keys() & run.keys())
 
 
 def _target(value: str, found: list[str]) -> str | None:
@@ -194,6 +217,8 @@ def estimate(cfg, known: list[Sample], device: str | None = None) -> Estimate:
         return Estimate(None, why=f"no finished run of model {cfg.model.name} on {want_device}")
     want_precision = _target(str(cfg.train.precision), [s.precision for s in on_device])
     exact = [s for s in on_device if s.precision == want_precision]
+    settings = dataset_settings({f"dataset.{k}": v for k, v in flatten_params(cfg.dataset).items()})  # as a run logs them
+    known = [s for s in known if _same_corpus(settings, s)]  # the corpus's size: from runs on this corpus
     words = corpus_words(cfg, known)
     if words is None:
         return Estimate(None, why=f"no finished run on {cfg.dataset.name} with these data settings")

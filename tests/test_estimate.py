@@ -119,3 +119,27 @@ def test_dev_evaluations_are_estimated_apart_from_training(data_root):
                              dev_words=40000.0)
     other = compose([f"data.root={data_root}", "dataset=bc5cdr_disease", "model=minilm", "train.epochs=4"])
     assert estimate.evaluation_seconds(run, 4, estimate._dev_words(other, [run, longer]), 128, "bf16") == pytest.approx(72.0)
+
+
+def test_all_in_one_variants_of_one_dataset_name_are_sized_by_their_own_runs(data_root):
+    """``dataset=aio`` names every all-in-one corpus: one member alone (``dataset.only``) and the
+    three merged differ threefold in words, so a job is sized by the runs whose dataset settings
+    agree with its own (it used to take the median over all of them: every job the same time)."""
+    from dataclasses import replace
+
+    from bioner_grid.config import compose
+    from bioner_grid.tracking import run_params
+
+    one_cfg = compose([f"data.root={data_root}", "dataset=aio", "model=minilm", "dataset.only=[BioRED]"])
+    all_cfg = compose([f"data.root={data_root}", "dataset=aio", "model=minilm", "dataset.merge=plain"])
+    base = estimate.Sample("minilm", "aio", 100.0, 128, "bf16", "cpu", 10000.0, 300.0, "train", "None")
+    one = replace(base, corpus=tuple(sorted(estimate.dataset_settings(run_params(one_cfg)).items())))
+    merged = replace(base, words=30000.0, sentences=900.0,
+                     corpus=tuple(sorted(estimate.dataset_settings(run_params(all_cfg)).items())))
+    assert dict(one.corpus)["dataset.merge"] == "tags"  # unlogged at its default: read as the default
+    jobs = [estimate.estimate(c, [one, merged]).seconds for c in (one_cfg, all_cfg)]
+    assert jobs[1] == pytest.approx(3 * jobs[0])
+    # the merged corpus with task tags (the default merge) has no run: not sized by the plain one's
+    tags_cfg = compose([f"data.root={data_root}", "dataset=aio", "model=minilm"])
+    assert estimate.estimate(tags_cfg, [one, merged]).seconds is None
+    assert estimate.estimate(tags_cfg, [base]).seconds is not None  # a run without dataset params still counts

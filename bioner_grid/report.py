@@ -345,15 +345,22 @@ def overview_table(df: pd.DataFrame, split: str = "test", mode: str = "strict", 
                       + (f"; the {choose} row: the values the choice was made on." if both else "."), labels=3 if both else 2)
 
 
-def ranking_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = "strict", ranker: Ranker | None = None) -> Table:
+def ranking_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str = "strict", ranker: Ranker | None = None,
+                  variant: tuple | None = None) -> Table:
     """Every configuration of one corpus (its ``cell_key``: whatever the runs vary, be it model,
     head, scheme, lr or batch size), ranked on the choosing split's F1, with ``split``'s F1, P and R,
     and each one's paired bootstrap difference from the best. The one table every store gets, so
-    that no report is without an F1 table whatever axis its runs differ in."""
+    that no report is without an F1 table whatever axis its runs differ in. ``variant``: the
+    ``VARIANTS`` columns' values of the corpus (an all-in-one corpus's members), so that runs scored on
+    other test sentences under the same dataset name are never ranked against each other."""
     ranker = ranker or Ranker(split=split, mode=mode)
-    ok = finished(df[df["dataset"] == dataset])
-    choose = chooser(df[df["dataset"] == dataset], split, mode)  # per corpus: one without dev scores is chosen on test
     names, disp = scheme_names(df), display_names(df)
+    df, title = df[df["dataset"] == dataset], shown(dataset, disp)
+    for v, value in zip(VARIANTS, variant or ()):
+        df = df[df[v.column].isna()] if pd.isna(value) else df[df[v.column] == value]
+        title = v.corpus_label(title, value)
+    ok = finished(df)
+    choose = chooser(df, split, mode)  # per corpus: one without dev scores is chosen on test
     axes = [a for a in ("lr", "batch_size") if ok[a].nunique() > 1]
     dev_col = metric_column(choose, mode, "f1")
     configs = []
@@ -393,7 +400,7 @@ def ranking_table(df: pd.DataFrame, dataset: str, split: str = "test", mode: str
             "when the interval excludes 0; Efron & Tibshirani 1993, §15.4).")
     if choose == split:
         note += f" No dev scores logged: chosen on {split} itself, which flatters the choice."
-    return Table(f"{shown(dataset, disp)}: every configuration, chosen on {choose} {mode} F1, {split} F1 (%) shown",
+    return Table(f"{title}: every configuration, chosen on {choose} {mode} F1, {split} F1 (%) shown",
                  header, rows, note=note, labels=2 + len(axes))
 
 
@@ -915,7 +922,8 @@ def build(df: pd.DataFrame, split: str = "test", mode: str = "strict", boot: pd.
     schemes = set(df["scheme"])
     if len(schemes) > 1:
         tables.append(overview_table(df, split, mode, ranker))
-    tables += [ranking_table(df, d, split, mode, ranker) for d in datasets]
+    tables += [ranking_table(df, d, split, mode, ranker, tuple(values))  # an all-in-one corpus: one per member set
+               for (d, *values), _ in finished(df).groupby(["dataset", *(v.column for v in VARIANTS)], dropna=False)]
     if len(schemes) > 1:
         tables += [welt_table(df, d, split, mode, ranker) for d in datasets]
         tables += [wins_table(df, split, mode, ranker)]

@@ -261,11 +261,12 @@ class ReportHooks:
 
     def corpus_label(self, dataset: str, members) -> str:
         """The corpus tables' name for runs of ``dataset`` with these members (NaN: not an
-        all-in-one run): ``aio (NCBIdisease)``, ``aio (9 corpora)``."""
+        all-in-one run): ``aio (NCBIdisease)``, ``aio (BioRED + NCBIdisease)``, ``aio (9 corpora)``
+        (up to three members by name, so that two merges of two corpora are told apart)."""
         if not isinstance(members, str):
             return dataset
         parts = members.split(",")
-        return f"{dataset} ({parts[0] if len(parts) == 1 else f'{len(parts)} corpora'})"
+        return f"{dataset} ({' + '.join(parts) if len(parts) <= 3 else f'{len(parts)} corpora'})"
 
     def tables(self, runs, split: str, fmt, ranker) -> list[tuple[str, list[str], list[list[tuple]], str]]:
         """AIONER's Table 3 (``tables``), paired by ``ranker``'s predictions and bootstrap."""

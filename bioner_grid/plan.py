@@ -54,25 +54,28 @@ def expand(overrides: list[str]) -> tuple[list[str], list[list[str]], str | None
 
 def search_cells(params: dict[str, str], n_trials: int) -> tuple[list[list[str]], str]:
     """An adaptive search's space as jobs to list: every cell of a discrete space (choice, range),
-    and a continuous key (interval) at its two ends, the values it is checked and estimated at;
-    with the note saying how many trials the search runs and how it picks them."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+    and an interval at its two ends, the values it is checked and estimated at (``hydra.sweeper.params``
+    that are not a space are in every job, as the sweeper gives them); with the note saying how many
+    trials the search runs and how it picks them."""
+    from optuna.distributions import CategoricalDistribution
 
-    space, _ = search.parse_space([f"{k}={v}" for k, v in params.items()])
-    values, continuous = {}, []
+    typed = [f"{k}={v}" for k, v in params.items()]
+    space, fixed = search.parse_space(typed)
+    intervals = {o.get_key_element() for o in OverridesParser.create().parse_overrides(typed) if o.is_interval_sweep()}
+    values = {}
     for key, d in space.items():
-        if isinstance(d, CategoricalDistribution):
+        if key in intervals:
+            values[key] = [d.low, d.high]
+        elif isinstance(d, CategoricalDistribution):
             values[key] = list(d.choices)
-        elif isinstance(d, IntDistribution) and not d.log:
+        else:  # range(): an integer distribution with its step
             values[key] = list(range(d.low, d.high + 1, d.step))
-        else:
-            values[key], _ = [d.low, d.high], continuous.append(key)
-    jobs = [[search.override(k, v) for k, v in zip(values, cell)] for cell in itertools.product(*values.values())]
-    where = (f"{', '.join(continuous)} continuous: listed at the ends of its interval, the trials' values are "
-             "chosen as the search goes" if continuous else f"{len(jobs)} cells listed")
+    jobs = [fixed + [search.override(k, v) for k, v in zip(values, cell)] for cell in itertools.product(*values.values())]
+    where = (f"{', '.join(k for k in values if k in intervals)}: listed at the ends of its interval, the trials' values "
+             "are chosen as the search goes" if intervals else f"{len(jobs)} cells listed")
     note = (f"search (hydra/sweeper=optuna): at most n_trials={n_trials} trials over "
-            f"{', '.join(f'{k}={v}' for k, v in params.items())}; {where}; each trial is chosen from the results "
-            "so far, a FINISHED configuration is reused, a pruned trial stops early")
+            f"{', '.join(f'{k}={v}' for k, v in params.items() if k in space)}; {where}; each trial is chosen from the "
+            "results so far, a FINISHED configuration is reused, a pruned trial stops early")
     return jobs, note
 
 

@@ -63,9 +63,6 @@ log = logging.getLogger(__name__)
 KEYS = list(GRID_KEYS)
 MEASURES = {"precision": "P", "recall": "R", "f1": "F"}
 MISSING = "—"
-# Settings in the run key that do not change the model or its scores on its own corpus (more test
-# sets scored beside them): no variant of their own in the tables.
-EVALUATION_ONLY = ("params.evaluation.extra_tests",)
 COLLAPSED = "collapsed"  # a cell whose every run the collapse sentinel stopped (bioner_grid.collapse)
 # Corpus variants' report hooks, called for any runs: the run tag each reads into a column, its
 # name for a corpus in the corpus tables, its own tables (report_aio.ReportHooks: the all-in-one corpus).
@@ -138,7 +135,7 @@ def variant_labels(runs: pd.DataFrame, settings: pd.DataFrame, exclude=()) -> pd
     """The model's name plus the result-defining settings that differ among the runs of that model
     on that dataset (``biobert (head=crf, epochs=3)``); the bare name where nothing differs."""
     labels = runs["model"].astype(str).copy()
-    columns = sorted(c for c in settings.columns if c not in exclude and c not in EVALUATION_ONLY)
+    columns = sorted(c for c in settings.columns if c not in exclude)
     if not columns:
         return labels
     for _, idx in runs.groupby(["dataset", "model"], dropna=False).groups.items():

@@ -26,6 +26,7 @@ import uuid
 from datetime import datetime, timezone
 
 from bioner_grid import identity, redact, tracking
+from bioner_grid.errors import one_line
 from bioner_grid.identity import GRID_KEYS, grid_values
 
 log = logging.getLogger(__name__)
@@ -280,35 +281,41 @@ PREDICTIONS = "predictions_test.conll"  # each run's test predictions (pipeline)
 
 def against_chosen(store, rows: list[dict]) -> dict[str, object]:
     """Each configuration's test strict F1 against the configuration chosen on its corpus: the paired
-    bootstrap over the test sentences (``significance.Bootstrap`` with the report's resample count and
-    seed, so the report shows the same interval and p), as ``significance.Result`` by cell key. A
-    configuration without logged test predictions (or on other test sentences) gets none; a store
-    that cannot give them leaves the whole column out, with a warning, and the sweep still closes."""
-    from bioner_grid.errors import DataError, StoreError
+    bootstrap over the test sentences (``significance.Bootstrap`` with the report's default resample
+    count and seed, so the report shows the same interval and p), as ``significance.Result`` by cell
+    key. A configuration without logged test predictions (or on other test sentences) gets none.
+    Each run's predictions are read once, into one temporary folder removed at the end."""
+    import tempfile
+
+    from bioner_grid.errors import DataError
     from bioner_grid.significance import Bootstrap, read_predictions
     from bioner_grid.spec import ReportSchema
 
-    boot, found = Bootstrap(ReportSchema.resamples, ReportSchema.seed), {}
+    boot, found, read = Bootstrap(ReportSchema.resamples, ReportSchema.seed), {}, {}
+    best = winners(rows)
+    with tempfile.TemporaryDirectory(prefix="bioner-grid-sweep-") as tmp:
+        def predictions(run_ids: list[str]) -> list | None:
+            for r in run_ids:
+                if r not in read and PREDICTIONS in store.list_artifacts(r):
+                    os.makedirs(f"{tmp}/{r}")  # MLflow downloads into a folder that exists
+                    read[r] = read_predictions(store.download(r, PREDICTIONS, f"{tmp}/{r}"))
+                read.setdefault(r, None)
+            return None if any(read[r] is None for r in run_ids) else [read[r] for r in run_ids]
 
-    def predictions(run_ids: list[str]) -> list | None:
-        names = [store.list_artifacts(r) for r in run_ids]
-        if any(PREDICTIONS not in n for n in names):
-            return None
-        return [read_predictions(store.download(r, PREDICTIONS)) for r in run_ids]
-
-    try:
-        best = winners(rows)
-        for c in configurations(rows):
-            chosen = best[str(c["dataset"])]
-            a, b = predictions(chosen["run_ids"]), predictions(c["run_ids"])
-            if a and b:
-                try:
-                    found[c["cell_key"]] = boot.compare(a, b)
-                except DataError:  # other test sentences (data.max_eval_sentences swept): no pairing
-                    pass
-    except (StoreError, OSError, DataError) as e:
-        log.warning("sweep summary without bootstrap intervals: %s", redact.text(str(e)))
-        return {}
+        try:
+            for c in configurations(rows):
+                chosen = best[str(c["dataset"])]
+                if c["cell_key"] == chosen["cell_key"]:
+                    continue
+                a, b = predictions(chosen["run_ids"]), predictions(c["run_ids"])
+                if a and b:
+                    try:
+                        found[c["cell_key"]] = boot.compare(a, b)
+                    except (DataError, ValueError):  # other test sentences (data.max_eval_sentences swept), or none
+                        pass
+        except Exception as e:  # noqa: BLE001 (any store or file failure: the column is an extra, the sweep must close)
+            log.warning("sweep summary without bootstrap intervals: %s", redact.text(one_line(e)))
+            return {}
     return found
 
 
@@ -374,8 +381,9 @@ def describe(rows: list[dict], vs: dict | None = None) -> str:
     lines = [f"**{line}**  " for line in verdict(rows)] + [""]  # two spaces: a Markdown line break
     header = [*keys, "dev strict F1 (%)", "test strict F1 (%)", "n"] + (["Δ test vs chosen (95% interval)", "p"] if vs else [])
     lines += ["| " + " | ".join(f"{h}{PAD}" for h in header) + " |", "|" + "---|" * len(header)]
-    table_at, configs = len(lines), configurations(rows)
-    for c in configs:
+    table, places = [], {}  # the rows, and each one's place within its corpus (0: the choice)
+    for c in configurations(rows):  # best first within each corpus
+        place = places[str(c["dataset"])] = places.get(str(c["dataset"]), -1) + 1
         b = "**" if c["cell_key"] in best else ""
         cells = [f"{b}{c[k]}{b}" for k in keys] + [f"{b}{_ms(c['dev'])}{b}", f"{b}{_ms(c['test'])}{b}", str(c["n"])]
         if vs:
@@ -383,31 +391,31 @@ def describe(rows: list[dict], vs: dict | None = None) -> str:
             cells += (["chosen", ""] if c["cell_key"] in best else ["—", ""] if r is None else
                       [f"{_signed(r.delta)} [{_signed(r.low)}, {_signed(r.high)}]",
                        p_text(r.p, r.resamples).replace(" ", "&nbsp;")])  # "< 0.0002" on one line
-        lines.append("| " + " | ".join(f"{cell}{PAD}" for cell in cells) + " |")
-    lines += ["", f"Chosen on **{on}** strict F1 (the mean over seeds), test strict F1 shown; mean ± sd over the n "
-              "seeds; in bold the choice" + (" per corpus." if len(best) > 1 else ".")]
+        table.append((place, "| " + " | ".join(f"{cell}{PAD}" for cell in cells) + " |"))
+    below = ["", f"Chosen on **{on}** strict F1 (the mean over seeds), test strict F1 shown; mean ± sd over the n "
+             "seeds; in bold the choice" + (" per corpus." if len(best) > 1 else ".")]
     if vs:
         some = next(iter(vs.values()))
-        lines[-1] += (" Δ: test strict F1 minus the choice's, in points, with the paired bootstrap 95% percentile "
-                      f"interval over the {some.n} test sentences and the two-sided p from the same {some.resamples} "
+        sentences = f"the {some.n} test sentences" if len(best) == 1 else "each corpus's test sentences"
+        below[-1] += (" Δ: test strict F1 minus the choice's, in points, with the paired bootstrap 95% percentile "
+                      f"interval over {sentences} and the two-sided p from the same {some.resamples} "
                       "resamples (p < 0.05 exactly when the interval excludes 0; the report's numbers).")
     unfinished = [r for r in rows if r["status"] != "FINISHED"]
     if unfinished:
-        lines += ["", f"Not finished ({len(unfinished)}): "
-                  + ", ".join(f"{r['run_name']} ({r['status']})" for r in unfinished)]
+        named = ", ".join(f"{r['run_name']} ({r['status']})" for r in unfinished[:20])
+        below += ["", f"Not finished ({len(unfinished)}): {named}" + (", …" if len(unfinished) > 20 else "")]
     note = non_finite_note(rows)
     if note:
-        lines += ["", note]
-    lines += ["", f"{len(rows)} job(s): unfold this run in the runs table, or read `summary.md` in its artifacts."]
-    # MLflow cuts a description longer than its tag limit, mid-table, and warns: the table's last
-    # (worst on dev) rows give way instead, and a line says how many are left for summary.md
-    table_end, cut = table_at + len(configs), 0
-    while len("\n".join(lines)) + 200 > DESCRIPTION_LIMIT and table_end > table_at + 1:
-        del lines[table_end - 1]
-        table_end, cut = table_end - 1, cut + 1
-    if cut:
-        lines.insert(table_end, f"| … {cut} more configuration(s), worse on {on}: `summary.md` |" + " |" * (len(header) - 1))
-    return "\n".join(lines) + "\n"
+        below += ["", note[:1000]]
+    below += ["", f"{len(rows)} job(s): unfold this run in the runs table, or read `summary.md` in its artifacts."]
+    # MLflow cuts a description longer than its tag limit (mid-table) and warns: the rows furthest
+    # from their corpus's choice give way instead, never a choice, and a row says how many did
+    cut = 0
+    while len("\n".join(lines + [t for _, t in table] + below)) + 200 > DESCRIPTION_LIMIT and len(table) > len(best):
+        table.remove(max(table, key=lambda t: t[0]))  # a row furthest from its corpus's choice
+        cut += 1
+    more = [f"| … {cut} more configuration(s), worse on {on}: `summary.md` |" + " |" * (len(header) - 1)] if cut else []
+    return "\n".join(lines + [t for _, t in table] + more + below) + "\n"
 
 
 def summary_table(rows: list[dict], sweep_id: str, wall_s: float | None = None) -> str:

@@ -637,23 +637,19 @@ def test_publication_output_minus_signs_pdf_svg_and_no_line_through_two_points(s
 
 def test_a_setting_left_at_its_default_reads_as_that_default_and_every_point_is_named_in_the_figure(store, tmp_path):
     """``dataset.merge`` is logged only when it is not ``tags`` (``tracking.NEW_PARAM_DEFAULTS``):
-    a run without the param is a ``merge=tags`` run, never ``merge=nan``. Extra test sets do not make
-    a variant. The memory figure names each point in a legend below the axes (long variant labels
+    a run without the param is a ``merge=tags`` run, never ``merge=nan``. The memory figure names each point in a legend below the axes (long variant labels
     ran past the frame as annotations), and the same runs give the same SVG bytes."""
     import xml.etree.ElementTree as ET
 
     from bioner_grid import report_figures
 
     uri, client, exp = store
-    for merge, seconds, rss, extra in (("plain", 100.0, 1000.0, None), (None, 200.0, 1500.0, "['ncbi_disease']"),
-                                       ("mtl", 300.0, 2100.0, None)):
+    for merge, seconds, rss in (("plain", 100.0, 1000.0), (None, 200.0, 1500.0), ("mtl", 300.0, 2100.0)):
         for seed in (1, 2):
             run = client.create_run(exp, tags={"model": "minilm", "dataset": "aio", "scheme": "vanilla", "lr": "5e-05",
                                                 "batch_size": "32", "seed": str(seed)})
             if merge:
                 client.log_param(run.info.run_id, "dataset.merge", merge)
-            if extra and seed == 1:
-                client.log_param(run.info.run_id, "evaluation.extra_tests", extra)
             for k, v in {"test_strict_f1": 0.7, "train_seconds": seconds, "peak_rss_mb": rss}.items():
                 client.log_metric(run.info.run_id, k, v)
             client.set_terminated(run.info.run_id, "FINISHED")

@@ -113,7 +113,13 @@ def test_plan_lists_a_search_space_and_says_how_many_trials_run(tmp_path, data_r
     listed = [line.split()[1:3] for line in out if " TODO " in line]
     assert listed == [["train.lr=1e-05", "train.batch_size=8"], ["train.lr=1e-05", "train.batch_size=16"],
                       ["train.lr=0.001", "train.batch_size=8"], ["train.lr=0.001", "train.batch_size=16"]]
-    assert "train.lr continuous: listed at the ends of its interval" in out[1]
+    assert "train.lr: listed at the ends of its interval" in out[1]
+    # a value of hydra.sweeper.params that is no space is in every job, as the sweeper gives it
+    from bioner_grid.plan import search_cells
+
+    jobs, note = search_cells({"train.epochs": "1", "train.lr": "choice(1e-4,3e-4)"}, 4)
+    assert jobs == [["train.epochs=1", "train.lr=0.0001"], ["train.epochs=1", "train.lr=0.0003"]]
+    assert "over train.lr=choice(1e-4,3e-4);" in note
     assert cli.run("plan", [*common, "train.lr=interval(-1, 1e-3)"]) == 2  # a rule broken at an end: one line
     assert capsys.readouterr().err.strip().startswith("error: train.lr=-1.0: must be > 0")
     assert not (tmp_path / "absent.db").exists()

@@ -119,3 +119,20 @@ def test_a_description_longer_than_mlflow_keeps_drops_its_worst_rows_not_its_end
     shown = len(table) - 2  # less the header and the "more" row
     assert shown > 20 and table[-1].startswith(f"| … {280 - shown} more configuration(s), worse on dev: `summary.md`")
     assert "Chosen on **dev** strict F1" in text and text.rstrip().endswith("read `summary.md` in its artifacts.")
+
+
+def test_trimming_a_long_description_keeps_every_corpus_choice():
+    """Two corpora of 150 configurations each: rows go by their place within their corpus, so both
+    choices (and the best of each corpus) stay, not the whole of the corpus listed last."""
+    rows = [{"run_id": f"r{d}{i}", "run_name": f"job {d}{i}", "status": "FINISHED", "model": "minilm", "dataset": d,
+             "scheme": "welt", "lr": str(1e-5 * (1 + i)), "batch_size": "16", "seed": "1", "cell_key": f"{d}{i}",
+             "dev_strict_f1": 0.5 + i / 1000, "test_strict_f1": 0.5, "seconds": 1.0, "pruned": False}
+            for d in ("bc5cdr_chem", "ncbi_disease") for i in range(150)]
+    text = sweep.describe(rows)
+    assert len(text) <= sweep.DESCRIPTION_LIMIT
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    bold = [line for line in table if "**" in line]
+    assert len(bold) == 2 and {"bc5cdr_chem", "ncbi_disease"} <= {c.strip("*") for line in bold for c in
+                                                                  line.replace("&nbsp;", "").strip("| ").split(" | ")}
+    per_corpus = [sum(f" {d}" in line.replace("&nbsp;", " ") or f"**{d}**" in line for line in table) for d in ("bc5cdr_chem", "ncbi_disease")]
+    assert abs(per_corpus[0] - per_corpus[1]) <= 1 and min(per_corpus) > 10

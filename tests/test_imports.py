@@ -19,8 +19,8 @@ PACKAGE = ROOT / "bioner_grid"
 # level or inside a function. Readers turn files into corpora; weights count classes; align cuts
 # sentences into sub-token windows; model builds, saves and loads models; train fine-tunes them on
 # the machine's device (it gets its dev scorer from its caller, so it stays below scoring); scoring
-# scores tag sequences; spec composes and checks a run's configuration; store records runs; report
-# reads them back. Commands sit on top. A module's own command line (its ``main`` function and its
+# scores tag sequences, and significance compares two systems' scores (a sweep's summary does too);
+# spec composes and checks a run's configuration; store records runs; report reads them back. Commands sit on top. A module's own command line (its ``main`` function and its
 # ``__name__ == "__main__"`` block) is a command too: ``python -m bioner_grid.data`` composes a
 # config, which the reader below it knows nothing of. Modules listed but absent are skipped.
 LAYERS = [
@@ -30,10 +30,10 @@ LAYERS = [
     ("align", ["align"]),
     ("model", ["modeling", "heads", "bundle"]),
     ("train", ["runtime", "train", "preempt", "collapse"]),
-    ("scoring", ["scoring", "faireval", "evaluate"]),
+    ("scoring", ["scoring", "faireval", "evaluate", "significance"]),  # significance: the paired bootstrap of scores
     ("spec", ["config", "compose", "schema", "cross", "spec"]),
     ("store", ["store", "tracking", "identity", "sweep", "search", "pruning"]),
-    ("report", ["runtable", "report", "report_figures", "report_aio", "report_cross", "report_curve", "significance"]),
+    ("report", ["runtable", "report", "report_figures", "report_aio", "report_cross", "report_curve"]),
     ("commands", ["__main__", "pipeline", "plan", "estimate", "register", "tag", "tag_compare", "export", "tagger_model", "prefetch", "cli", "guard", "grid"]),
 ]
 LAYER = {m: i for i, (_, members) in enumerate(LAYERS) for m in members}

@@ -117,8 +117,8 @@ def dataset_settings(params: dict[str, str]) -> dict[str, str]:
     has a third of the words of all three."""
     out = {k: v for k, v in params.items() if k.startswith("dataset.") and defines_result(k)}
     for key, value in ABSENT_PARAMS.items():
-        if key.startswith("params.dataset."):
-            out.setdefault(key.removeprefix("params."), value)
+        if key.startswith("dataset."):
+            out.setdefault(key, value)
     return out
 
 

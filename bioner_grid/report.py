@@ -108,7 +108,8 @@ def load_runs(uri: str, experiments: list[str], filter_string: str = "") -> pd.D
         out[key] = pd.to_numeric(out[key], errors="coerce")
     settings = df[[c for c in df.columns if (c.startswith("params.") and defines_result(c[len("params."):])
                                             and c != "params.train.seed") or c.startswith("tags.data_sha256.")]]
-    settings = settings.fillna({c: v for c, v in ABSENT_PARAMS.items() if c in settings})  # merge=tags, not merge=nan
+    absent = {f"params.{k}": v for k, v in ABSENT_PARAMS.items()}  # a param logged only when set: merge=tags, not nan
+    settings = settings.fillna({c: v for c, v in absent.items() if c in settings})
     out["model_name"] = out["model"]
     out["model_lr_bs"] = variant_labels(out, settings, exclude=("params.train.lr", "params.train.batch_size"))
     out["model"] = variant_labels(out, settings)

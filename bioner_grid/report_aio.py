@@ -225,11 +225,12 @@ def tables(df: pd.DataFrame, split: str, fmt, files=None, boot=None):
     # are other configurations, never seeds of one setting (a data.overlap=warn run beside a drop run)
     keys = ["model_name", "scheme", "lr", "batch_size"] + (["overlap.policy"] if "overlap.policy" in runs else [])
     combos = runs.groupby(keys, dropna=False).groups
+    # a title names the model and scheme, and the other keys where they differ between tables
+    varying = [i for i, k in enumerate(keys) if runs[k].astype(str).nunique() > 1 or i < 2]
+    names = {"lr": "lr", "batch_size": "batch", "overlap.policy": "overlap"}
     for combo, idx in combos.items():
         pairing = Pairing(runs.loc[idx], files, boot, split)
         header, rows = comparison_rows(runs.loc[idx], split, fmt, pairing)
-        varying = [i for i, k in enumerate(keys) if runs[k].astype(str).nunique() > 1 or i < 2]
-        names = {"lr": "lr", "batch_size": "batch", "overlap.policy": "overlap"}
         shown = ", ".join(f"{names[keys[i]]}={combo[i]}" if i >= 2 else str(combo[i]) for i in varying)
         which = f"; {shown}" if len(combos) > 1 else ""
         test = (f"[95 % interval] of the paired bootstrap of the setting against BL1 on the member's {split} sentences "

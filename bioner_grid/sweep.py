@@ -294,13 +294,15 @@ def against_chosen(store, rows: list[dict]) -> dict[str, object]:
     boot, found, read = Bootstrap(ReportSchema.resamples, ReportSchema.seed), {}, {}
     best = winners(rows)
     with tempfile.TemporaryDirectory(prefix="bioner-grid-sweep-") as tmp:
-        def predictions(run_ids: list[str]) -> list | None:
-            for r in run_ids:
-                if r not in read and PREDICTIONS in store.list_artifacts(r):
-                    os.makedirs(f"{tmp}/{r}")  # MLflow downloads into a folder that exists
-                    read[r] = read_predictions(store.download(r, PREDICTIONS, f"{tmp}/{r}"))
-                read.setdefault(r, None)
-            return None if any(read[r] is None for r in run_ids) else [read[r] for r in run_ids]
+        def fetch(run_id: str):
+            if PREDICTIONS not in store.list_artifacts(run_id):
+                return None
+            os.makedirs(f"{tmp}/{run_id}")  # MLflow downloads into a folder that exists
+            return read_predictions(store.download(run_id, PREDICTIONS, f"{tmp}/{run_id}"))
+
+        def predictions(run_ids: list[str]) -> list | None:  # a configuration's runs, each read once
+            got = [read[r] if r in read else read.setdefault(r, fetch(r)) for r in run_ids]
+            return None if any(p is None for p in got) else got
 
         try:
             for c in configurations(rows):

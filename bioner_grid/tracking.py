@@ -157,12 +157,12 @@ def run_params(cfg) -> dict[str, str]:
     # keys added later, at their defaults, are not params (as not in the run key: identity.drop_new_defaults,
     # identity.UNSET_PARAMS), so that the report's variant labels do not tell runs recorded before them
     # apart from new ones
-    return {k: v for k, v in params.items() if NEW_PARAM_DEFAULTS.get(k) != v and identity.UNSET_PARAMS.get(k) != v}
+    return {k: v for k, v in params.items() if ABSENT_PARAMS.get(k) != v}
 
 
 NEW_PARAM_DEFAULTS = {"model.init": "None", "dataset.merge": "tags"}
-# A param missing from a run (logged only when set) means this value: what the report shows for it.
-ABSENT_PARAMS = {f"params.{k}": v for k, v in {**identity.UNSET_PARAMS, **NEW_PARAM_DEFAULTS}.items()}
+# A param left out of a run at this value (logged only when set): what a missing one means when read back
+ABSENT_PARAMS = {**identity.UNSET_PARAMS, **NEW_PARAM_DEFAULTS}
 
 
 def git_state() -> dict[str, str]:

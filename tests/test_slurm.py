@@ -120,8 +120,8 @@ def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_und
     """A 2-minute limit (SLURM's USR2 30 s before it) on a job of 240 fp32 steps of 32 sentences
     (about 4 minutes on one CPU) whose schedule never checkpoints before step 240 (``max_steps``
     sets the evaluation period), with a CPU-bound process running beside it all along. Each attempt signalled while training finishes its step, writes checkpoint-N and
-    is requeued; the next resumes from exactly that step, until the run has finished with the
-    metrics of an uninterrupted run."""
+    is requeued; the next resumes from exactly that step (a signal after the last step: from the
+    schedule's checkpoint-240), until the run has finished with the metrics of an uninterrupted run."""
     import sys
 
     sweep = tmp_path / "sweep"
@@ -152,7 +152,10 @@ def test_time_limit_shorter_than_an_epoch_loses_at_most_one_step_per_attempt_und
     timeouts = len(set(re.findall(r"^submitit WARNING .* Caught signal SIGUSR2 on \S+: this job is timed-out", log, re.M)))
     assert written, log[-3000:]
     # every checkpoint written at a signal is where the next attempt goes on: nothing after it is lost
-    assert sorted(set(written)) == sorted(set(resumed)), (written, resumed)
+    assert set(written) <= set(resumed), (written, resumed)
+    # any other resume is from the schedule's only save, at the last step: a signal during the final
+    # evaluation or the test scoring finds no step left to finish, so the next attempt goes on from there
+    assert set(resumed) - set(written) <= {240}, (written, resumed)
     df = runs(tmp_path)
     assert len(df) == 1 and df.iloc[0]["status"] == "FINISHED" and df.iloc[0]["metrics.train_steps"] == 240
     row = df.iloc[0]

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioner_grid.report_figures import _save, slug  # noqa: E402
-from bioner_grid.runtable import finished  # noqa: E402
+from bioner_grid.report_figures import CELL_PT, _save, slug  # noqa: E402
+from bioner_grid.runtable import finished, readable  # noqa: E402
 
 CROSS = re.compile(r"^cross/(.+)/(strict_f1|default_f1)$")
 TYPE = re.compile(r"^test_strict_(.+)_f1$")
@@ -57,8 +57,9 @@ def _found(row: pd.Series, train: str, test: str) -> str:
 
 
 def matrices(df: pd.DataFrame, mode: str = "strict") -> list[dict]:
-    """Per (entity types, model, scheme) of the runs that scored extra test sets: ``title``, the
-    ``trains`` and ``tests`` (corpus names), and ``cells[train][test] = (mean, sd, n, mark)`` in F1 %."""
+    """Per (entity types, model, scheme) of the runs that scored extra test sets: ``types``,
+    ``model``, ``scheme``, the ``trains`` and ``tests`` (corpora), all raw names (``readable`` gives
+    their display names), and ``cells[train][test] = (mean, sd, n, mark)`` in F1 %."""
     extra = _extra_columns(df, mode)
     ok = finished(df)
     if not extra or ok.empty:
@@ -83,8 +84,7 @@ def matrices(df: pd.DataFrame, mode: str = "strict") -> list[dict]:
                 mark = next((m for m in (_found(r, train, test) for _, r in mine.iterrows()) if m), "")
                 cells.setdefault(train, {})[test] = (values.mean(), values.std() if len(values) > 1 else 0.0,
                                                      len(values), mark)
-        out.append({"title": f"Cross-corpus {mode} F1 (%), {types or 'all types'}: {model}, {scheme}",
-                    "types": types, "model": model, "scheme": scheme, "trains": trains, "tests": tests, "cells": cells})
+        out.append({"types": types, "model": model, "scheme": scheme, "trains": trains, "tests": tests, "cells": cells})
     return out
 
 
@@ -95,34 +95,42 @@ def _text(cell) -> str:
     return (f"{mean:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{mean:.2f}") + mark
 
 
+def _title(m: dict, df: pd.DataFrame, mode: str) -> str:
+    model, scheme, _ = readable(df)
+    return f"Cross-corpus {mode} F1 (%), {m['types'] or 'all types'}: {model(m['model'])}, {scheme(m['scheme'])}"
+
+
 def tables(df: pd.DataFrame, mode: str = "strict") -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) of each train -> test matrix (``report.Table``'s fields)."""
-    return [(m["title"], ["trained on → tested on", *m["tests"]],
-             [[train, *(_text(m["cells"].get(train, {}).get(test)) for test in m["tests"])] for train in m["trains"]], NOTE)
-            for m in matrices(df, mode)]
+    corpus = readable(df)[2]
+    return [(_title(m, df, mode), ["trained on → tested on", *map(corpus, m["tests"])],
+             [[corpus(train), *(_text(m["cells"].get(train, {}).get(test)) for test in m["tests"])] for train in m["trains"]],
+             NOTE) for m in matrices(df, mode)]
 
 
 def figures(df: pd.DataFrame, out: Path, mode: str = "strict") -> list[tuple[Path, str]]:
-    """A heatmap per matrix: F1 as colour (one scale, 0-100, so matrices compare), the value and its
-    overlap mark written in each cell."""
+    """A heatmap per matrix: F1 as colour (one scale, 0-100, so matrices compare), the value, its
+    overlap mark and n (seeds) written in each cell; display names on the axes and in the title."""
+    model, scheme, corpus = readable(df)
     images = []
     for m in matrices(df, mode):
         grid = np.array([[m["cells"].get(tr, {}).get(te, (math.nan,))[0] for te in m["tests"]] for tr in m["trains"]])
-        fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(m["tests"]), 1.2 + 0.6 * len(m["trains"])))
+        # constrained layout: the colorbar and rotated corpus names fit whatever the matrix's size
+        fig, ax = plt.subplots(figsize=(2.4 + 1.5 * len(m["tests"]), 1.6 + 0.7 * len(m["trains"])), layout="constrained")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(len(m["tests"])), m["tests"], rotation=20, ha="right")
-        ax.set_yticks(range(len(m["trains"])), m["trains"])
+        ax.set_xticks(range(len(m["tests"])), [corpus(t) for t in m["tests"]], rotation=20, ha="right")
+        ax.set_yticks(range(len(m["trains"])), [corpus(t) for t in m["trains"]])
         ax.set_xlabel("test set")
         ax.set_ylabel("trained on")
         for i, tr in enumerate(m["trains"]):
             for j, te in enumerate(m["tests"]):
                 cell = m["cells"].get(tr, {}).get(te)
                 if cell is not None:
-                    ax.text(j, i, f"{cell[0]:.1f}{cell[3]}", ha="center", va="center",
-                            color="white" if cell[0] < 60 else "black", fontsize=9)
+                    ax.text(j, i, f"{cell[0]:.1f}{cell[3]}\nn={cell[2]}", ha="center", va="center",
+                            color="white" if cell[0] < 60 else "black", fontsize=CELL_PT)
         fig.colorbar(image, ax=ax, label=f"{mode} F1 (%)")
-        ax.set_title(f"{m['types'] or 'all types'}: {m['model']}, {m['scheme']}", fontsize=10)
+        ax.set_title(f"{m['types'] or 'all types'}: {model(m['model'])}, {scheme(m['scheme'])}", fontsize=10)
         name = f"cross_{slug(m['types'] or 'all')}_{slug(m['model'])}_{slug(m['scheme'])}.png"
-        caption = f"{m['title']}. {TRAINED}: test units in the training data; {DROPPED}: found and dropped."
+        caption = f"{_title(m, df, mode)}; n: seeds. {TRAINED}: test units in the training data; {DROPPED}: found and dropped."
         images.append((_save(fig, out / name), caption))
     return images

@@ -16,9 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from bioner_grid.report_figures import _save, slug  # noqa: E402
-from bioner_grid.runtable import finished, metric_column  # noqa: E402
+from bioner_grid.runtable import finished, metric_column, readable  # noqa: E402
 
 SIZES = ("data.train_fraction", "data.train_documents")  # report.load_runs reads these params into columns
 
@@ -49,11 +50,12 @@ def points(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> pd.Da
 def tables(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) per corpus: each line's F1 at each training size."""
     pts = points(df, split, mode)
+    model, scheme, corpus = readable(df)
     out = []
     for dataset, sub in (pts.groupby("dataset") if not pts.empty else []):
-        rows = [[f"{r.model}, {r.scheme}", r.size, f"{r.sentences:.0f}",
+        rows = [[f"{model(r.model)}, {scheme(r.scheme)}", r.size, f"{r.sentences:.0f}",
                  f"{r.mean:.2f} ± {r.sd:.2f} (n={r.n})" if r.n > 1 else f"{r.mean:.2f}"] for r in sub.itertuples()]
-        out.append((f"Learning curve on {dataset}: {split} {mode} F1 (%) against training size",
+        out.append((f"Learning curve on {corpus(dataset)}: {split} {mode} F1 (%) against training size",
                     ["model, scheme", "training size", "training sentences", f"{split} F1"], rows,
                     "Nested subsamples of the training split for each seed (data.train_fraction / data.train_documents), "
                     "drawn after dev is held out; mean ± sd over seeds."))
@@ -61,20 +63,27 @@ def tables(df: pd.DataFrame, split: str = "test", mode: str = "strict") -> list[
 
 
 def figures(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "strict") -> list[tuple[Path, str]]:
-    """Per corpus: F1 against training sentences, one line per model and scheme, a ± sd band."""
+    """Per corpus: F1 against training sentences, one line per model and scheme (n: seeds per point),
+    a ± sd band; the log axis labelled in plain numbers (300, 500, 1000), not powers of ten."""
     pts = points(df, split, mode)
+    model, scheme, corpus = readable(df)
     images = []
     for dataset, sub in (pts.groupby("dataset") if not pts.empty else []):
         fig, ax = plt.subplots(figsize=(6, 3.8))
-        for (model, scheme), line in sub.groupby(["model", "scheme"]):
-            ax.plot(line["sentences"], line["mean"], marker="o", label=f"{model}, {scheme}")
+        for (m, s), line in sub.groupby(["model", "scheme"]):
+            n = f"n={line['n'].min()}" + (f"–{line['n'].max()}" if line["n"].max() > line["n"].min() else "")
+            ax.plot(line["sentences"], line["mean"], marker="o", label=f"{model(m)}, {scheme(s)} ({n})")
             ax.fill_between(line["sentences"], line["mean"] - line["sd"], line["mean"] + line["sd"], alpha=0.2)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 3, 5)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training sentences (log scale)")
         ax.set_ylabel(f"{split} {mode} F1 (%)")
-        ax.set_title(f"Learning curve: {dataset}", fontsize=10)
+        ax.set_title(f"Learning curve: {corpus(dataset)}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        caption = f"Learning curve on {dataset}: {split} {mode} F1 against training sentences, mean ± sd over seeds"
+        caption = (f"Learning curve on {corpus(dataset)}: {split} {mode} F1 against training sentences, mean ± sd over "
+                   "n seeds per point")
         images.append((_save(fig, out / f"curve_{slug(dataset)}.png"), caption))
     return images

@@ -14,6 +14,7 @@ cell shows, ``report.cells_vs_vanilla``) contains 0. Models and corpora carry th
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -38,6 +39,7 @@ from bioner_grid.schema import safe_name  # noqa: E402
 NOISE_FLOOR = 1.0  # F1 points: the ΔF1 colour scale never spans less than ± this
 CELL_PT = 10  # heatmap cell text (points, at the saved size: no figure is scaled when saved)
 MIN_FIT_POINTS = 3  # fewer points than this get no fitted line
+LABEL_CHARS = 36  # a heatmap row's label wraps at this many characters
 DPI = 100
 # svg.hashsalt: the SVG's element ids are hashes of it, not random, so that the same runs give the same bytes
 STYLE = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "bioner-grid", "font.size": 10,
@@ -157,16 +159,21 @@ def scheme_heatmaps(df: pd.DataFrame, out: Path, split: str, mode: str, cells: p
         panels = [("F1", grid, "viridis", f"{split} {mode} F1 (%)")]
         if "vanilla" in grid.columns:
             panels.append(("ΔF1 vs Vanilla", grid.sub(grid["vanilla"], axis=0), "RdBu", "ΔF1 vs Vanilla (F1 points)"))
+        # a variant's label ("TinyBERT (max_train_sentences=32, extra_tests=[...])") wrapped, once, left of the panels
+        rows = [textwrap.fill(shown(m, disp), LABEL_CHARS) for m in grid.index]
+        lines = sum(r.count("\n") + 1 for r in rows)
+        labels = 0.075 * max(len(line) for r in rows for line in r.split("\n"))  # inches, at 10 pt
         width = max(4.5, 0.95 * len(grid.columns) + 2.8)  # inches per panel: room for "−12.3~" and "n=3" at CELL_PT
-        fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 0.62 * len(grid) + 2.3), squeeze=False)
-        for ax, (title, values, cmap, label) in zip(axes[0], panels):
+        fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels) + labels, max(0.62 * len(grid), 0.18 * lines) + 2.3),
+                                 squeeze=False, layout="constrained")
+        for k, (ax, (title, values, cmap, label)) in enumerate(zip(axes[0], panels)):
             kwargs = {}
             if title.startswith("Δ"):
                 limit = delta_limit(values.values, None if b is None or not len(b) else ((b["high"] - b["low"]) / 2).values)
                 kwargs = {"vmin": -limit, "vmax": limit}
             im = ax.imshow(values.values, cmap=cmap, aspect="auto", **kwargs)
             ax.set_xticks(range(len(values.columns)), [names.get(s, s) for s in values.columns], rotation=30, ha="right")
-            ax.set_yticks(range(len(values.index)), [shown(m, disp) for m in values.index])
+            ax.set_yticks(range(len(values.index)), rows if k == 0 else [])
             for (i, j), v in np.ndenumerate(values.values):
                 if np.isnan(v):
                     continue

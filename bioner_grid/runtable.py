@@ -164,3 +164,16 @@ def shown(label, names: dict[str, str]) -> str:
     label = str(label)
     name, sep, rest = label.partition(" (")
     return names.get(name, name) + sep + rest
+
+
+def readable(df: pd.DataFrame):
+    """Three functions, raw name -> the name a reader sees, for the models, the schemes and the
+    corpora of these runs: display names from the runs or configs (``bc5cdr_disease`` ->
+    ``BC5CDR-disease``). A corpus only scored as an extra test set (never trained on, so not in the
+    runs' ``dataset``) is named by its packaged dataset config."""
+    names, schemes = display_names(df), scheme_names(df)
+
+    def corpus(name: str) -> str:
+        return names.get(name) or packaged_display_name("dataset", name) or name
+
+    return (lambda model: shown(model, names)), (lambda scheme: schemes.get(scheme, scheme)), corpus

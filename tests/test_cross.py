@@ -5,7 +5,7 @@ bioner_grid/cross.py) and learning-curve subsamples (``data.train_fraction`` /
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import warnings
 
 import mlflow
 import pandas as pd
@@ -224,17 +224,17 @@ def test_the_report_shows_the_cross_matrix_and_the_learning_curve(store):
 
     df = report.load_runs(f"sqlite:///{store}/mlflow.db", ["bioner-grid"])
     tables, _ = report.build(df)
-    cross_table = next(t for t in tables if t.title.startswith("Cross-corpus strict F1 (%), Disease: tiny_bert, welt"))
-    assert cross_table.header == ["trained on → tested on", "bc5cdr_disease", "ncbi_disease", "biored_disease"]
+    cross_table = next(t for t in tables if t.title.startswith("Cross-corpus strict F1 (%), Disease: TinyBERT, WeLT"))
+    assert cross_table.header == ["trained on → tested on", "BC5CDR-disease", "NCBI-disease", "BioRED-disease"]
     cells = {r[0].text: [c.text for c in r[1:]] for r in cross_table.rows}
     a = df[df["dataset"] == "ncbi_disease"].dropna(subset=["cross/bc5cdr_disease/strict_f1"]).iloc[0]
     b = df[df["dataset"] == "bc5cdr_disease"].iloc[0]
-    assert cells["ncbi_disease"][0].rstrip("*†") == f"{100 * a['cross/bc5cdr_disease/strict_f1']:.2f}"
-    assert cells["bc5cdr_disease"][0].rstrip("*†") == f"{100 * b['test_strict_f1']:.2f}"  # the diagonal: its own test
-    assert cells["bc5cdr_disease"][2] == "—"  # not tested there
+    assert cells["NCBI-disease"][0].rstrip("*†") == f"{100 * a['cross/bc5cdr_disease/strict_f1']:.2f}"
+    assert cells["BC5CDR-disease"][0].rstrip("*†") == f"{100 * b['test_strict_f1']:.2f}"  # the diagonal: its own test
+    assert cells["BC5CDR-disease"][2] == "—"  # not tested there
     # NCBI-disease's training file shares 8 sentences with BC5CDR-disease's test (warn: trained on): marked
-    assert a["overlap.cross.bc5cdr_disease.test_in_train"] != "0 of 0" and cells["ncbi_disease"][0].endswith("*")
-    curve = next(t for t in tables if t.title.startswith("Learning curve on ncbi_disease"))
+    assert a["overlap.cross.bc5cdr_disease.test_in_train"] != "0 of 0" and cells["NCBI-disease"][0].endswith("*")
+    curve = next(t for t in tables if t.title.startswith("Learning curve on NCBI-disease"))
     sizes = [(r[1].text, int(r[2].text)) for r in curve.rows]
     assert [s for s, _ in sizes] == ["fraction 0.02", "fraction 0.05"] and sizes[0][1] < sizes[1][1]
     runs_c = df[df["data.train_fraction"] == "0.02"]
@@ -248,9 +248,19 @@ def test_the_report_writes_the_heatmap_and_the_curve(store, tmp_path):
     from bioner_grid import report
 
     df = report.load_runs(f"sqlite:///{store}/mlflow.db", ["bioner-grid"])
-    page = report.write(df, tmp_path / "report", cache=store / "artifacts_cache")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = report.write(df, tmp_path / "report", cache=store / "artifacts_cache")
+    # every figure fits its labels (a tight_layout that gives up leaves them cut at the frame)
+    assert not [w for w in caught if "layout not applied" in str(w.message)], [str(w.message) for w in caught]
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert "cross_Disease_tiny_bert_welt.png" in pngs and "curve_ncbi_disease.png" in pngs
     text = page.read_text()
-    assert "Cross-corpus strict F1" in text and "Learning curve on ncbi_disease" in text
+    assert "Cross-corpus strict F1" in text and "Learning curve on NCBI-disease" in text
     assert pd.read_csv(tmp_path / "report" / "runs.csv")["dataset"].nunique() == 2
+    # the figures' text (kept as text in the SVG): display names, and n in each heatmap cell
+    heatmap = (tmp_path / "report" / "cross_Disease_tiny_bert_welt.svg").read_text()
+    assert all(name in heatmap for name in ("NCBI-disease", "BC5CDR-disease", "TinyBERT", "WeLT"))
+    assert "ncbi_disease" not in heatmap and heatmap.count("n=1") == 5  # five cells scored (3 + 2), one seed each
+    curve = (tmp_path / "report" / "curve_ncbi_disease.svg").read_text()
+    assert "Learning curve: NCBI-disease" in curve and "TinyBERT, Vanilla (n=1–2)" in curve

@@ -95,15 +95,19 @@ def _text(cell) -> str:
     return (f"{mean:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{mean:.2f}") + mark
 
 
-def _title(m: dict, df: pd.DataFrame, mode: str) -> str:
-    model, scheme, _ = readable(df)
-    return f"Cross-corpus {mode} F1 (%), {m['types'] or 'all types'}: {model(m['model'])}, {scheme(m['scheme'])}"
+def _heading(m: dict, model, scheme) -> str:
+    """``Disease: MiniLM, WeLT``: a matrix's entity types, model and scheme (``readable``'s namers)."""
+    return f"{m['types'] or 'all types'}: {model(m['model'])}, {scheme(m['scheme'])}"
+
+
+def _title(m: dict, mode: str, model, scheme) -> str:
+    return f"Cross-corpus {mode} F1 (%), {_heading(m, model, scheme)}"
 
 
 def tables(df: pd.DataFrame, mode: str = "strict") -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) of each train -> test matrix (``report.Table``'s fields)."""
-    corpus = readable(df)[2]
-    return [(_title(m, df, mode), ["trained on → tested on", *map(corpus, m["tests"])],
+    model, scheme, corpus = readable(df)
+    return [(_title(m, mode, model, scheme), ["trained on → tested on", *map(corpus, m["tests"])],
              [[corpus(train), *(_text(m["cells"].get(train, {}).get(test)) for test in m["tests"])] for train in m["trains"]],
              NOTE) for m in matrices(df, mode)]
 
@@ -129,8 +133,8 @@ def figures(df: pd.DataFrame, out: Path, mode: str = "strict") -> list[tuple[Pat
                     ax.text(j, i, f"{cell[0]:.1f}{cell[3]}\nn={cell[2]}", ha="center", va="center",
                             color="white" if cell[0] < 60 else "black", fontsize=CELL_PT)
         fig.colorbar(image, ax=ax, label=f"{mode} F1 (%)")
-        ax.set_title(f"{m['types'] or 'all types'}: {model(m['model'])}, {scheme(m['scheme'])}", fontsize=10)
+        ax.set_title(_heading(m, model, scheme), fontsize=10)
         name = f"cross_{slug(m['types'] or 'all')}_{slug(m['model'])}_{slug(m['scheme'])}.png"
-        caption = f"{_title(m, df, mode)}; n: seeds. {TRAINED}: test units in the training data; {DROPPED}: found and dropped."
+        caption = f"{_title(m, mode, model, scheme)}; n: seeds. {TRAINED}: test units in the training data; {DROPPED}: found and dropped."
         images.append((_save(fig, out / name), caption))
     return images

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from bioner_grid.report_figures import _save, slug  # noqa: E402
-from bioner_grid.runtable import finished, metric_column, readable  # noqa: E402
+from bioner_grid.runtable import finished, metric_column, n_range, readable  # noqa: E402
 
 SIZES = ("data.train_fraction", "data.train_documents")  # report.load_runs reads these params into columns
 
@@ -71,8 +71,7 @@ def figures(df: pd.DataFrame, out: Path, split: str = "test", mode: str = "stric
     for dataset, sub in (pts.groupby("dataset") if not pts.empty else []):
         fig, ax = plt.subplots(figsize=(6, 3.8))
         for (m, s), line in sub.groupby(["model", "scheme"]):
-            n = f"n={line['n'].min()}" + (f"–{line['n'].max()}" if line["n"].max() > line["n"].min() else "")
-            ax.plot(line["sentences"], line["mean"], marker="o", label=f"{model(m)}, {scheme(s)} ({n})")
+            ax.plot(line["sentences"], line["mean"], marker="o", label=f"{model(m)}, {scheme(s)} ({n_range(line['n'])})")
             ax.fill_between(line["sentences"], line["mean"] - line["sd"], line["mean"] + line["sd"], alpha=0.2)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 3, 5)))

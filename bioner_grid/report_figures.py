@@ -29,6 +29,7 @@ from bioner_grid.runtable import (  # noqa: E402
     display_names,
     finished,
     metric_column,
+    n_range,
     scheme_names,
     schemes_of,
     shown,
@@ -82,7 +83,7 @@ def lr_curves(df: pd.DataFrame, out: Path, split: str, mode: str) -> list[tuple[
                 curve = (100 * g[col]).groupby(g["lr"]).mean().sort_index()
                 n = g.groupby("lr").size()
                 line, = ax.plot(curve.index, curve.values, marker="o",
-                                label=f"batch {int(bs)} (n={n.min()}" + (f"–{n.max()})" if n.max() > n.min() else ")"))
+                                label=f"batch {int(bs)} ({n_range(n)})")
                 pick = chosen[(chosen["model"] == model) & (chosen["batch_size"] == bs)]
                 if len(pick) and pick["lr"].iloc[0] in curve.index:
                     lr = pick["lr"].iloc[0]

@@ -166,6 +166,12 @@ def shown(label, names: dict[str, str]) -> str:
     return names.get(name, name) + sep + rest
 
 
+def n_range(counts) -> str:
+    """The seeds behind a line's points, for its legend: ``n=2``, or ``n=1–2`` where they differ."""
+    low, high = int(min(counts)), int(max(counts))
+    return f"n={low}" + (f"–{high}" if high > low else "")
+
+
 def readable(df: pd.DataFrame):
     """Three functions, raw name -> the name a reader sees, for the models, the schemes and the
     corpora of these runs: display names from the runs or configs (``bc5cdr_disease`` ->
